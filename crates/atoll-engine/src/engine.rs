@@ -1,0 +1,277 @@
+//! The process-wide engine: configuration, epoch ticker, linker, and component loading.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use atoll_manifest::{App, Component as ManifestComponent, Diagnostic};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::check::{ComponentKind, inspect_bytes};
+use crate::component::{InstanceState, LoadedComponent};
+use crate::error::LoadError;
+
+/// How often the epoch advances. A guest that runs past its deadline is stopped within
+/// one tick of it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Operator settings for the engine (not the app's: those are in the manifest).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where compiled components are cached; `None` compiles in memory every start.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances alive at once across all components (the pool's size).
+    pub max_instances: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            max_instances: 1000,
+        }
+    }
+}
+
+/// Whether a component came from the compile cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded a precompiled artifact from the cache directory.
+    Hit,
+    /// Compiled now, and stored the artifact for next time.
+    Compiled,
+    /// Compiled now; no cache directory was usable.
+    Uncached,
+}
+
+/// One per process: a wasmtime engine, its linker, and the thread that advances epochs.
+pub struct Engine {
+    engine: wasmtime::Engine,
+    linker: Linker<InstanceState>,
+    config: EngineConfig,
+    pooling: bool,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Engine {
+    /// Build the engine. Tries the pooling allocator first and falls back to on-demand
+    /// allocation (slower per request) if the machine refuses the address space.
+    pub fn new(config: EngineConfig) -> Result<Self, LoadError> {
+        let (engine, pooling) = match wasmtime::Engine::new(&wasmtime_config(&config, true)) {
+            Ok(e) => (e, true),
+            Err(e) => {
+                tracing::warn!(
+                    "pooling allocator unavailable ({e}); falling back to on-demand instance allocation, which is slower per request"
+                );
+                let e = wasmtime::Engine::new(&wasmtime_config(&config, false))
+                    .map_err(|e| LoadError::Engine(e.to_string()))?;
+                (e, false)
+            }
+        };
+
+        let mut linker = Linker::new(&engine);
+        // Real `wasi:http/proxy` guests (wstd, componentize-py, jco) also import wasi:cli,
+        // wasi:filesystem and wasi:sockets. They are linked, and empty unless granted:
+        // no env vars beyond the manifest's, no preopens, every address denied.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+
+        Ok(Self {
+            engine,
+            linker,
+            config,
+            pooling,
+            ticker_stop,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn is_pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// Check, compile (or load from cache) and pre-instantiate one component of `app`.
+    /// Every error points at the component's `source` in the manifest.
+    pub fn load_component(
+        &self,
+        app: &App,
+        component: &ManifestComponent,
+    ) -> Result<(LoadedComponent, CacheOutcome), LoadError> {
+        let at = |msg: String| {
+            app.diagnostic(component.source_span.clone(), msg)
+                .key(format!("component.{}.source", component.name))
+        };
+        let path = &component.source;
+        let bytes = std::fs::read(path).map_err(|e| {
+            let d = at(format!(
+                "cannot read component `{}` of `{}`: {e}",
+                path.display(),
+                component.name
+            ));
+            match &component.build {
+                Some(b) => d.help(format!(
+                    "run its build command (`{}`), or fix the path",
+                    b.command
+                )),
+                None => d.help(
+                    "build the component first, or fix the path (it is relative to the manifest)",
+                ),
+            }
+        })?;
+        check_kind(&bytes, path, &component.name, &at)?;
+
+        let (compiled, outcome) = self.compile_cached(&bytes).map_err(|e| {
+            at(format!("`{}` failed to compile: {e}", path.display()))
+                .help("check that it is a valid component for WASI 0.2 (wasm-tools validate)")
+        })?;
+
+        let pre = self.linker.instantiate_pre(&compiled).map_err(|e| {
+            at(format!(
+                "component `{}` cannot be linked: {}",
+                component.name,
+                error_chain(&e)
+            ))
+            .help("atoll provides WASI 0.2 (wasi:http/proxy, wasi:cli, wasi:filesystem, wasi:clocks, wasi:random, wasi:io, wasi:sockets); remove imports of other interfaces")
+        })?;
+        let pre = ProxyPre::new(pre).map_err(|e| {
+            at(format!(
+                "component `{}` does not export a usable wasi:http/incoming-handler: {}",
+                component.name,
+                error_chain(&e)
+            ))
+        })?;
+        Ok((LoadedComponent::new(component, pre), outcome))
+    }
+
+    fn compile_cached(&self, bytes: &[u8]) -> Result<(Component, CacheOutcome), String> {
+        match &self.config.cache_dir {
+            Some(dir) => crate::cache::load_or_compile(&self.engine, dir, bytes),
+            None => Component::new(&self.engine, bytes)
+                .map(|c| (c, CacheOutcome::Uncached))
+                .map_err(|e| error_chain(&e)),
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn check_kind(
+    bytes: &[u8],
+    path: &std::path::Path,
+    name: &str,
+    at: &dyn Fn(String) -> Diagnostic,
+) -> Result<(), Diagnostic> {
+    let shown = path.display();
+    match inspect_bytes(bytes) {
+        ComponentKind::NotWasm => Err(at(format!("`{shown}` is not a WebAssembly file"))
+            .help("point `source` at the .wasm file your build produces")),
+        ComponentKind::Malformed(e) => Err(at(format!("`{shown}` is malformed WebAssembly: {e}"))
+            .help("rebuild it; `wasm-tools validate` shows more detail")),
+        ComponentKind::CoreModule { wasip1: true } => Err(at(format!(
+            "`{shown}` is a core module built for wasip1, not a component"
+        ))
+        .help("build with `--target wasm32-wasip2` (Rust) or adapt it: `wasm-tools component new module.wasm --adapt wasi_snapshot_preview1.proxy.wasm -o component.wasm`")),
+        ComponentKind::CoreModule { wasip1: false } => Err(at(format!(
+            "`{shown}` is a core WebAssembly module, not a component"
+        ))
+        .help("build a component (`cargo build --target wasm32-wasip2`) or wrap the module with `wasm-tools component new`")),
+        ComponentKind::Component { exports, .. } => {
+            if exports
+                .iter()
+                .any(|e| e.starts_with("wasi:http/incoming-handler@0.2."))
+            {
+                Ok(())
+            } else {
+                let has = if exports.is_empty() {
+                    "it exports nothing".to_string()
+                } else {
+                    format!("it exports {}", exports.join(", "))
+                };
+                Err(at(format!(
+                    "component `{name}` (`{shown}`) does not export wasi:http/incoming-handler, so it cannot serve HTTP; {has}"
+                ))
+                .help("build it for the wasi:http/proxy world (for Rust: `wstd::http_server` or `wasip2::http::proxy::export!`)"))
+            }
+        }
+    }
+}
+
+/// All messages of an error chain, joined, for one-line logs and diagnostics.
+pub(crate) fn error_chain(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+fn wasmtime_config(config: &EngineConfig, pooling: bool) -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true);
+    c.epoch_interruption(true);
+    // Traps in logs carry a short backtrace; longer ones only cost on the error path.
+    c.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(16));
+    c.max_wasm_stack(1 << 20);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = config.max_instances.max(1);
+        pool.total_component_instances(n)
+            // A component such as a wstd guest holds a handful of core instances.
+            .total_core_instances(n.saturating_mul(8))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(8))
+            .total_stacks(n)
+            .max_memory_size(atoll_manifest_max_memory())
+            .max_unused_warm_slots(n.min(256))
+            // Reset only the pages a request dirtied instead of madvising the slot away
+            // (see PERF.md): keep up to 4 MiB resident, scan with PAGEMAP_SCAN where the
+            // kernel has it.
+            .linear_memory_keep_resident(4 << 20)
+            .table_keep_resident(256 << 10)
+            .pagemap_scan(Enabled::Auto)
+            .decommit_batch_size(16);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    c
+}
+
+/// The largest memory limit a manifest may set (4 GiB), so every limit fits a pool slot.
+fn atoll_manifest_max_memory() -> usize {
+    usize::try_from(4u64 << 30).unwrap_or(usize::MAX)
+}
+
+fn spawn_epoch_ticker(engine: wasmtime::Engine, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("atoll-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(
+            "cannot start the epoch thread ({e}); guest timeouts will rely on wall-clock timers only"
+        );
+    }
+}

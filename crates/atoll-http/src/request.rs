@@ -1,0 +1,217 @@
+//! The per-request path, top to bottom:
+//!
+//! route -> admit (per-component permit, else 503) -> size check (413) -> fresh `Store`
+//! with limits -> instantiate from the warm pooled slot -> call `incoming-handler` ->
+//! stream the response -> drop the store.
+//!
+//! The guest runs in its own task so that it can keep writing the response body after
+//! `response-outparam.set`; that task also holds the concurrency permit and enforces the
+//! wall-clock timeout, and it logs a guest's failure once, with the component and the
+//! reason. This function only turns the outcome into a status code.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use atoll_engine::{FailureKind, classify_error};
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::body::LimitedBody;
+use crate::server::{HttpApp, ServedComponent, ServerState};
+
+/// What the server sends: the guest's streamed body, or a short body of our own.
+pub type ServerBody = Either<HyperOutgoingBody, Full<Bytes>>;
+
+/// How one guest run ended (from the guest task's point of view).
+enum Outcome {
+    Finished,
+    Failed(FailureKind, String),
+    TimedOut,
+}
+
+pub(crate) async fn handle(
+    state: Arc<ServerState>,
+    req: Request<Incoming>,
+) -> Result<Response<ServerBody>, Infallible> {
+    let app: &HttpApp = &state.app;
+    let Some(index) = app.router.route(req.uri().path()) else {
+        return Ok(plain(StatusCode::NOT_FOUND, "no route matches this path\n"));
+    };
+    let component = &app.components[index];
+
+    // Admission: beyond the component's concurrency limit, answer at once.
+    let Ok(permit) = component.permits.clone().try_acquire_owned() else {
+        tracing::warn!(component = %component.loaded.name(), "over the concurrency limit; answering 503");
+        let mut resp = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the component is at its concurrency limit; retry shortly\n",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Ok(resp);
+    };
+
+    let max_body = state.config.max_body_bytes;
+    if let Some(len) = content_length(&req)
+        && len > max_body
+    {
+        return Ok(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is larger than this server accepts\n",
+        ));
+    }
+
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let req = req.map(|b| LimitedBody::new(b, max_body, exceeded.clone()));
+
+    let mut store = component.loaded.new_store();
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let prepared = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, req)
+        .and_then(|req| {
+            let out = store.data_mut().http().new_response_outparam(sender)?;
+            Ok((req, out))
+        });
+    let (guest_req, out) = match prepared {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::debug!("bad request: {e}");
+            return Ok(plain(StatusCode::BAD_REQUEST, "malformed request\n"));
+        }
+    };
+
+    let pre = component.loaded.pre().clone();
+    let name = component.loaded.name().clone();
+    let timeout = component.loaded.limits().timeout;
+    let guest = tokio::spawn(async move {
+        let _permit = permit;
+        let run = async {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, guest_req, out)
+                .await
+        };
+        let outcome = match tokio::time::timeout(timeout, run).await {
+            Ok(Ok(())) => Outcome::Finished,
+            Ok(Err(e)) => {
+                let kind = classify_error(&e);
+                let reason = format!("{e:?}");
+                Outcome::Failed(kind, reason)
+            }
+            Err(_) => Outcome::TimedOut,
+        };
+        drop(store);
+        match &outcome {
+            Outcome::Finished => {}
+            Outcome::Failed(kind, reason) => {
+                tracing::error!(component = %name, kind = ?kind, "guest failed: {reason}")
+            }
+            Outcome::TimedOut => {
+                tracing::error!(component = %name, kind = ?FailureKind::Timeout, "guest exceeded its timeout of {timeout:?} and was stopped")
+            }
+        }
+        outcome
+    });
+
+    match receiver.await {
+        Ok(Ok(resp)) => {
+            if exceeded.load(Ordering::Relaxed) {
+                return Ok(too_large());
+            }
+            Ok(resp.map(Either::Left))
+        }
+        Ok(Err(code)) => {
+            if exceeded.load(Ordering::Relaxed) {
+                return Ok(too_large());
+            }
+            tracing::error!(component = %component.loaded.name(), "guest answered with an error: {code:?}");
+            Ok(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the component failed to handle the request\n",
+            ))
+        }
+        // The guest ended without calling `response-outparam.set`.
+        Err(_) => {
+            if exceeded.load(Ordering::Relaxed) {
+                return Ok(too_large());
+            }
+            let outcome = guest.await.unwrap_or_else(|e| {
+                Outcome::Failed(
+                    FailureKind::Other,
+                    format!("guest task ended abnormally: {e}"),
+                )
+            });
+            Ok(match outcome {
+                Outcome::Finished => {
+                    tracing::error!(component = %component.loaded.name(), "guest returned without setting a response");
+                    plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the component returned without a response\n",
+                    )
+                }
+                Outcome::TimedOut | Outcome::Failed(FailureKind::Timeout, _) => plain(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the component did not answer within its time limit\n",
+                ),
+                Outcome::Failed(FailureKind::Capacity, _) => {
+                    let mut resp = plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the server is at capacity; retry shortly\n",
+                    );
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    resp
+                }
+                Outcome::Failed(..) => plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the component failed to handle the request\n",
+                ),
+            })
+        }
+    }
+}
+
+fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn too_large() -> Response<ServerBody> {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the request body is larger than this server accepts\n",
+    )
+}
+
+/// A short text response of our own.
+pub(crate) fn plain(status: StatusCode, body: &'static str) -> Response<ServerBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
+        body.as_bytes(),
+    ))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+impl ServedComponent {
+    /// Requests this component is handling right now.
+    pub fn in_flight(&self) -> usize {
+        self.max_concurrency as usize - self.permits.available_permits()
+    }
+}

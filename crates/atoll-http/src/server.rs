@@ -1,0 +1,162 @@
+//! The listener: accepts connections, serves HTTP/1.1 (keep-alive) and HTTP/2 (h2c, by
+//! prior knowledge) on them, and shuts down gracefully.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atoll_engine::LoadedComponent;
+use atoll_manifest::App;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::router::Router;
+
+/// Operator settings of the HTTP trigger.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest request head (request line + headers) accepted; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Largest request body accepted; larger gets 413.
+    pub max_body_bytes: u64,
+    /// How long in-flight requests may take to finish after shutdown starts.
+    pub shutdown_grace: Duration,
+    /// How long a client may take to send a request head.
+    pub header_read_timeout: Duration,
+    /// Concurrency limit for components whose manifest sets none.
+    pub default_max_concurrency: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        Self {
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 64 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            default_max_concurrency: (cores * 100).min(1000),
+        }
+    }
+}
+
+/// One component as the server sees it: its instances and its concurrency permits.
+pub struct ServedComponent {
+    pub(crate) loaded: LoadedComponent,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) max_concurrency: u32,
+}
+
+/// An app ready to serve: its components and its routing table.
+pub struct HttpApp {
+    /// The app's name.
+    pub name: String,
+    pub(crate) components: Vec<ServedComponent>,
+    pub(crate) router: Router,
+}
+
+impl HttpApp {
+    /// Combine a validated app with its loaded components (in any order; matched by name).
+    pub fn new(app: &App, loaded: Vec<LoadedComponent>, config: &HttpConfig) -> Self {
+        let components: Vec<ServedComponent> = loaded
+            .into_iter()
+            .map(|loaded| {
+                let max = loaded
+                    .limits()
+                    .max_concurrency
+                    .unwrap_or(config.default_max_concurrency)
+                    .max(1);
+                ServedComponent {
+                    permits: Arc::new(Semaphore::new(max as usize)),
+                    max_concurrency: max,
+                    loaded,
+                }
+            })
+            .collect();
+        let router = Router::new(app.http_triggers.iter().filter_map(|t| {
+            let idx = components
+                .iter()
+                .position(|c| &**c.loaded.name() == t.component.as_str())?;
+            Some((t.route.clone(), idx))
+        }));
+        Self {
+            name: app.name.clone(),
+            components,
+            router,
+        }
+    }
+}
+
+pub(crate) struct ServerState {
+    pub(crate) app: Arc<HttpApp>,
+    pub(crate) config: HttpConfig,
+}
+
+/// Serve `app` on `listener` until `shutdown` completes; then stop accepting, let
+/// in-flight requests finish (up to `shutdown_grace`), and return.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<HttpApp>,
+    config: HttpConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let grace = config.shutdown_grace;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .max_buf_size(config.max_header_bytes.max(8192))
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
+    let state = Arc::new(ServerState { app, config });
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                // Nagle would hold small responses back by up to 40 ms.
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    crate::request::handle(state.clone(), req)
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection ended with an error: {e}");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    // New connections are refused from here on.
+    drop(listener);
+    tracing::info!("shutting down: waiting up to {grace:?} for in-flight requests");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within {grace:?}; closing them");
+    }
+    Ok(())
+}

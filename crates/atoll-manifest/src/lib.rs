@@ -1,0 +1,24 @@
+//! Parse and validate `atoll.toml` into a resolved [`App`].
+//!
+//! This crate turns what an author wrote into a model the runtime can trust: every key is
+//! known, every value has the right type and range, routes are unique, and each trigger
+//! names a component that exists. Problems come back as a [`Diagnostic`] that names the
+//! file, line, column and dotted key, and says what to do.
+//!
+//! It is *not* for anything beyond reading the manifest file: it does not look at the
+//! `.wasm` files (that is `atoll-engine`, which reports its findings through
+//! [`App::diagnostic`] so they still point at the `source` line), run build commands, or
+//! know about wasmtime, tokio or the network.
+//!
+//! Key types: [`App`] (the resolved app), [`Component`], [`HttpTrigger`] with its
+//! [`Route`], and [`Limits`].
+
+mod diagnostic;
+mod model;
+mod parse;
+mod units;
+
+pub use diagnostic::{Diagnostic, SourceText, Span, did_you_mean};
+pub use model::*;
+pub use parse::{MANIFEST_FILE, load, parse};
+pub use units::{parse_duration, parse_size};

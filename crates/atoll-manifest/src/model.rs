@@ -1,0 +1,205 @@
+//! The resolved app: what the runtime consumes after validation.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::diagnostic::{Diagnostic, SourceText, Span};
+
+/// Default memory limit of one instance.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 128 * 1024 * 1024;
+/// Default wall-clock limit of one request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A validated app.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// `[app] name`.
+    pub name: String,
+    /// `[app] version`.
+    pub version: String,
+    /// The directory the manifest is in; relative paths resolve against it.
+    pub dir: PathBuf,
+    /// Components by name, sorted.
+    pub components: BTreeMap<String, Component>,
+    /// HTTP triggers in manifest order.
+    pub http_triggers: Vec<HttpTrigger>,
+    pub(crate) source: Arc<SourceText>,
+}
+
+impl App {
+    /// The manifest file, as named in messages.
+    pub fn manifest_path(&self) -> &std::path::Path {
+        &self.source.path
+    }
+
+    /// A diagnostic that points into this app's manifest, for problems found after
+    /// parsing (a missing or malformed `source`, a failed build).
+    pub fn diagnostic(&self, span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(message).at(&self.source, span)
+    }
+}
+
+/// One `[component.NAME]`.
+#[derive(Debug, Clone)]
+pub struct Component {
+    /// The NAME in `[component.NAME]`.
+    pub name: String,
+    /// Absolute (resolved) path of the `.wasm` file.
+    pub source: PathBuf,
+    /// Where `source` is written in the manifest, for later errors.
+    pub source_span: Span,
+    /// How to build `source`, if the author said.
+    pub build: Option<BuildConfig>,
+    /// The environment variables the guest sees, and no others.
+    pub environment: Vec<(String, String)>,
+    /// Resource limits, always set.
+    pub limits: Limits,
+}
+
+/// `build = { command, workdir, watch }`.
+#[derive(Debug, Clone)]
+pub struct BuildConfig {
+    /// A shell command line.
+    pub command: String,
+    /// Directory to run it in (the app directory unless set).
+    pub workdir: PathBuf,
+    /// Glob patterns, relative to `workdir`, whose files trigger a rebuild when newer than
+    /// `source`.
+    pub watch: Vec<String>,
+    /// Where `build` is written, for errors.
+    pub span: Span,
+}
+
+/// `limits = { memory, timeout, max_concurrency }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of linear memory one instance may use (all memories together).
+    pub memory: u64,
+    /// Wall-clock time one request may take, response body included.
+    pub timeout: Duration,
+    /// Requests handled at once; beyond this the server answers 503. `None` means the
+    /// runtime picks a default sized to the machine.
+    pub max_concurrency: Option<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory: DEFAULT_MEMORY_LIMIT,
+            timeout: DEFAULT_TIMEOUT,
+            max_concurrency: None,
+        }
+    }
+}
+
+/// One `[[trigger.http]]`.
+#[derive(Debug, Clone)]
+pub struct HttpTrigger {
+    /// The route pattern.
+    pub route: Route,
+    /// The component that handles it.
+    pub component: String,
+}
+
+/// A route pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// `/hello` matches exactly `/hello`.
+    Exact(String),
+    /// `/api/...` matches `/api` and everything below `/api/`. The string is the prefix
+    /// without the trailing `/...` (`/api`; the root wildcard `/...` is the empty string).
+    Prefix(String),
+}
+
+impl Route {
+    /// Parse a route as written in the manifest.
+    pub fn parse(s: &str) -> Result<Route, String> {
+        if !s.starts_with('/') {
+            return Err(format!("route `{s}` must start with `/`"));
+        }
+        if s.contains(['?', '#']) {
+            return Err(format!(
+                "route `{s}` contains `?` or `#`; routes match the path only"
+            ));
+        }
+        if let Some(prefix) = s.strip_suffix("/...") {
+            if prefix.contains("...") {
+                return Err(format!("route `{s}` may use `...` only once, at the end"));
+            }
+            return Ok(Route::Prefix(prefix.trim_end_matches('/').to_string()));
+        }
+        if s.contains("...") {
+            return Err(format!(
+                "route `{s}` uses `...` in the middle; a wildcard must be the last segment, as in `/api/...`"
+            ));
+        }
+        let trimmed = if s.len() > 1 {
+            s.trim_end_matches('/')
+        } else {
+            s
+        };
+        Ok(Route::Exact(trimmed.to_string()))
+    }
+
+    /// Does this route match `path` (no query)?
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            Route::Exact(p) => {
+                path == p
+                    || (p.len() > 1
+                        && path.len() == p.len() + 1
+                        && path.starts_with(p.as_str())
+                        && path.ends_with('/'))
+            }
+            Route::Prefix(p) => {
+                p.is_empty()
+                    || (path.starts_with(p.as_str())
+                        && matches!(path.as_bytes().get(p.len()), None | Some(b'/')))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Exact(p) => f.write_str(p),
+            Route::Prefix(p) => write!(f, "{p}/..."),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_as_documented() {
+        let exact = Route::parse("/hello").unwrap();
+        assert!(exact.matches("/hello"));
+        assert!(exact.matches("/hello/"));
+        assert!(!exact.matches("/hello/x"));
+        assert!(!exact.matches("/hellox"));
+
+        let prefix = Route::parse("/api/...").unwrap();
+        assert!(prefix.matches("/api"));
+        assert!(prefix.matches("/api/"));
+        assert!(prefix.matches("/api/users/1"));
+        assert!(!prefix.matches("/apix"));
+        assert!(!prefix.matches("/"));
+
+        let root = Route::parse("/...").unwrap();
+        assert!(root.matches("/"));
+        assert!(root.matches("/anything/at/all"));
+        assert_eq!(root.to_string(), "/...");
+    }
+
+    #[test]
+    fn bad_routes_are_refused() {
+        assert!(Route::parse("hello").is_err());
+        assert!(Route::parse("/a/.../b").is_err());
+        assert!(Route::parse("/a?b").is_err());
+    }
+}

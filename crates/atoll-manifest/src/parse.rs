@@ -1,0 +1,514 @@
+//! Walks the TOML tree by hand (instead of `serde`) so that every error can name the
+//! exact key, its line and column, and suggest the key that was probably meant.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diagnostic::{Diagnostic, SourceText, Span, did_you_mean};
+use crate::model::*;
+use crate::units::{parse_duration, parse_size};
+
+/// The manifest file name looked for in an app directory.
+pub const MANIFEST_FILE: &str = "atoll.toml";
+
+/// Largest memory limit a component may ask for.
+const MAX_MEMORY: u64 = 4 * 1024 * 1024 * 1024;
+/// Smallest memory limit that can run any real guest.
+const MIN_MEMORY: u64 = 1024 * 1024;
+
+/// Read and validate a manifest file. `path` is used as given in messages.
+pub fn load(path: &Path) -> Result<App, Diagnostic> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostic::new(format!("cannot read manifest `{}`: {e}", path.display()))
+            .help("run `atoll up` in a directory with an atoll.toml, or pass its path with `-f`")
+    })?;
+    let dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."));
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    parse(text, path, &dir)
+}
+
+/// Validate manifest `text`. `display_path` names the file in messages; relative paths
+/// in the manifest resolve against `dir`.
+pub fn parse(text: String, display_path: &Path, dir: &Path) -> Result<App, Diagnostic> {
+    let source = Arc::new(SourceText {
+        path: display_path.to_path_buf(),
+        text,
+    });
+    let table = {
+        let text: &str = &source.text;
+        match DeTable::parse(text) {
+            Ok(t) => t,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                return Err(
+                    Diagnostic::new(format!("invalid TOML: {}", e.message().trim_end()))
+                        .at(&source, span)
+                        .help("fix the TOML syntax at the marked place"),
+                );
+            }
+        }
+    };
+    let cx = Cx {
+        src: &source,
+        dir: dir.to_path_buf(),
+    };
+    let parsed = cx.app(table.get_ref(), table.span())?;
+    Ok(App {
+        name: parsed.name,
+        version: parsed.version,
+        dir: dir.to_path_buf(),
+        components: parsed.components,
+        http_triggers: parsed.http_triggers,
+        source,
+    })
+}
+
+struct Parsed {
+    name: String,
+    version: String,
+    components: BTreeMap<String, Component>,
+    http_triggers: Vec<HttpTrigger>,
+}
+
+type Entry<'a, 'i> = (
+    &'a Spanned<std::borrow::Cow<'i, str>>,
+    &'a Spanned<DeValue<'i>>,
+);
+
+struct Cx<'s> {
+    src: &'s Arc<SourceText>,
+    dir: PathBuf,
+}
+
+impl Cx<'_> {
+    fn err(&self, span: Span, key: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(message).at(self.src, span).key(key)
+    }
+
+    /// Refuse keys of `table` that are not in `known`.
+    fn check_keys(
+        &self,
+        table: &DeTable<'_>,
+        path: &str,
+        known: &[&str],
+    ) -> Result<(), Diagnostic> {
+        for (k, _) in table.iter() {
+            let name: &str = k.get_ref();
+            if !known.contains(&name) {
+                let full = join(path, name);
+                let where_ = if path.is_empty() {
+                    "at the top level".to_string()
+                } else {
+                    format!("in `[{path}]`")
+                };
+                let mut d = self.err(k.span(), &full, format!("unknown key `{name}` {where_}"));
+                d = match did_you_mean(name, known) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help(format!("the keys allowed here are: {}", known.join(", "))),
+                };
+                return Err(d);
+            }
+        }
+        Ok(())
+    }
+
+    fn table<'a, 'i>(
+        &self,
+        v: &'a Spanned<DeValue<'i>>,
+        key: &str,
+    ) -> Result<&'a DeTable<'i>, Diagnostic> {
+        v.get_ref()
+            .as_table()
+            .ok_or_else(|| self.type_err(v, key, "a table"))
+    }
+
+    fn string<'a>(&self, v: &'a Spanned<DeValue<'_>>, key: &str) -> Result<&'a str, Diagnostic> {
+        v.get_ref()
+            .as_str()
+            .ok_or_else(|| self.type_err(v, key, "a string"))
+    }
+
+    fn type_err(&self, v: &Spanned<DeValue<'_>>, key: &str, expected: &str) -> Diagnostic {
+        self.err(
+            v.span(),
+            key,
+            format!(
+                "`{key}` must be {expected}, found {}",
+                article(v.get_ref().type_str())
+            ),
+        )
+    }
+
+    fn app(&self, root: &DeTable<'_>, root_span: Span) -> Result<Parsed, Diagnostic> {
+        self.check_keys(root, "", &["app", "component", "trigger"])?;
+
+        let app = root.get("app").ok_or_else(|| {
+            Diagnostic::new("the manifest has no `[app]` table")
+                .at(self.src, root_span.start..root_span.start)
+                .key("app")
+                .help("start the file with `[app]` and `name = \"my-app\"`")
+        })?;
+        let app_t = self.table(app, "app")?;
+        self.check_keys(app_t, "app", &["name", "version", "description"])?;
+        let name_v = app_t.get("name").ok_or_else(|| {
+            self.err(app.span(), "app.name", "`[app]` has no `name`")
+                .help("add `name = \"my-app\"` under `[app]`")
+        })?;
+        let name = self.string(name_v, "app.name")?;
+        check_name(name).map_err(|m| self.err(name_v.span(), "app.name", m))?;
+        let version = match app_t.get("version") {
+            Some(v) => self.string(v, "app.version")?.to_string(),
+            None => "0.0.0".to_string(),
+        };
+        if let Some(v) = app_t.get("description") {
+            self.string(v, "app.description")?;
+        }
+
+        let mut components = BTreeMap::new();
+        if let Some(c) = root.get("component") {
+            let ct = self.table(c, "component")?;
+            for (k, v) in ct.iter() {
+                let comp = self.component((k, v))?;
+                components.insert(comp.name.clone(), comp);
+            }
+        }
+        if components.is_empty() {
+            return Err(Diagnostic::new("the app has no components")
+                .at(self.src, app.span())
+                .key("component")
+                .help(
+                    "add a `[component.NAME]` table with `source = \"path/to/component.wasm\"`",
+                ));
+        }
+
+        let mut http_triggers = Vec::new();
+        if let Some(t) = root.get("trigger") {
+            let tt = self.table(t, "trigger")?;
+            self.check_keys(tt, "trigger", &["http"])?;
+            if let Some(h) = tt.get("http") {
+                http_triggers = self.http_triggers(h, &components)?;
+            }
+        }
+        if http_triggers.is_empty() {
+            return Err(
+                Diagnostic::new("the app has no triggers, so nothing would be served")
+                    .at(self.src, app.span())
+                    .key("trigger.http")
+                    .help(
+                        "add `[[trigger.http]]` with `route = \"/...\"` and `component = \"NAME\"`",
+                    ),
+            );
+        }
+        Ok(Parsed {
+            name: name.to_string(),
+            version,
+            components,
+            http_triggers,
+        })
+    }
+
+    fn component(&self, (k, v): Entry<'_, '_>) -> Result<Component, Diagnostic> {
+        let name: &str = k.get_ref();
+        let path = format!("component.{name}");
+        check_name(name).map_err(|m| self.err(k.span(), &path, format!("component {m}")))?;
+        let t = self.table(v, &path)?;
+        self.check_keys(
+            t,
+            &path,
+            &["source", "build", "environment", "limits", "description"],
+        )?;
+        let source_v = t.get("source").ok_or_else(|| {
+            self.err(
+                k.span(),
+                &join(&path, "source"),
+                format!("component `{name}` has no `source`"),
+            )
+            .help("add `source = \"path/to/component.wasm\"`")
+        })?;
+        let source_key = join(&path, "source");
+        let source_str = self.string(source_v, &source_key)?;
+        if source_str.is_empty() {
+            return Err(self
+                .err(source_v.span(), &source_key, "`source` is empty")
+                .help("give the path of a .wasm component, relative to the manifest"));
+        }
+        let source = self.dir.join(source_str);
+
+        let build = match t.get("build") {
+            Some(b) => Some(self.build(b, &join(&path, "build"))?),
+            None => None,
+        };
+
+        let mut environment = Vec::new();
+        if let Some(e) = t.get("environment") {
+            let key = join(&path, "environment");
+            let et = self.table(e, &key)?;
+            for (ek, ev) in et.iter() {
+                let ename: &str = ek.get_ref();
+                let full = join(&key, ename);
+                if ename.is_empty() || ename.contains(['=', '\0']) {
+                    return Err(self
+                        .err(
+                            ek.span(),
+                            &full,
+                            format!("`{ename}` is not a valid environment variable name"),
+                        )
+                        .help("names may not be empty or contain `=` or NUL"));
+                }
+                let val = self.string(ev, &full)?;
+                if val.contains('\0') {
+                    return Err(self.err(
+                        ev.span(),
+                        &full,
+                        "environment values may not contain NUL",
+                    ));
+                }
+                environment.push((ename.to_string(), val.to_string()));
+            }
+        }
+
+        let limits = match t.get("limits") {
+            Some(l) => self.limits(l, &join(&path, "limits"))?,
+            None => Limits::default(),
+        };
+
+        Ok(Component {
+            name: name.to_string(),
+            source,
+            source_span: source_v.span(),
+            build,
+            environment,
+            limits,
+        })
+    }
+
+    fn build(&self, b: &Spanned<DeValue<'_>>, path: &str) -> Result<BuildConfig, Diagnostic> {
+        let t = self.table(b, path)?;
+        self.check_keys(t, path, &["command", "workdir", "watch"])?;
+        let cmd_v = t.get("command").ok_or_else(|| {
+            self.err(b.span(), &join(path, "command"), "`build` has no `command`")
+                .help("add `command = \"cargo build --target wasm32-wasip2 --release\"`")
+        })?;
+        let command = self.string(cmd_v, &join(path, "command"))?;
+        if command.trim().is_empty() {
+            return Err(self.err(
+                cmd_v.span(),
+                &join(path, "command"),
+                "`build.command` is empty",
+            ));
+        }
+        let workdir = match t.get("workdir") {
+            Some(w) => {
+                let key = join(path, "workdir");
+                let w_str = self.string(w, &key)?;
+                if Path::new(w_str).is_absolute() || w_str.split(['/', '\\']).any(|c| c == "..") {
+                    return Err(self
+                        .err(
+                            w.span(),
+                            &key,
+                            format!("`workdir` `{w_str}` is outside the app directory"),
+                        )
+                        .help("give a path relative to the manifest, without `..`"));
+                }
+                self.dir.join(w_str)
+            }
+            None => self.dir.clone(),
+        };
+        let mut watch = Vec::new();
+        if let Some(w) = t.get("watch") {
+            let key = join(path, "watch");
+            let arr = w
+                .get_ref()
+                .as_array()
+                .ok_or_else(|| self.type_err(w, &key, "an array of glob patterns"))?;
+            for item in arr.iter() {
+                watch.push(self.string(item, &key)?.to_string());
+            }
+        }
+        Ok(BuildConfig {
+            command: command.to_string(),
+            workdir,
+            watch,
+            span: b.span(),
+        })
+    }
+
+    fn limits(&self, l: &Spanned<DeValue<'_>>, path: &str) -> Result<Limits, Diagnostic> {
+        let t = self.table(l, path)?;
+        self.check_keys(t, path, &["memory", "timeout", "max_concurrency"])?;
+        let mut limits = Limits::default();
+        if let Some(m) = t.get("memory") {
+            let key = join(path, "memory");
+            let bytes = match m.get_ref() {
+                DeValue::String(s) => parse_size(s).map_err(|e| self.err(m.span(), &key, e))?,
+                DeValue::Integer(i) => i.as_str().parse::<u64>().map_err(|_| {
+                    self.err(m.span(), &key, "memory must be a positive number of bytes")
+                })?,
+                _ => return Err(self.type_err(m, &key, "a size like \"64MiB\"")),
+            };
+            if !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes) {
+                return Err(self
+                    .err(
+                        m.span(),
+                        &key,
+                        format!("memory limit {bytes} bytes is out of range"),
+                    )
+                    .help("use a value between 1MiB and 4GiB"));
+            }
+            limits.memory = bytes;
+        }
+        if let Some(d) = t.get("timeout") {
+            let key = join(path, "timeout");
+            let s = self.string(d, &key)?;
+            let dur = parse_duration(s).map_err(|e| self.err(d.span(), &key, e))?;
+            if dur.is_zero() || dur > std::time::Duration::from_secs(24 * 3600) {
+                return Err(self
+                    .err(d.span(), &key, format!("timeout `{s}` is out of range"))
+                    .help("use a value between 1ms and 24h"));
+            }
+            limits.timeout = dur;
+        }
+        if let Some(c) = t.get("max_concurrency") {
+            let key = join(path, "max_concurrency");
+            let n = c
+                .get_ref()
+                .as_integer()
+                .ok_or_else(|| self.type_err(c, &key, "a positive integer"))?;
+            let n: u32 = n
+                .as_str()
+                .parse()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or_else(|| {
+                    self.err(c.span(), &key, "`max_concurrency` is out of range")
+                        .help("use an integer between 1 and 100000")
+                })?;
+            limits.max_concurrency = Some(n);
+        }
+        Ok(limits)
+    }
+
+    fn http_triggers(
+        &self,
+        h: &Spanned<DeValue<'_>>,
+        components: &BTreeMap<String, Component>,
+    ) -> Result<Vec<HttpTrigger>, Diagnostic> {
+        let arr = h.get_ref().as_array().ok_or_else(|| {
+            self.type_err(h, "trigger.http", "an array of tables")
+                .help("write each trigger as `[[trigger.http]]` (double brackets)")
+        })?;
+        let mut seen: HashMap<Route, Span> = HashMap::new();
+        let mut out = Vec::new();
+        for (i, item) in arr.iter().enumerate() {
+            let path = format!("trigger.http[{i}]");
+            let t = self.table(item, &path)?;
+            self.check_keys(t, &path, &["route", "component"])?;
+            let route_v = t.get("route").ok_or_else(|| {
+                self.err(item.span(), &join(&path, "route"), "this HTTP trigger has no `route`")
+                    .help("add `route = \"/...\"` (everything) or an exact path like `route = \"/hello\"`")
+            })?;
+            let route_key = join(&path, "route");
+            let route_s = self.string(route_v, &route_key)?;
+            let route = Route::parse(route_s).map_err(|m| {
+                self.err(route_v.span(), &route_key, m)
+                    .help("write an exact path (`/hello`) or a prefix wildcard (`/api/...`)")
+            })?;
+            if let Some(first) = seen.get(&route) {
+                let (line, col) = self.src.line_col(first.start);
+                return Err(self
+                    .err(
+                        route_v.span(),
+                        &route_key,
+                        format!("duplicate route `{route}`"),
+                    )
+                    .note(format!(
+                        "first defined at {}:{line}:{col}",
+                        self.src.path.display()
+                    ))
+                    .help(
+                        "each route may be served by one component; remove or change one of them",
+                    ));
+            }
+            seen.insert(route.clone(), route_v.span());
+
+            let comp_v = t.get("component").ok_or_else(|| {
+                self.err(
+                    item.span(),
+                    &join(&path, "component"),
+                    "this HTTP trigger has no `component`",
+                )
+                .help("add `component = \"NAME\"` naming a `[component.NAME]`")
+            })?;
+            let comp_key = join(&path, "component");
+            let comp = self.string(comp_v, &comp_key)?;
+            if !components.contains_key(comp) {
+                let names: Vec<&str> = components.keys().map(String::as_str).collect();
+                let d = self.err(
+                    comp_v.span(),
+                    &comp_key,
+                    format!("trigger names component `{comp}`, which is not defined"),
+                );
+                let d = match did_you_mean(comp, &names) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help(format!(
+                        "define `[component.{comp}]`, or use one of: {}",
+                        names.join(", ")
+                    )),
+                };
+                return Err(d);
+            }
+            out.push(HttpTrigger {
+                route,
+                component: comp.to_string(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn article(type_str: &str) -> String {
+    match type_str {
+        "integer" => "an integer".into(),
+        "array" => "an array".into(),
+        other => format!("a {other}"),
+    }
+}
+
+/// App and component names: lowercase ASCII letters, digits, `-` and `_`, starting with
+/// a letter; they show up in logs, paths and URLs.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "name `{name}` is not valid: use lowercase letters, digits, `-` and `_`, starting with a letter (at most 64)"
+        ))
+    }
+}

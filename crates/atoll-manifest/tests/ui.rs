@@ -1,0 +1,105 @@
+//! Golden-file tests: each `ui/*.toml` is a broken manifest; the `.err` file beside it
+//! holds the exact message `atoll` prints. Run with `BLESS=1` to rewrite the `.err` files
+//! after an intended change of wording, then review the diff.
+
+use std::path::Path;
+
+#[test]
+fn every_fixture_gives_its_expected_error() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
+    let bless = std::env::var_os("BLESS").is_some();
+    let mut fixtures: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/ui exists")
+        .map(|e| e.expect("readable dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    fixtures.sort();
+    assert!(
+        fixtures.len() >= 15,
+        "expected the fixture set, found {}",
+        fixtures.len()
+    );
+    let mut failures = Vec::new();
+    for toml_path in &fixtures {
+        let text = std::fs::read_to_string(toml_path).expect("fixture readable");
+        let name = toml_path.file_name().expect("file name");
+        let actual = match atoll_manifest::parse(text, Path::new(name), &dir) {
+            Ok(_) => "(no error)\n".to_string(),
+            Err(d) => d.to_string(),
+        };
+        let err_path = toml_path.with_extension("err");
+        if bless {
+            std::fs::write(&err_path, &actual).expect("write .err");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&err_path).unwrap_or_default();
+        if expected != actual {
+            failures.push(format!(
+                "{}:\n--- expected\n{expected}--- actual\n{actual}",
+                toml_path.display()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} fixture(s) differ (BLESS=1 to update):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn a_good_manifest_resolves() {
+    let text = r#"
+[app]
+name = "shop"
+version = "0.3.0"
+
+[component.api]
+source = "api.wasm"
+environment = { LOG_LEVEL = "info" }
+limits = { memory = "64MiB", timeout = "10s", max_concurrency = 200 }
+build = { command = "cargo build", watch = ["src/**/*.rs"] }
+
+[[trigger.http]]
+route = "/api/..."
+component = "api"
+
+[[trigger.http]]
+route = "/health"
+component = "api"
+"#;
+    let app = atoll_manifest::parse(
+        text.into(),
+        Path::new("atoll.toml"),
+        Path::new("/apps/shop"),
+    )
+    .expect("valid manifest");
+    assert_eq!(app.name, "shop");
+    assert_eq!(app.version, "0.3.0");
+    let api = &app.components["api"];
+    assert_eq!(api.source, Path::new("/apps/shop/api.wasm"));
+    assert_eq!(
+        api.environment,
+        vec![("LOG_LEVEL".to_string(), "info".to_string())]
+    );
+    assert_eq!(api.limits.memory, 64 << 20);
+    assert_eq!(api.limits.timeout, std::time::Duration::from_secs(10));
+    assert_eq!(api.limits.max_concurrency, Some(200));
+    let build = api.build.as_ref().expect("build config");
+    assert_eq!(build.command, "cargo build");
+    assert_eq!(build.watch, vec!["src/**/*.rs".to_string()]);
+    assert_eq!(app.http_triggers.len(), 2);
+    assert_eq!(
+        app.http_triggers[0].route,
+        atoll_manifest::Route::Prefix("/api".into())
+    );
+    // Limits default when not given.
+    let text = "[app]\nname = \"a\"\n[component.c]\nsource = \"c.wasm\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n";
+    let app = atoll_manifest::parse(text.into(), Path::new("atoll.toml"), Path::new("/x"))
+        .expect("valid");
+    assert_eq!(
+        app.components["c"].limits,
+        atoll_manifest::Limits::default()
+    );
+}

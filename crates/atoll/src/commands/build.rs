@@ -1,0 +1,98 @@
+//! Run a component's `build` command when its `source` is missing or older than the
+//! files it watches, with a spinner while it runs.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use atoll_manifest::{App, BuildConfig, Component};
+
+/// Build every component of `app` that needs it.
+pub fn build_stale(app: &App) -> anyhow::Result<()> {
+    for component in app.components.values() {
+        let Some(build) = &component.build else {
+            continue;
+        };
+        if let Some(reason) = needs_build(component, build)? {
+            run_build(component, build, &reason)?;
+        }
+    }
+    Ok(())
+}
+
+/// Why `component` must be built, or `None` if its `source` is up to date.
+fn needs_build(component: &Component, build: &BuildConfig) -> anyhow::Result<Option<String>> {
+    let built = match std::fs::metadata(&component.source).and_then(|m| m.modified()) {
+        Ok(t) => t,
+        Err(_) => {
+            return Ok(Some(format!(
+                "{} does not exist",
+                component.source.display()
+            )));
+        }
+    };
+    for pattern in &build.watch {
+        let full = build.workdir.join(pattern);
+        let full = full.to_string_lossy();
+        let paths = glob::glob(&full).with_context(|| {
+            format!(
+                "invalid watch pattern `{pattern}` in component `{}`",
+                component.name
+            )
+        })?;
+        for path in paths.flatten() {
+            if modified(&path).is_some_and(|m| m > built) {
+                return Ok(Some(format!("{} changed", path.display())));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn modified(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+fn run_build(component: &Component, build: &BuildConfig, reason: &str) -> anyhow::Result<()> {
+    tracing::info!(component = %component.name, "building ({reason}): {}", build.command);
+    let spinner = if std::io::stderr().is_terminal() {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        s.set_message(format!("building {}: {}", component.name, build.command));
+        s.enable_steady_tick(Duration::from_millis(100));
+        Some(s)
+    } else {
+        None
+    };
+    let started = std::time::Instant::now();
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(&build.command)
+        .current_dir(&build.workdir)
+        .output()
+        .with_context(|| format!("cannot run the build command of `{}`", component.name))?;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    if !output.status.success() {
+        let mut log = String::from_utf8_lossy(&output.stderr).into_owned();
+        log.push_str(&String::from_utf8_lossy(&output.stdout));
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "the build of component `{}` failed ({}): `{}` in {}\n{}\nfix the build, or run it by hand to see all of its output",
+            component.name,
+            output.status,
+            build.command,
+            build.workdir.display(),
+            tail.join("\n")
+        );
+    }
+    tracing::info!(component = %component.name, "built in {:.1?}", started.elapsed());
+    Ok(())
+}

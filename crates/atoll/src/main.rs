@@ -1,0 +1,73 @@
+//! `atoll`: build, share and run sandboxed WebAssembly components.
+//!
+//! A thin shell over the library crates: it parses arguments, sets up logging, and calls
+//! one `commands::<verb>::execute`. Anything a library user would want lives in the
+//! crates, not here.
+
+mod commands;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Build, share and run sandboxed WebAssembly components.
+#[derive(Parser)]
+#[command(name = "atoll", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve an app's HTTP triggers: a fresh, sandboxed instance per request.
+    Up(commands::up::UpCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Up(cmd) => cmd.execute(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Print an error chain the way a user can act on it. Manifest diagnostics render with
+/// their file, line and help already.
+fn report(e: &anyhow::Error) {
+    let color = std::io::stderr().is_terminal();
+    let prefix = if color {
+        "\x1b[1;31merror\x1b[0m"
+    } else {
+        "error"
+    };
+    let mut chain = e.chain();
+    let first = chain.next().map(|c| c.to_string()).unwrap_or_default();
+    eprint!("{prefix}: {first}");
+    if !first.ends_with('\n') {
+        eprintln!();
+    }
+    for cause in chain {
+        eprintln!("  caused by: {cause}");
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("ATOLL_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn,hyper=warn,h2=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

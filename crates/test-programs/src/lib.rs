@@ -1,0 +1,41 @@
+//! Helpers shared by the guest components in `src/bin/`. Each binary is one
+//! `wasi:http/proxy` component (or, for `not_http`, a plain command) that a test runs.
+
+use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+
+/// Send a complete response with `body`.
+pub fn respond(out: ResponseOutparam, status: u16, content_type: &str, body: &[u8]) {
+    let headers = Fields::from_list(&[("content-type".to_string(), content_type.as_bytes().to_vec())])
+        .expect("valid header");
+    let resp = OutgoingResponse::new(headers);
+    resp.set_status_code(status).expect("valid status");
+    let out_body = resp.body().expect("body once");
+    ResponseOutparam::set(out, Ok(resp));
+    write_all(&out_body, body);
+    OutgoingBody::finish(out_body, None).expect("finish body");
+}
+
+/// Write `data` to an outgoing body in chunks the host accepts.
+pub fn write_all(body: &OutgoingBody, data: &[u8]) {
+    let stream = body.write().expect("stream once");
+    for chunk in data.chunks(4096) {
+        stream.blocking_write_and_flush(chunk).expect("write body");
+    }
+    drop(stream);
+}
+
+/// The request path without the query.
+pub fn path(req: &IncomingRequest) -> String {
+    let pq = req.path_with_query().unwrap_or_default();
+    pq.split('?').next().unwrap_or("").to_string()
+}
+
+/// The value of query parameter `name`, if present.
+pub fn query(req: &IncomingRequest, name: &str) -> Option<String> {
+    let pq = req.path_with_query().unwrap_or_default();
+    let q = pq.split_once('?')?.1;
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
