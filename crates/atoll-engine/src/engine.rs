@@ -117,9 +117,10 @@ impl Engine {
         let path = &component.source;
         let bytes = std::fs::read(path).map_err(|e| {
             let d = at(format!(
-                "cannot read component `{}` of `{}`: {e}",
-                path.display(),
-                component.name
+                "cannot read `{}`, the source of component `{}`: {}",
+                component.source_written,
+                component.name,
+                io_reason(&e)
             ));
             match &component.build {
                 Some(b) => d.help(format!(
@@ -131,11 +132,14 @@ impl Engine {
                 ),
             }
         })?;
-        check_kind(&bytes, path, &component.name, &at)?;
+        check_kind(&bytes, &component.source_written, &component.name, &at)?;
 
         let (compiled, outcome) = self.compile_cached(&bytes).map_err(|e| {
-            at(format!("`{}` failed to compile: {e}", path.display()))
-                .help("check that it is a valid component for WASI 0.2 (wasm-tools validate)")
+            at(format!(
+                "`{}` failed to compile: {e}",
+                component.source_written
+            ))
+            .help("check that it is a valid component for WASI 0.2 (wasm-tools validate)")
         })?;
 
         let pre = self.linker.instantiate_pre(&compiled).map_err(|e| {
@@ -172,13 +176,20 @@ impl Drop for Engine {
     }
 }
 
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    }
+}
+
 fn check_kind(
     bytes: &[u8],
-    path: &std::path::Path,
+    shown: &str,
     name: &str,
     at: &dyn Fn(String) -> Diagnostic,
 ) -> Result<(), Diagnostic> {
-    let shown = path.display();
     match inspect_bytes(bytes) {
         ComponentKind::NotWasm => Err(at(format!("`{shown}` is not a WebAssembly file"))
             .help("point `source` at the .wasm file your build produces")),

@@ -1,5 +1,6 @@
 //! Body wrappers on the request path.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +69,70 @@ where
 
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The guest's response body, held open at its end until the guest's call has returned,
+/// and failed if that call failed.
+///
+/// Without this, a guest that traps or times out after `response-outparam.set` would have
+/// its body end as if complete (its store, and with it the body's sender, is simply
+/// dropped), and a client could take a truncated response for a whole one. With it, the
+/// connection is aborted instead (HTTP/1.1: no final chunk; HTTP/2: stream reset).
+pub struct GuardedBody<B> {
+    inner: B,
+    guest_ok: Option<tokio::sync::oneshot::Receiver<bool>>,
+}
+
+impl<B> GuardedBody<B> {
+    /// Wrap `inner`; `guest_ok` resolves to whether the guest's call succeeded.
+    pub fn new(inner: B, guest_ok: tokio::sync::oneshot::Receiver<bool>) -> Self {
+        Self {
+            inner,
+            guest_ok: Some(guest_ok),
+        }
+    }
+}
+
+impl<B> Body for GuardedBody<B>
+where
+    B: Body<Data = Bytes, Error = HttpError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                let Some(rx) = this.guest_ok.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                match Pin::new(rx).poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(result) => {
+                        this.guest_ok = None;
+                        if result == Ok(true) {
+                            Poll::Ready(None)
+                        } else {
+                            Poll::Ready(Some(Err(HttpError::HttpResponseIncomplete)))
+                        }
+                    }
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.guest_ok.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -22,11 +22,11 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::body::LimitedBody;
+use crate::body::{GuardedBody, LimitedBody};
 use crate::server::{HttpApp, ServedComponent, ServerState};
 
 /// What the server sends: the guest's streamed body, or a short body of our own.
-pub type ServerBody = Either<HyperOutgoingBody, Full<Bytes>>;
+pub type ServerBody = Either<GuardedBody<HyperOutgoingBody>, Full<Bytes>>;
 
 /// How one guest run ended (from the guest task's point of view).
 enum Outcome {
@@ -91,6 +91,7 @@ pub(crate) async fn handle(
     let pre = component.loaded.pre().clone();
     let name = component.loaded.name().clone();
     let timeout = component.loaded.limits().timeout;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let guest = tokio::spawn(async move {
         let _permit = permit;
         let run = async {
@@ -102,14 +103,11 @@ pub(crate) async fn handle(
         };
         let outcome = match tokio::time::timeout(timeout, run).await {
             Ok(Ok(())) => Outcome::Finished,
-            Ok(Err(e)) => {
-                let kind = classify_error(&e);
-                let reason = format!("{e:?}");
-                Outcome::Failed(kind, reason)
-            }
+            Ok(Err(e)) => Outcome::Failed(classify_error(&e), describe_failure(&e)),
             Err(_) => Outcome::TimedOut,
         };
         drop(store);
+        let _ = done_tx.send(matches!(outcome, Outcome::Finished));
         match &outcome {
             Outcome::Finished => {}
             Outcome::Failed(kind, reason) => {
@@ -127,7 +125,7 @@ pub(crate) async fn handle(
             if exceeded.load(Ordering::Relaxed) {
                 return Ok(too_large());
             }
-            Ok(resp.map(Either::Left))
+            Ok(resp.map(|body| Either::Left(GuardedBody::new(body, done_rx))))
         }
         Ok(Err(code)) => {
             if exceeded.load(Ordering::Relaxed) {
@@ -177,6 +175,23 @@ pub(crate) async fn handle(
                 ),
             })
         }
+    }
+}
+
+/// One line for the log: the root cause, then where in the guest it happened.
+fn describe_failure(e: &wasmtime::Error) -> String {
+    let cause = e.root_cause().to_string();
+    match e.downcast_ref::<wasmtime::WasmBacktrace>() {
+        Some(bt) => {
+            let frames: Vec<String> = bt
+                .frames()
+                .iter()
+                .take(4)
+                .map(|f| f.func_name().unwrap_or("?").to_string())
+                .collect();
+            format!("{cause} (in {})", frames.join(" <- "))
+        }
+        None => cause,
     }
 }
 

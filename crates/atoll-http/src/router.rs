@@ -25,7 +25,7 @@ impl Router {
                 Route::Prefix(p) => r.prefixes.push((p, target)),
             }
         }
-        r.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        r.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         r
     }
 

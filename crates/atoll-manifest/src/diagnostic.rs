@@ -52,73 +52,87 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 ///    = help: did you mean `source`?
 /// ```
 #[derive(Debug, Clone, thiserror::Error)]
-pub struct Diagnostic {
-    /// What is wrong, in one line.
-    pub message: String,
-    /// The dotted key the problem is about, e.g. `component.api.limits.memory`.
-    pub key: Option<String>,
-    /// Where in the file, if the problem has a place.
-    pub span: Option<Span>,
-    /// What to do about it.
-    pub help: Option<String>,
-    /// Extra context lines (e.g. where a duplicate was first defined).
-    pub notes: Vec<String>,
+#[error("{0}")]
+pub struct Diagnostic(Box<Inner>);
+
+#[derive(Debug, Clone)]
+struct Inner {
+    message: String,
+    key: Option<String>,
+    span: Option<Span>,
+    help: Option<String>,
+    notes: Vec<String>,
     text: Option<Arc<SourceText>>,
 }
 
 impl Diagnostic {
     /// A problem with no location yet; see [`Diagnostic::at`].
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Inner {
             message: message.into(),
             key: None,
             span: None,
             help: None,
             notes: Vec::new(),
             text: None,
-        }
+        }))
+    }
+
+    /// What is wrong, in one line.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// The dotted key the problem is about, e.g. `component.api.limits.memory`.
+    pub fn key_path(&self) -> Option<&str> {
+        self.0.key.as_deref()
+    }
+
+    /// What to do about it.
+    pub fn help_text(&self) -> Option<&str> {
+        self.0.help.as_deref()
     }
 
     /// Attach the manifest text and the byte range the problem is about.
     pub fn at(mut self, source: &Arc<SourceText>, span: Span) -> Self {
-        self.text = Some(source.clone());
-        self.span = Some(span);
+        self.0.text = Some(source.clone());
+        self.0.span = Some(span);
         self
     }
 
     /// Name the dotted key the problem is about.
     pub fn key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(key.into());
+        self.0.key = Some(key.into());
         self
     }
 
     /// Say what to do.
     pub fn help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.0.help = Some(help.into());
         self
     }
 
     /// Add a note line.
     pub fn note(mut self, note: impl Into<String>) -> Self {
-        self.notes.push(note.into());
+        self.0.notes.push(note.into());
         self
     }
 
     /// The manifest path this problem is in, if known.
     pub fn path(&self) -> Option<&Path> {
-        self.text.as_ref().map(|s| s.path.as_path())
+        self.0.text.as_ref().map(|s| s.path.as_path())
     }
 
     /// One-based (line, column) of the problem, if it has a place.
     pub fn line_col(&self) -> Option<(usize, usize)> {
-        match (&self.text, &self.span) {
+        match (&self.0.text, &self.0.span) {
             (Some(src), Some(span)) => Some(src.line_col(span.start)),
             _ => None,
         }
     }
 }
 
-impl fmt::Display for Diagnostic {
+impl fmt::Display for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.message)?;
         let key = self

@@ -48,6 +48,8 @@ pub struct Component {
     pub name: String,
     /// Absolute (resolved) path of the `.wasm` file.
     pub source: PathBuf,
+    /// `source` as the author wrote it, for messages.
+    pub source_written: String,
     /// Where `source` is written in the manifest, for later errors.
     pub source_span: Span,
     /// How to build `source`, if the author said.

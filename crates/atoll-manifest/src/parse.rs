@@ -289,6 +289,7 @@ impl Cx<'_> {
         Ok(Component {
             name: name.to_string(),
             source,
+            source_written: source_str.to_string(),
             source_span: source_v.span(),
             build,
             environment,

@@ -42,14 +42,16 @@ impl UpCommand {
             .file
             .clone()
             .unwrap_or_else(|| self.dir.join(atoll_manifest::MANIFEST_FILE));
-        let mut http_config = HttpConfig::default();
-        http_config.max_body_bytes = atoll_manifest::parse_size(&self.max_body)
+        let max_body = atoll_manifest::parse_size(&self.max_body)
             .map_err(|e| anyhow::anyhow!("--max-body: {e}"))?;
-        http_config.max_header_bytes = usize::try_from(
-            atoll_manifest::parse_size(&self.max_headers)
-                .map_err(|e| anyhow::anyhow!("--max-headers: {e}"))?,
-        )?;
-        http_config.shutdown_grace = std::time::Duration::from_secs(self.shutdown_grace);
+        let max_headers = atoll_manifest::parse_size(&self.max_headers)
+            .map_err(|e| anyhow::anyhow!("--max-headers: {e}"))?;
+        let http_config = HttpConfig {
+            max_body_bytes: max_body,
+            max_header_bytes: usize::try_from(max_headers)?,
+            shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace),
+            ..HttpConfig::default()
+        };
         let addr: std::net::SocketAddr = self.listen.parse().with_context(|| {
             format!(
                 "--listen `{}` is not an address like 127.0.0.1:3000",

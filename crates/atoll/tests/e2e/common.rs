@@ -1,0 +1,229 @@
+//! Test harness: writes an app into a temp dir, runs the real `atoll up` binary on a free
+//! loopback port, and talks real HTTP to it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_atoll");
+
+/// A shared compile cache for tests that do not test the cache itself, so each
+/// component is compiled once per test run.
+pub fn shared_home() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("atoll-home")
+}
+
+/// Replace `{{NAME}}` with the path of test program `name` and `{{FIXTURES}}` with the
+/// fixtures dir.
+pub fn expand(manifest: &str) -> String {
+    let mut s = manifest.replace(
+        "{{FIXTURES}}",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"),
+    );
+    for (name, path) in test_programs_artifacts::ALL {
+        s = s.replace(&format!("{{{{{}}}}}", name.to_uppercase()), path);
+    }
+    s
+}
+
+/// An app directory holding `atoll.toml`.
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub fn new(manifest: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("atoll.toml"), expand(manifest)).expect("write manifest");
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A running `atoll up`.
+pub struct Running {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<String>>,
+    /// Kept so the app directory lives as long as the server.
+    _app: TestApp,
+}
+
+impl Running {
+    pub fn start(app: TestApp) -> Self {
+        Self::start_with(app, &shared_home(), &[])
+    }
+
+    pub fn start_with(app: TestApp, home: &Path, extra_args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("up")
+            .arg(app.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra_args)
+            .env("ATOLL_HOME", home)
+            .env("ATOLL_LOG", "info")
+            .env("ATOLL_TEST_SECRET", "hunter2")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn atoll");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split(" on http://").nth(1)
+                    && line.contains("serving app")
+                {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+                let mut l = sink.lock().expect("log lock");
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(a) => a.parse().expect("address in log"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "atoll up did not start; logs:\n{}",
+                    logs.lock().expect("log lock")
+                );
+            }
+        };
+        Self {
+            child,
+            addr,
+            logs,
+            _app: app,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("log lock").clone()
+    }
+
+    /// Wait until the logs contain `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send SIGTERM and wait for the process to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        signal(self.pid(), "TERM");
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub fn h2_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+pub async fn send(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    body: Bytes,
+) -> Result<Reply, String> {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(body))
+        .map_err(|e| e.to_string())?;
+    let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e:?}"))?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+pub async fn get(client: &HttpClient, url: &str) -> Reply {
+    send(client, "GET", url, Bytes::new())
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}

@@ -1,0 +1,177 @@
+//! Guests that misbehave fail alone: each gets its 5xx, is logged with the component
+//! name and the reason, and a neighbour keeps getting 200s throughout.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::common::*;
+
+const APP: &str = r#"
+[app]
+name = "hostile"
+
+[component.hostile]
+source = "{{HOSTILE}}"
+limits = { memory = "32MiB", timeout = "1s" }
+
+[component.hello]
+source = "{{HELLO}}"
+
+[[trigger.http]]
+route = "/bad/..."
+component = "hostile"
+
+[[trigger.http]]
+route = "/..."
+component = "hello"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_hostile_guest_fails_alone() {
+    let server = Arc::new(Running::start(TestApp::new(APP)));
+
+    // A neighbour that keeps asking for hello during every hostile case.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let bad = Arc::new(AtomicU64::new(0));
+    let neighbour = {
+        let (stop, ok, bad, url) = (stop.clone(), ok.clone(), bad.clone(), server.url("/"));
+        tokio::spawn(async move {
+            let c = client();
+            while !stop.load(Ordering::Relaxed) {
+                match send(&c, "GET", &url, Bytes::new()).await {
+                    Ok(r) if r.status == 200 && r.body.as_ref() == b"Hello, world!\n" => {
+                        ok.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => bad.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+
+    let c = client();
+    let cases: &[(&str, u16, &str)] = &[
+        ("/bad/loop", 504, "Timeout"),
+        ("/bad/sleep", 504, "exceeded its timeout"),
+        ("/bad/alloc", 500, "MemoryLimit"),
+        ("/bad/trap", 500, "unreachable"),
+        ("/bad/stack", 500, "StackOverflow"),
+        ("/bad/shadow-stack", 500, "out of bounds memory access"),
+        ("/bad/no-response", 500, "without setting a response"),
+    ];
+    for (path, status, reason) in cases {
+        let before = ok.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let r = get(&c, &server.url(path)).await;
+        let took = started.elapsed();
+        assert_eq!(r.status, *status, "{path}: {}", r.text());
+        if *status == 504 {
+            // Stopped at its 1 s limit, give or take scheduling.
+            assert!(
+                took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+                "{path} took {took:?}"
+            );
+        }
+        assert!(
+            server.wait_for_log(reason, Duration::from_secs(5)),
+            "{path}: no log line with `{reason}`:\n{}",
+            server.logs()
+        );
+        // The neighbour made progress while the hostile request ran (or right after).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ok.load(Ordering::Relaxed) <= before + 5 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            ok.load(Ordering::Relaxed) > before + 5,
+            "neighbour stalled during {path}"
+        );
+    }
+
+    // Panic after the headers went out: the status is already 200, so the client must
+    // see the body cut short (an error), never a clean end.
+    let r = send(
+        &c,
+        "GET",
+        &server.url("/bad/panic-after-headers"),
+        Bytes::new(),
+    )
+    .await;
+    match r {
+        Err(_) => {}
+        Ok(r) => panic!(
+            "a truncated response looked complete: {} {:?}",
+            r.status,
+            r.text()
+        ),
+    }
+    assert!(server.wait_for_log("component=hostile", Duration::from_secs(5)));
+
+    // Every failure line names the component.
+    let logs = server.logs();
+    let failures: Vec<&str> = logs.lines().filter(|l| l.contains("guest")).collect();
+    assert!(failures.len() >= 7, "{logs}");
+    assert!(
+        failures.iter().all(|l| l.contains("component=hostile")),
+        "{logs}"
+    );
+
+    // And the process is still healthy: hostile's well-behaved path works too.
+    assert_eq!(get(&c, &server.url("/bad/ok")).await.status, 200);
+    stop.store(true, Ordering::Relaxed);
+    neighbour.await.expect("neighbour task");
+    assert_eq!(bad.load(Ordering::Relaxed), 0, "the neighbour got errors");
+    assert!(ok.load(Ordering::Relaxed) > 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_instance_per_request() {
+    let server = Running::start(TestApp::new(
+        r#"
+[app]
+name = "fresh"
+
+[component.counter]
+source = "{{COUNTER}}"
+
+[component.hostile]
+source = "{{HOSTILE}}"
+
+[[trigger.http]]
+route = "/bad/..."
+component = "hostile"
+
+[[trigger.http]]
+route = "/..."
+component = "counter"
+"#,
+    ));
+    // Globals and memory written by one request are never seen by the next, over one
+    // keep-alive connection and over many at once.
+    let c = client();
+    for _ in 0..50 {
+        let r = get(&c, &server.url("/")).await;
+        assert_eq!(r.text(), "count=1 dirty=false\n");
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let url = server.url("/");
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            for _ in 0..25 {
+                assert_eq!(get(&c, &url).await.text(), "count=1 dirty=false\n");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    // A trap does not poison the component: the next request gets a healthy instance.
+    for _ in 0..10 {
+        assert_eq!(get(&c, &server.url("/bad/trap")).await.status, 500);
+        assert_eq!(get(&c, &server.url("/bad/ok")).await.status, 200);
+    }
+}

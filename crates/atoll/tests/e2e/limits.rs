@@ -1,0 +1,160 @@
+//! Limits that are always on: concurrency (503 + retry-after), body and header caps.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_concurrency_limit_is_503_not_a_queue() {
+    let server = Running::start(TestApp::new(
+        r#"
+[app]
+name = "busy"
+
+[component.slow]
+source = "{{SLOW}}"
+limits = { max_concurrency = 2 }
+
+[component.hello]
+source = "{{HELLO}}"
+
+[[trigger.http]]
+route = "/slow"
+component = "slow"
+
+[[trigger.http]]
+route = "/..."
+component = "hello"
+"#,
+    ));
+    // Two slow requests take both permits...
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let url = server.url("/slow?ms=1500");
+        slow.push(tokio::spawn(async move { get(&client(), &url).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // ...so a third is refused at once, with a hint when to retry.
+    let started = std::time::Instant::now();
+    let r = get(&client(), &server.url("/slow?ms=10")).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(
+        r.headers.get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "503 should be immediate"
+    );
+    // Other components are not affected.
+    assert_eq!(get(&client(), &server.url("/")).await.status, 200);
+    for t in slow {
+        assert_eq!(t.await.expect("slow request").status, 200);
+    }
+    // Permits come back when requests finish.
+    assert_eq!(get(&client(), &server.url("/slow?ms=1")).await.status, 200);
+}
+
+const ECHO: &str = r#"
+[app]
+name = "caps"
+
+[component.echo]
+source = "{{ECHO}}"
+
+[[trigger.http]]
+route = "/..."
+component = "echo"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413_and_heads_431() {
+    let server = Running::start_with(
+        TestApp::new(ECHO),
+        &shared_home(),
+        &["--max-body", "1MiB", "--max-headers", "16KiB"],
+    );
+    let c = client();
+    // At the cap: fine.
+    let ok = Bytes::from(vec![b'a'; 1024 * 1024]);
+    let r = send(&c, "POST", &server.url("/"), ok.clone())
+        .await
+        .expect("post");
+    assert_eq!((r.status, r.body.len()), (200, ok.len()));
+    // Over the cap with content-length: refused before the guest runs.
+    let big = Bytes::from(vec![b'a'; 1024 * 1024 + 1]);
+    let r = send(&c, "POST", &server.url("/"), big.clone())
+        .await
+        .expect("post");
+    assert_eq!(r.status, 413);
+
+    // Over the cap without content-length (chunked), to a guest that reads the whole body
+    // before answering: the body is cut off at the cap and the answer is 413.
+    let chunked = raw_request(
+        server.addr,
+        &format!(
+            "POST /?mode=count HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+            2 * 1024 * 1024,
+            "b".repeat(2 * 1024 * 1024)
+        ),
+    );
+    assert!(
+        chunked.starts_with("HTTP/1.1 413"),
+        "{}",
+        &chunked[..chunked.len().min(200)]
+    );
+    // A guest that streams its answer has sent 200 before the cap is hit; then the
+    // response is cut off (no final chunk), never completed as if all was well.
+    let streamed = raw_request(
+        server.addr,
+        &format!(
+            "POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+            2 * 1024 * 1024,
+            "b".repeat(2 * 1024 * 1024)
+        ),
+    );
+    assert!(
+        streamed.starts_with("HTTP/1.1 200"),
+        "{}",
+        &streamed[..streamed.len().min(200)]
+    );
+    assert!(
+        !streamed.ends_with("0\r\n\r\n"),
+        "a cut-off body ended cleanly"
+    );
+
+    // A request head over the cap: 431.
+    let r = raw_request(
+        server.addr,
+        &format!(
+            "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+            "h".repeat(32 * 1024)
+        ),
+    );
+    assert!(r.starts_with("HTTP/1.1 431"), "{r}");
+    // And the server is fine afterwards.
+    let r = send(
+        &c,
+        "POST",
+        &server.url("/"),
+        Bytes::from_static(b"still here"),
+    )
+    .await
+    .expect("post");
+    assert_eq!(r.text(), "still here");
+}
+
+/// Send raw bytes and read what comes back until the server closes or 5 s pass.
+fn raw_request(addr: std::net::SocketAddr, req: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    // The server may answer and close before the whole body is written.
+    let _ = s.write_all(req.as_bytes());
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}

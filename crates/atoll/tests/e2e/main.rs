@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `atoll` binary, real components from `crates/test-programs`,
+//! real HTTP over loopback.
+
+mod common;
+mod hostile;
+mod lifecycle;
+mod limits;
+mod serve;
+mod ui;
