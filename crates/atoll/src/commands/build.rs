@@ -84,8 +84,13 @@ fn run_build(component: &Component, build: &BuildConfig, reason: &str) -> anyhow
         log.push_str(&String::from_utf8_lossy(&output.stdout));
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let hint = if log.contains("target may not be installed") {
+            "the Rust target is missing: run `rustup target add wasm32-wasip2`"
+        } else {
+            "fix the build, or run it by hand to see all of its output"
+        };
         bail!(
-            "the build of component `{}` failed ({}): `{}` in {}\n{}\nfix the build, or run it by hand to see all of its output",
+            "the build of component `{}` failed ({}): `{}` in {}\n{}\n{hint}",
             component.name,
             output.status,
             build.command,
