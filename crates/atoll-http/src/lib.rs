@@ -2,9 +2,9 @@
 //! in a fresh, limited instance.
 //!
 //! Not for compiling or configuring wasmtime (that is `atoll-engine`), or for reading
-//! manifests (`atoll-manifest`); it takes an [`HttpApp`] built from both.
+//! manifests (`atoll-manifest`); it takes an [`AppSet`] built from both.
 //!
-//! Key types: [`HttpApp`] (components + [`Router`]), [`HttpConfig`] (caps and timeouts),
+//! Key types: [`AppSet`] (the apps served, their components, and a [`Router`] per host), [`HttpConfig`] (caps and timeouts),
 //! and [`serve`], which runs until its shutdown future completes. The per-request path
 //! lives in one file, `request.rs`, so its cost stays visible.
 //!
@@ -13,11 +13,13 @@
 //! instance pool is full; 504 when a guest runs past its timeout; 500 when a guest traps,
 //! runs out of memory or stack, or returns without a response.
 
+mod apps;
 mod body;
 mod request;
 mod router;
 mod server;
 
+pub use apps::{AppSet, RouteConflict, ServedComponent};
 pub use request::ServerBody;
 pub use router::Router;
-pub use server::{HttpApp, HttpConfig, ServedComponent, serve};
+pub use server::{HttpConfig, serve};

@@ -23,7 +23,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::body::{GuardedBody, LimitedBody};
-use crate::server::{HttpApp, ServedComponent, ServerState};
+use crate::server::ServerState;
 
 /// What the server sends: the guest's streamed body, or a short body of our own.
 pub type ServerBody = Either<GuardedBody<HyperOutgoingBody>, Full<Bytes>>;
@@ -39,15 +39,19 @@ pub(crate) async fn handle(
     state: Arc<ServerState>,
     req: Request<Incoming>,
 ) -> Result<Response<ServerBody>, Infallible> {
-    let app: &HttpApp = &state.app;
-    let Some(index) = app.router.route(req.uri().path()) else {
+    let apps = &state.apps;
+    let host = req
+        .uri()
+        .host()
+        .or_else(|| req.headers().get(header::HOST)?.to_str().ok());
+    let Some(index) = apps.route(host, req.uri().path()) else {
         return Ok(plain(StatusCode::NOT_FOUND, "no route matches this path\n"));
     };
-    let component = &app.components[index];
+    let component = &apps.components[index];
 
     // Admission: beyond the component's concurrency limit, answer at once.
     let Ok(permit) = component.permits.clone().try_acquire_owned() else {
-        tracing::warn!(component = %component.loaded.name(), "over the concurrency limit; answering 503");
+        tracing::warn!(app = %component.app, component = %component.loaded.name(), "over the concurrency limit; answering 503");
         let mut resp = plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "the component is at its concurrency limit; retry shortly\n",
@@ -90,6 +94,7 @@ pub(crate) async fn handle(
 
     let pre = component.loaded.pre().clone();
     let name = component.loaded.name().clone();
+    let app_name = component.app.clone();
     let timeout = component.loaded.limits().timeout;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let guest = tokio::spawn(async move {
@@ -111,10 +116,10 @@ pub(crate) async fn handle(
         match &outcome {
             Outcome::Finished => {}
             Outcome::Failed(kind, reason) => {
-                tracing::error!(component = %name, kind = ?kind, "guest failed: {reason}")
+                tracing::error!(app = %app_name, component = %name, kind = ?kind, "guest failed: {reason}")
             }
             Outcome::TimedOut => {
-                tracing::error!(component = %name, kind = ?FailureKind::Timeout, "guest exceeded its timeout of {timeout:?} and was stopped")
+                tracing::error!(app = %app_name, component = %name, kind = ?FailureKind::Timeout, "guest exceeded its timeout of {timeout:?} and was stopped")
             }
         }
         outcome
@@ -131,7 +136,7 @@ pub(crate) async fn handle(
             if exceeded.load(Ordering::Relaxed) {
                 return Ok(too_large());
             }
-            tracing::error!(component = %component.loaded.name(), "guest answered with an error: {code:?}");
+            tracing::error!(app = %component.app, component = %component.loaded.name(), "guest answered with an error: {code:?}");
             Ok(plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the component failed to handle the request\n",
@@ -150,7 +155,7 @@ pub(crate) async fn handle(
             });
             Ok(match outcome {
                 Outcome::Finished => {
-                    tracing::error!(component = %component.loaded.name(), "guest returned without setting a response");
+                    tracing::error!(app = %component.app, component = %component.loaded.name(), "guest returned without setting a response");
                     plain(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "the component returned without a response\n",
@@ -222,11 +227,4 @@ pub(crate) fn plain(status: StatusCode, body: &'static str) -> Response<ServerBo
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
-}
-
-impl ServedComponent {
-    /// Requests this component is handling right now.
-    pub fn in_flight(&self) -> usize {
-        self.max_concurrency as usize - self.permits.available_permits()
-    }
 }

@@ -5,15 +5,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atoll_engine::LoadedComponent;
-use atoll_manifest::App;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
-use crate::router::Router;
+use crate::apps::AppSet;
 
 /// Operator settings of the HTTP trigger.
 #[derive(Debug, Clone)]
@@ -43,63 +40,16 @@ impl Default for HttpConfig {
     }
 }
 
-/// One component as the server sees it: its instances and its concurrency permits.
-pub struct ServedComponent {
-    pub(crate) loaded: LoadedComponent,
-    pub(crate) permits: Arc<Semaphore>,
-    pub(crate) max_concurrency: u32,
-}
-
-/// An app ready to serve: its components and its routing table.
-pub struct HttpApp {
-    /// The app's name.
-    pub name: String,
-    pub(crate) components: Vec<ServedComponent>,
-    pub(crate) router: Router,
-}
-
-impl HttpApp {
-    /// Combine a validated app with its loaded components (in any order; matched by name).
-    pub fn new(app: &App, loaded: Vec<LoadedComponent>, config: &HttpConfig) -> Self {
-        let components: Vec<ServedComponent> = loaded
-            .into_iter()
-            .map(|loaded| {
-                let max = loaded
-                    .limits()
-                    .max_concurrency
-                    .unwrap_or(config.default_max_concurrency)
-                    .max(1);
-                ServedComponent {
-                    permits: Arc::new(Semaphore::new(max as usize)),
-                    max_concurrency: max,
-                    loaded,
-                }
-            })
-            .collect();
-        let router = Router::new(app.http_triggers.iter().filter_map(|t| {
-            let idx = components
-                .iter()
-                .position(|c| &**c.loaded.name() == t.component.as_str())?;
-            Some((t.route.clone(), idx))
-        }));
-        Self {
-            name: app.name.clone(),
-            components,
-            router,
-        }
-    }
-}
-
 pub(crate) struct ServerState {
-    pub(crate) app: Arc<HttpApp>,
+    pub(crate) apps: Arc<AppSet>,
     pub(crate) config: HttpConfig,
 }
 
-/// Serve `app` on `listener` until `shutdown` completes; then stop accepting, let
+/// Serve `apps` on `listener` until `shutdown` completes; then stop accepting, let
 /// in-flight requests finish (up to `shutdown_grace`), and return.
 pub async fn serve(
     listener: TcpListener,
-    app: Arc<HttpApp>,
+    apps: Arc<AppSet>,
     config: HttpConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -116,7 +66,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(256);
-    let state = Arc::new(ServerState { app, config });
+    let state = Arc::new(ServerState { apps, config });
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
 

@@ -19,6 +19,9 @@ pub struct App {
     pub name: String,
     /// `[app] version`.
     pub version: String,
+    /// `[app] hosts`: when set, the app receives only requests whose `Host` is one of
+    /// these (lowercase, no trailing dot); when empty, requests for any other host.
+    pub hosts: Vec<String>,
     /// The directory the manifest is in; relative paths resolve against it.
     pub dir: PathBuf,
     /// Components by name, sorted.

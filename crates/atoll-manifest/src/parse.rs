@@ -70,6 +70,7 @@ pub fn parse(text: String, display_path: &Path, dir: &Path) -> Result<App, Diagn
     Ok(App {
         name: parsed.name,
         version: parsed.version,
+        hosts: parsed.hosts,
         dir: dir.to_path_buf(),
         components: parsed.components,
         http_triggers: parsed.http_triggers,
@@ -80,6 +81,7 @@ pub fn parse(text: String, display_path: &Path, dir: &Path) -> Result<App, Diagn
 struct Parsed {
     name: String,
     version: String,
+    hosts: Vec<String>,
     components: BTreeMap<String, Component>,
     http_triggers: Vec<HttpTrigger>,
 }
@@ -163,7 +165,7 @@ impl Cx<'_> {
                 .help("start the file with `[app]` and `name = \"my-app\"`")
         })?;
         let app_t = self.table(app, "app")?;
-        self.check_keys(app_t, "app", &["name", "version", "description"])?;
+        self.check_keys(app_t, "app", &["name", "version", "description", "hosts"])?;
         let name_v = app_t.get("name").ok_or_else(|| {
             self.err(app.span(), "app.name", "`[app]` has no `name`")
                 .help("add `name = \"my-app\"` under `[app]`")
@@ -177,6 +179,10 @@ impl Cx<'_> {
         if let Some(v) = app_t.get("description") {
             self.string(v, "app.description")?;
         }
+        let hosts = match app_t.get("hosts") {
+            Some(h) => self.hosts(h)?,
+            None => Vec::new(),
+        };
 
         let mut components = BTreeMap::new();
         if let Some(c) = root.get("component") {
@@ -216,9 +222,47 @@ impl Cx<'_> {
         Ok(Parsed {
             name: name.to_string(),
             version,
+            hosts,
             components,
             http_triggers,
         })
+    }
+
+    fn hosts(&self, h: &Spanned<DeValue<'_>>) -> Result<Vec<String>, Diagnostic> {
+        let arr = h
+            .get_ref()
+            .as_array()
+            .ok_or_else(|| self.type_err(h, "app.hosts", "an array of host names"))?;
+        let mut hosts: Vec<String> = Vec::new();
+        for item in arr.iter() {
+            let raw = self.string(item, "app.hosts")?;
+            let host = raw.trim_end_matches('.').to_ascii_lowercase();
+            let valid = !host.is_empty()
+                && host.len() <= 253
+                && host.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !valid {
+                return Err(self
+                    .err(item.span(), "app.hosts", format!("`{raw}` is not a host name"))
+                    .help("write bare host names like `shop.example.com`, without scheme, port or path"));
+            }
+            if hosts.contains(&host) {
+                return Err(self.err(
+                    item.span(),
+                    "app.hosts",
+                    format!("host `{raw}` is listed twice"),
+                ));
+            }
+            hosts.push(host);
+        }
+        Ok(hosts)
     }
 
     fn component(&self, (k, v): Entry<'_, '_>) -> Result<Component, Diagnostic> {

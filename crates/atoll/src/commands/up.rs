@@ -6,18 +6,18 @@ use std::time::Instant;
 
 use anyhow::Context;
 use atoll_engine::{CacheOutcome, Engine, EngineConfig};
-use atoll_http::{HttpApp, HttpConfig};
+use atoll_http::{AppSet, HttpConfig};
 use clap::Args;
 
 /// Serve an app's HTTP triggers: a fresh, sandboxed instance per request.
 #[derive(Args)]
 pub struct UpCommand {
-    /// The app directory (with an atoll.toml).
-    #[arg(default_value = ".")]
-    dir: PathBuf,
-    /// A manifest file to use instead of DIR/atoll.toml.
+    /// App directories, each with an atoll.toml [default: .]. Several apps share one
+    /// process; apps with `hosts` are routed by the Host header.
+    dirs: Vec<PathBuf>,
+    /// A manifest file to serve (instead of, or besides, DIR/atoll.toml); repeatable.
     #[arg(short = 'f', long = "file")]
-    file: Option<PathBuf>,
+    files: Vec<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     listen: String,
@@ -38,10 +38,15 @@ pub struct UpCommand {
 impl UpCommand {
     pub fn execute(self) -> anyhow::Result<()> {
         let started = Instant::now();
-        let manifest_path = self
-            .file
-            .clone()
-            .unwrap_or_else(|| self.dir.join(atoll_manifest::MANIFEST_FILE));
+        let mut manifest_paths: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .map(|d| d.join(atoll_manifest::MANIFEST_FILE))
+            .collect();
+        manifest_paths.extend(self.files.iter().cloned());
+        if manifest_paths.is_empty() {
+            manifest_paths.push(PathBuf::from(atoll_manifest::MANIFEST_FILE));
+        }
         let max_body = atoll_manifest::parse_size(&self.max_body)
             .map_err(|e| anyhow::anyhow!("--max-body: {e}"))?;
         let max_headers = atoll_manifest::parse_size(&self.max_headers)
@@ -59,8 +64,23 @@ impl UpCommand {
             )
         })?;
 
-        let app = atoll_manifest::load(&manifest_path)?;
-        super::build::build_stale(&app)?;
+        let mut apps = Vec::new();
+        for path in &manifest_paths {
+            let app = atoll_manifest::load(path)?;
+            if let Some(other) = apps
+                .iter()
+                .find(|a: &&atoll_manifest::App| a.name == app.name)
+            {
+                anyhow::bail!(
+                    "two apps are named `{}` ({} and {}); app names must be unique within one server",
+                    app.name,
+                    other.manifest_path().display(),
+                    app.manifest_path().display()
+                );
+            }
+            super::build::build_stale(&app)?;
+            apps.push(app);
+        }
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -77,29 +97,40 @@ impl UpCommand {
                 cache_dir: Some(self.cache_dir.clone().unwrap_or_else(default_cache_dir)),
                 ..EngineConfig::default()
             })?;
-            let mut loaded = Vec::new();
-            for component in app.components.values() {
-                let t = Instant::now();
-                let (c, outcome) = engine.load_component(&app, component)?;
-                let how = match outcome {
-                    CacheOutcome::Hit => "loaded from the compile cache",
-                    CacheOutcome::Compiled => "compiled and cached",
-                    CacheOutcome::Uncached => "compiled (no cache)",
-                };
-                tracing::info!(component = %component.name, "{how} in {:.1?}", t.elapsed());
-                loaded.push(c);
+            let mut loaded_apps = Vec::new();
+            for app in &apps {
+                let mut loaded = Vec::new();
+                for component in app.components.values() {
+                    let t = Instant::now();
+                    let (c, outcome) = engine.load_component(app, component)?;
+                    let how = match outcome {
+                        CacheOutcome::Hit => "loaded from the compile cache",
+                        CacheOutcome::Compiled => "compiled and cached",
+                        CacheOutcome::Uncached => "compiled (no cache)",
+                    };
+                    tracing::info!(app = %app.name, component = %component.name, "{how} in {:.1?}", t.elapsed());
+                    loaded.push(c);
+                }
+                loaded_apps.push((app, loaded));
             }
-            let http_app = Arc::new(HttpApp::new(&app, loaded, &http_config));
+            let app_set = Arc::new(AppSet::new(loaded_apps, &http_config)?);
+            for app in &apps {
+                let hosts = if app.hosts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" for hosts {}", app.hosts.join(", "))
+                };
+                for t in &app.http_triggers {
+                    tracing::info!(app = %app.name, "  http://{local}{} -> {}{hosts}", t.route, t.component);
+                }
+            }
+            let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
             tracing::info!(
-                "serving app `{}` {} on http://{local} (ready in {:.1?})",
-                app.name,
-                app.version,
+                "serving app `{}` on http://{local} (ready in {:.1?})",
+                names.join("`, `"),
                 started.elapsed()
             );
-            for t in &app.http_triggers {
-                tracing::info!("  http://{local}{} -> {}", t.route, t.component);
-            }
-            atoll_http::serve(listener, http_app, http_config, shutdown_signal()).await?;
+            atoll_http::serve(listener, app_set, http_config, shutdown_signal()).await?;
             tracing::info!("stopped");
             anyhow::Ok(())
         })

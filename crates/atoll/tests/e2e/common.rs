@@ -57,8 +57,8 @@ pub struct Running {
     child: Child,
     pub addr: SocketAddr,
     logs: Arc<Mutex<String>>,
-    /// Kept so the app directory lives as long as the server.
-    _app: TestApp,
+    /// Kept so the app directories live as long as the server.
+    _apps: Vec<TestApp>,
 }
 
 impl Running {
@@ -67,9 +67,14 @@ impl Running {
     }
 
     pub fn start_with(app: TestApp, home: &Path, extra_args: &[&str]) -> Self {
+        Self::start_apps(vec![app], home, extra_args)
+    }
+
+    /// Serve several apps from one process.
+    pub fn start_apps(apps: Vec<TestApp>, home: &Path, extra_args: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .arg("up")
-            .arg(app.path())
+            .args(apps.iter().map(|a| a.path()))
             .args(["--listen", "127.0.0.1:0"])
             .args(extra_args)
             .env("ATOLL_HOME", home)
@@ -111,7 +116,7 @@ impl Running {
             child,
             addr,
             logs,
-            _app: app,
+            _apps: apps,
         }
     }
 
@@ -220,6 +225,24 @@ pub async fn send(
         headers,
         body,
     })
+}
+
+/// GET with an explicit `Host` header.
+pub async fn get_host(client: &HttpClient, url: &str, host: &str) -> Reply {
+    let req = http::Request::builder()
+        .uri(url)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let resp = client.request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 pub async fn get(client: &HttpClient, url: &str) -> Reply {

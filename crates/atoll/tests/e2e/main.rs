@@ -5,5 +5,6 @@ mod common;
 mod hostile;
 mod lifecycle;
 mod limits;
+mod multi_app;
 mod serve;
 mod ui;
