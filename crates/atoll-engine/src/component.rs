@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use atoll_manifest::{Component as ManifestComponent, Limits};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{
@@ -134,8 +134,20 @@ impl LoadedComponent {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.epoch_ticks);
-        store.epoch_deadline_trap();
+        // Guest code yields to the scheduler every epoch tick, so a busy guest cannot hold
+        // a worker thread (and the requests queued on it) for its whole timeout; at the
+        // deadline it is interrupted with a trap. Host calls that block are bounded by
+        // the caller's wall-clock timer instead.
+        let mut ticks_left = self.epoch_ticks;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            ticks_left = ticks_left.saturating_sub(1);
+            if ticks_left == 0 {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
         store
     }
 }

@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""The benchmark race behind `bench/run`: start each server on loopback, load it with wrk
+(max throughput) and bench's own fixed-rate loadgen (latency at 80 % of max), interleave
+the servers round by round, and report medians and ratios measured in this one run.
+
+Environment: ROUNDS (default 5), DURATION seconds per timed run (default 5), WASMTIME
+(path of wasmtime 48.0.8; the serve peers are skipped when unset).
+"""
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "target" / "bench"
+GUESTS = OUT / "guests" / "wasm32-wasip2" / "release"
+REL = ROOT / "target" / "release"
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
+DURATION = int(os.environ.get("DURATION", "5"))
+CONNS = 32
+WASMTIME = os.environ.get("WASMTIME") or None
+TUNED = [
+    "-O", "pooling-memory-keep-resident=4194304",
+    "-O", "pooling-table-keep-resident=262144",
+    "-O", "pooling-pagemap-scan=y",
+    "-O", "pooling-decommit-batch-size=16",
+]
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def status_of(port, path="/", host="bench", timeout=2.0):
+    """One HTTP/1.1 GET on a fresh connection; the status code, or None."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n".encode())
+            data = s.recv(64)
+            m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+            return int(m.group(1)) if m else None
+    except OSError:
+        return None
+
+
+class Server:
+    def __init__(self, name, cmd, env=None):
+        self.name, self.cmd = name, cmd
+        self.port = free_port()
+        self.cmd = [c.replace("{PORT}", str(self.port)) for c in cmd]
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.log = open(OUT / f"{name}.log", "w")
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
+
+    def wait_ready(self, path="/", timeout=120):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {OUT / (self.name + '.log')}")
+            if status_of(self.port, path) == 200:
+                return self
+            time.sleep(0.01)
+        raise RuntimeError(f"{self.name} not ready within {timeout}s")
+
+    def url(self, path="/"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def rss_mib(self):
+        try:
+            for line in open(f"/proc/{self.proc.pid}/status"):
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+def to_ms(v):
+    num, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(num) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url, duration, conns=CONNS):
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url],
+        capture_output=True, text=True, timeout=duration + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = re.search(r"Socket errors: .*", out)
+    return {
+        "rps": rps,
+        "p50_ms": to_ms(lat["50"]),
+        "p99_ms": to_ms(lat["99"]),
+        "non2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": errs.group(0) if errs else "",
+    }
+
+
+def loadgen(url, rate, seconds):
+    env = dict(os.environ, TOKIO_WORKER_THREADS="1")
+    out = subprocess.run(
+        [str(REL / "loadgen"), url, str(rate), str(seconds), str(CONNS)],
+        capture_output=True, text=True, timeout=seconds + 60, env=env,
+    )
+    return json.loads(out.stdout)
+
+
+def make_app(dir_, name, components, routes, hosts=None):
+    dir_.mkdir(parents=True, exist_ok=True)
+    text = f'[app]\nname = "{name}"\n'
+    if hosts:
+        text += "hosts = [" + ", ".join(f'"{h}"' for h in hosts) + "]\n"
+    for cname, (src, limits) in components.items():
+        text += f'\n[component.{cname}]\nsource = "{src}"\n'
+        if limits:
+            text += f"limits = {limits}\n"
+    for route, comp in routes:
+        text += f'\n[[trigger.http]]\nroute = "{route}"\ncomponent = "{comp}"\n'
+    (dir_ / "atoll.toml").write_text(text)
+    return dir_
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    hello = GUESTS / "hello.wasm"
+    hostile = GUESTS / "hostile.wasm"
+    home = OUT / "home"
+    atoll_env = {"ATOLL_HOME": str(home), "ATOLL_LOG": "warn"}
+    apps = OUT / "apps"
+    if apps.exists():
+        shutil.rmtree(apps)
+    hello_app = make_app(apps / "hello", "hello", {"hello": (hello, None)}, [("/...", "hello")])
+
+    specs = [
+        ("atoll", [str(REL / "atoll"), "up", str(hello_app), "--listen", "127.0.0.1:{PORT}"], atoll_env),
+        ("native-hyper", [str(REL / "native-hello"), "127.0.0.1:{PORT}"], None),
+        ("process-per-request", [str(REL / "cgi-hello"), "127.0.0.1:{PORT}"], None),
+    ]
+    if WASMTIME:
+        specs.insert(1, ("wasmtime-serve", [WASMTIME, "serve", "-Scli", "--addr", "127.0.0.1:{PORT}", str(hello)], None))
+        specs.insert(2, ("wasmtime-serve-tuned", [WASMTIME, "serve", "-Scli", *TUNED, "--addr", "127.0.0.1:{PORT}", str(hello)], None))
+    else:
+        log("WASMTIME not set: skipping the wasmtime serve peers")
+
+    results = {name: [] for name, _, _ in specs}
+    servers = []
+    try:
+        for name, cmd, env in specs:
+            log(f"starting {name}")
+            servers.append(Server(name, cmd, env).wait_ready())
+
+        # 1. Max throughput, keep-alive, interleaved rounds.
+        for r in range(ROUNDS):
+            for s in servers:
+                wrk(s.url(), 1)  # warm-up, discarded
+                res = wrk(s.url(), DURATION)
+                if res["non2xx"]:
+                    raise RuntimeError(f"{s.name}: {res['non2xx']} non-2xx responses")
+                results[s.name].append(res)
+                log(f"round {r + 1}/{ROUNDS} {s.name:22} {res['rps']:>10.0f} req/s  p99 {res['p99_ms']:.2f} ms")
+        rss = {s.name: s.rss_mib() for s in servers}
+
+        # 2. Latency at 80 % of each server's own max, fixed rate.
+        at80 = {}
+        for s in servers:
+            rate = int(med([x["rps"] for x in results[s.name]]) * 0.8)
+            runs = [loadgen(s.url(), rate, max(DURATION, 3)) for _ in range(3)]
+            at80[s.name] = {
+                "rate": rate,
+                "p50_ms": med([x["p50_us"] for x in runs]) / 1000,
+                "p99_ms": med([x["p99_us"] for x in runs]) / 1000,
+                "errors": sum(x["errors"] for x in runs),
+            }
+            log(f"at 80%: {s.name:22} {rate} req/s  p99 {at80[s.name]['p99_ms']:.2f} ms")
+
+        # 3. One request at a time: the per-request cost without queueing.
+        single = {}
+        for s in servers:
+            if s.name in ("atoll", "process-per-request", "native-hyper"):
+                single[s.name] = med([wrk(s.url(), 2, conns=1)["p50_ms"] for _ in range(3)])
+    finally:
+        for s in servers:
+            s.stop()
+
+    # 4. Start to first 200, warm compile cache, vs a native hyper server.
+    def first_response(cmd, env):
+        port = free_port()
+        cmd = [c.replace("{PORT}", str(port)) for c in cmd]
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, **(env or {})))
+        try:
+            while time.perf_counter() - t0 < 30:
+                if status_of(port, timeout=0.2) == 200:
+                    return (time.perf_counter() - t0) * 1000
+                time.sleep(0.001)
+            return float("nan")
+        finally:
+            p.kill()
+            p.wait()
+
+    cold = {
+        "atoll": med([first_response(specs[0][1], atoll_env) for _ in range(10)]),
+        "native-hyper": med([first_response([str(REL / "native-hello"), "127.0.0.1:{PORT}"], None) for _ in range(10)]),
+    }
+    log(f"start to first 200: {cold}")
+
+    # 5. Idle memory of one atoll serving 100 apps.
+    many = [make_app(apps / f"app{i}", f"app{i}", {"hello": (hello, None)}, [(f"/app{i}/...", "hello")]) for i in range(100)]
+    s = Server("atoll-100-apps", [str(REL / "atoll"), "up", *map(str, many), "--listen", "127.0.0.1:{PORT}"], atoll_env)
+    try:
+        s.wait_ready("/app99/")
+        for i in range(100):
+            assert status_of(s.port, f"/app{i}/") == 200
+        time.sleep(1)
+        rss_100 = s.rss_mib()
+    finally:
+        s.stop()
+    log(f"idle RSS with 100 apps: {rss_100:.1f} MiB")
+
+    # 6. One hostile tenant (infinite loops and memory bombs) beside a well-behaved one.
+    mixed = make_app(
+        apps / "mixed", "mixed",
+        {"hello": (hello, None), "hostile": (hostile, '{ memory = "32MiB", timeout = "1s", max_concurrency = 4 }')},
+        [("/...", "hello"), ("/bad/...", "hostile")],
+    )
+    s = Server("atoll-hostile", [str(REL / "atoll"), "up", str(mixed), "--listen", "127.0.0.1:{PORT}"], atoll_env)
+    try:
+        s.wait_ready()
+        wrk(s.url(), 1)
+        calm = med([wrk(s.url(), DURATION)["rps"] for _ in range(2)])
+        stop = threading.Event()
+
+        def hammer(path):
+            while not stop.is_set():
+                status_of(s.port, path, timeout=5)
+
+        threads = [threading.Thread(target=hammer, args=(p,)) for p in ["/bad/loop"] * 2 + ["/bad/alloc"] * 2]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        stormy = med([wrk(s.url(), DURATION)["rps"] for _ in range(2)])
+        stop.set()
+        for t in threads:
+            t.join()
+    finally:
+        s.stop()
+    log(f"neighbour throughput: calm {calm:.0f}, with a hostile tenant {stormy:.0f}")
+
+    report(specs, results, rss, at80, single, cold, rss_100, calm, stormy)
+
+
+def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy):
+    names = [n for n, _, _ in specs]
+    rps = {n: med([x["rps"] for x in results[n]]) for n in names}
+    lines = [
+        "# atoll benchmark",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {platform.node()} · Linux {platform.release()} · "
+        f"{os.cpu_count()} CPUs · wrk -t1 -c{CONNS}, {ROUNDS} interleaved rounds of {DURATION}s, medians · "
+        "the same hello component for atoll and wasmtime serve",
+        "",
+        "| server | req/s (median) | min–max | p50 ms | p99 ms | p99 at 80% of max (ms) | RSS after (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n in names:
+        xs = [x["rps"] for x in results[n]]
+        lines.append(
+            f"| {n} | {rps[n]:,.0f} | {min(xs):,.0f}–{max(xs):,.0f} | {med([x['p50_ms'] for x in results[n]]):.2f} | "
+            f"{med([x['p99_ms'] for x in results[n]]):.2f} | {at80[n]['p99_ms']:.2f} @ {at80[n]['rate']:,} req/s | "
+            f"{(rss.get(n) or float('nan')):.1f} |"
+        )
+    a = rps["atoll"]
+    goals = []
+
+    def goal(what, value, target, ok):
+        goals.append(f"| {what} | {value} | {target} | {'met' if ok else '**not met**'} |")
+
+    if "wasmtime-serve" in rps:
+        goal("throughput vs default `wasmtime serve`", f"{a / rps['wasmtime-serve']:.2f}x", ">= 3x", a >= 3 * rps["wasmtime-serve"])
+        goal("throughput vs tuned `wasmtime serve`", f"{a / rps['wasmtime-serve-tuned']:.2f}x", ">= 2x", a >= 2 * rps["wasmtime-serve-tuned"])
+    goal("throughput vs native hyper", f"{100 * a / rps['native-hyper']:.1f}%", ">= 40%", a >= 0.4 * rps["native-hyper"])
+    goal("p99 at 80% of atoll's max", f"{at80['atoll']['p99_ms']:.2f} ms", "< 2 ms", at80["atoll"]["p99_ms"] < 2)
+    ratio = single["process-per-request"] / single["atoll"] if single.get("atoll") else float("nan")
+    goal("per request vs a process per request (p50 at c=1)", f"{ratio:.0f}x faster ({single['atoll']:.3f} vs {single['process-per-request']:.3f} ms)", ">= 100x", ratio >= 100)
+    goal("`atoll up` start to first 200, warm cache", f"{cold['atoll']:.1f} ms (native hyper {cold['native-hyper']:.1f} ms)", "< 30 ms", cold["atoll"] < 30)
+    goal("idle RSS, one `atoll up` serving 100 apps", f"{rss_100:.1f} MiB", "< 200 MiB", rss_100 < 200)
+    goal("neighbour throughput beside a hostile tenant", f"{100 * stormy / calm:.0f}% ({stormy:,.0f} vs {calm:,.0f} req/s)", ">= 90%", stormy >= 0.9 * calm)
+    lines += ["", "| goal | measured | target | |", "|---|---|---|---|", *goals, ""]
+    lines.append("Per-instance cost in process: `cargo bench -p atoll-http --bench instantiate`.")
+    (OUT / "report.md").write_text("\n".join(lines) + "\n")
+    (OUT / "results.json").write_text(json.dumps({"results": results, "rss": rss, "at80": at80, "single_ms": single, "cold_ms": cold, "rss_100_apps_mib": rss_100, "hostile": {"calm": calm, "stormy": stormy}}, indent=1))
+    svg(names, results)
+    print("\n".join(lines))
+    log(f"wrote {OUT / 'report.md'} and {OUT / 'report.svg'}")
+
+
+def svg(names, results):
+    """A bar chart of median req/s with min-max whiskers, as plain SVG."""
+    w, bar, gap, left, top = 760, 34, 16, 190, 40
+    h = top + len(names) * (bar + gap) + 40
+    top_rps = max(max(x["rps"] for x in results[n]) for n in names) * 1.1
+    scale = (w - left - 90) / top_rps
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="13">',
+           f'<text x="{left}" y="24" font-size="15" font-weight="bold">hello, keep-alive, req/s (median, min–max)</text>']
+    for i, n in enumerate(names):
+        xs = [x["rps"] for x in results[n]]
+        m, y = med(xs), top + i * (bar + gap)
+        color = "#1f77b4" if n == "atoll" else "#9aa5b1"
+        out.append(f'<text x="{left - 8}" y="{y + bar / 2 + 4}" text-anchor="end">{n}</text>')
+        out.append(f'<rect x="{left}" y="{y}" width="{m * scale:.1f}" height="{bar}" fill="{color}"/>')
+        out.append(f'<line x1="{left + min(xs) * scale:.1f}" x2="{left + max(xs) * scale:.1f}" y1="{y + bar / 2}" y2="{y + bar / 2}" stroke="black"/>')
+        out.append(f'<text x="{left + m * scale + 6:.1f}" y="{y + bar / 2 + 4}">{m:,.0f}</text>')
+    out.append("</svg>")
+    (OUT / "report.svg").write_text("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
