@@ -3,6 +3,7 @@
 
 mod common;
 mod hostile;
+mod languages;
 mod lifecycle;
 mod limits;
 mod multi_app;
