@@ -4,10 +4,11 @@
 //! with limits -> instantiate from the warm pooled slot -> call `incoming-handler` ->
 //! stream the response -> drop the store.
 //!
-//! The guest runs in its own task so that it can keep writing the response body after
-//! `response-outparam.set`; that task also holds the concurrency permit and enforces the
-//! wall-clock timeout, and it logs a guest's failure once, with the component and the
-//! reason. This function only turns the outcome into a status code.
+//! The guest's run (one future) holds the concurrency permit, enforces the wall-clock
+//! timeout and logs a failure once, with the app, component and reason. It is polled
+//! in the connection's task until the response is ready, and moved to its own task only
+//! if it is still running then, so the body can stream while it writes. This function
+//! turns the outcome into a status code.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::body::{GuardedBody, LimitedBody};
@@ -75,7 +76,7 @@ pub(crate) async fn handle(
     let req = req.map(|b| LimitedBody::new(b, max_body, exceeded.clone()));
 
     let mut store = component.loaded.new_store();
-    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let (sender, mut receiver) = tokio::sync::oneshot::channel();
     let prepared = store
         .data_mut()
         .http()
@@ -97,7 +98,7 @@ pub(crate) async fn handle(
     let app_name = component.app.clone();
     let timeout = component.loaded.limits().timeout;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let guest = tokio::spawn(async move {
+    let mut guest = Box::pin(async move {
         let _permit = permit;
         let run = async {
             let proxy = pre.instantiate_async(&mut store).await?;
@@ -125,63 +126,71 @@ pub(crate) async fn handle(
         outcome
     });
 
-    match receiver.await {
-        Ok(Ok(resp)) => {
-            if exceeded.load(Ordering::Relaxed) {
-                return Ok(too_large());
-            }
-            Ok(resp.map(|body| Either::Left(GuardedBody::new(body, done_rx))))
+    // Run the guest right here first: most guests set the response, write the body and
+    // return within this poll, which saves a task spawn and a cross-thread wake-up per
+    // request. Only a guest still running when its response is ready (it streams, or
+    // works after answering) moves to a task of its own, so the body can flow meanwhile.
+    let first = tokio::select! {
+        biased;
+        outcome = &mut guest => First::Finished(outcome),
+        response = &mut receiver => First::Response(response),
+    };
+    let response = match first {
+        First::Finished(outcome) => receiver.try_recv().map_err(|_| outcome),
+        First::Response(Ok(response)) => {
+            tokio::spawn(guest);
+            Ok(response)
         }
+        // The outparam was dropped unset while the guest runs on: wait for its end.
+        First::Response(Err(_)) => Err(guest.await),
+    };
+    if exceeded.load(Ordering::Relaxed) {
+        return Ok(too_large());
+    }
+    Ok(match response {
+        Ok(Ok(resp)) => resp.map(|body| Either::Left(GuardedBody::new(body, done_rx))),
         Ok(Err(code)) => {
-            if exceeded.load(Ordering::Relaxed) {
-                return Ok(too_large());
-            }
             tracing::error!(app = %component.app, component = %component.loaded.name(), "guest answered with an error: {code:?}");
-            Ok(plain(
+            plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the component failed to handle the request\n",
-            ))
+            )
         }
         // The guest ended without calling `response-outparam.set`.
-        Err(_) => {
-            if exceeded.load(Ordering::Relaxed) {
-                return Ok(too_large());
-            }
-            let outcome = guest.await.unwrap_or_else(|e| {
-                Outcome::Failed(
-                    FailureKind::Other,
-                    format!("guest task ended abnormally: {e}"),
-                )
-            });
-            Ok(match outcome {
-                Outcome::Finished => {
-                    tracing::error!(app = %component.app, component = %component.loaded.name(), "guest returned without setting a response");
-                    plain(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "the component returned without a response\n",
-                    )
-                }
-                Outcome::TimedOut | Outcome::Failed(FailureKind::Timeout, _) => plain(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "the component did not answer within its time limit\n",
-                ),
-                Outcome::Failed(FailureKind::Capacity, _) => {
-                    let mut resp = plain(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the server is at capacity; retry shortly\n",
-                    );
-                    resp.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    resp
-                }
-                Outcome::Failed(..) => plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the component failed to handle the request\n",
-                ),
-            })
+        Err(Outcome::Finished) => {
+            tracing::error!(app = %component.app, component = %component.loaded.name(), "guest returned without setting a response");
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the component returned without a response\n",
+            )
         }
-    }
+        Err(Outcome::TimedOut | Outcome::Failed(FailureKind::Timeout, _)) => plain(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the component did not answer within its time limit\n",
+        ),
+        Err(Outcome::Failed(FailureKind::Capacity, _)) => {
+            let mut resp = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is at capacity; retry shortly\n",
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
+        }
+        Err(Outcome::Failed(..)) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the component failed to handle the request\n",
+        ),
+    })
 }
+
+/// Which of the guest's end and its response came first.
+enum First {
+    Finished(Outcome),
+    Response(Result<GuestResponse, tokio::sync::oneshot::error::RecvError>),
+}
+
+type GuestResponse = Result<Response<HyperOutgoingBody>, ErrorCode>;
 
 /// One line for the log: the root cause, then where in the guest it happened.
 fn describe_failure(e: &wasmtime::Error) -> String {

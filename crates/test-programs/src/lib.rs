@@ -1,6 +1,8 @@
 //! Helpers shared by the guest components in `src/bin/`. Each binary is one
 //! `wasi:http/proxy` component (or, for `not_http`, a plain command) that a test runs.
 
+pub mod compute;
+
 use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 /// Send a complete response with `body`.

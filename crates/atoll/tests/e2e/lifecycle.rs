@@ -78,9 +78,9 @@ route = "/..."
 component = "slow"
 "#,
     ));
-    let url = server.url("/?ms=1500");
+    let url = server.url("/?ms=2500");
     let in_flight = tokio::spawn(async move { get(&client(), &url).await });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
 
     let addr = server.addr;
     let status = tokio::task::spawn_blocking(move || {
@@ -95,7 +95,7 @@ component = "slow"
     );
     let r = in_flight.await.expect("in-flight request");
     assert_eq!(r.status, 200);
-    assert_eq!(r.text(), "slept 1500ms\n");
+    assert_eq!(r.text(), "slept 2500ms\n");
     let (status, server) = status.await.expect("terminate");
     let status = status.expect("atoll exited after SIGTERM");
     assert!(
