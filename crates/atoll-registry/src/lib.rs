@@ -28,7 +28,7 @@
 //! rest of atoll), `wasmparser` (indexing a component's WIT world at publish time).
 
 pub mod api;
-// pub mod client;
+pub mod client;
 mod error;
 pub mod hash;
 pub mod home;
