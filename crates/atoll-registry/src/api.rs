@@ -77,6 +77,10 @@ pub struct NamespaceResponse {
     pub key: String,
     /// Position of the claim record in the log.
     pub claim_index: u64,
+    /// The keys that may publish now, hex.
+    pub keys: Vec<String>,
+    /// Positions of the claim and of every key grant and revocation, in log order.
+    pub history: Vec<u64>,
 }
 
 /// Every error response.

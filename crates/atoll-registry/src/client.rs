@@ -40,7 +40,8 @@ use crate::hash::Digest;
 use crate::home::{AtollHome, TrustState};
 use crate::lockfile::{LockedPackage, Lockfile};
 use crate::log::{
-    ClaimRecord, LogEntry, ReleaseRecord, SignedTreeHead, VerifiedRelease, YankRecord,
+    ClaimRecord, KeyChange, KeyChangeRecord, LogEntry, ReleaseRecord, SignedTreeHead,
+    VerifiedRelease, YankRecord,
 };
 use crate::name::{PackageName, parse_version};
 use crate::resolve::{PackageSpec, resolve};
@@ -187,6 +188,40 @@ impl Client {
         Ok(answer.log_index)
     }
 
+    /// Let `subject` publish in `namespace` (signed by `key`, a current key of it);
+    /// the record's log index.
+    pub async fn grant_key(
+        &self,
+        key: &KeyPair,
+        namespace: &str,
+        subject: &PublicKey,
+    ) -> Result<u64, Error> {
+        let record = KeyChangeRecord::sign(KeyChange::Grant, key, namespace, subject, unix_now())?;
+        self.change_key(namespace, LogEntry::KeyGrant(record)).await
+    }
+
+    /// Stop `subject` from publishing in `namespace` (signed by `key`, a current key of
+    /// it); releases it signed earlier stay valid. The record's log index.
+    pub async fn revoke_key(
+        &self,
+        key: &KeyPair,
+        namespace: &str,
+        subject: &PublicKey,
+    ) -> Result<u64, Error> {
+        let record = KeyChangeRecord::sign(KeyChange::Revoke, key, namespace, subject, unix_now())?;
+        self.change_key(namespace, LogEntry::KeyRevoke(record))
+            .await
+    }
+
+    async fn change_key(&self, namespace: &str, entry: LogEntry) -> Result<u64, Error> {
+        let path = format!("/v1/namespaces/{namespace}/keys");
+        let (status, body) = self
+            .send_small(Method::POST, &path, &[], Bytes::from(entry.to_bytes()))
+            .await?;
+        let answer: AppendResponse = self.parse_ok(&path, status, &body)?;
+        Ok(answer.log_index)
+    }
+
     /// Newest non-yanked release of each package matching all given filters: `text` in
     /// the package name, an export and an import (with or without `@version`).
     pub async fn search(
@@ -242,7 +277,7 @@ impl Client {
                 what: format!("{package}@{chosen}"),
             })?;
         // The head is fetched after the metadata, so it covers the release.
-        let mut head = self.verified_head().await?;
+        let mut head = self.verified_head(&format!("{package}@{chosen}")).await?;
         let verified = self.verify_release(&mut head, &meta).await?;
         let bytes = self.download(&verified).await?;
         // Every check passed; only now touch the disk.
@@ -269,7 +304,14 @@ impl Client {
         lock: &Lockfile,
         progress: &mut dyn FnMut(&LockedPackage),
     ) -> Result<Vec<Pulled>, Error> {
-        let mut head = self.verified_head().await?;
+        let wanted: Vec<String> = lock
+            .packages
+            .iter()
+            .map(|p| format!("{}@{}", p.name, p.version))
+            .collect();
+        let mut head = self
+            .verified_head(&format!("pulling {}", wanted.join(", ")))
+            .await?;
         let mut fetched = Vec::new();
         for locked in &lock.packages {
             let package = PackageName::parse(&locked.name)?;
@@ -318,7 +360,8 @@ impl Client {
 
     /// Step 1: the current tree head, signed by the pinned key and consistent with the
     /// last one saved.
-    async fn verified_head(&self) -> Result<VerifiedHead, Error> {
+    /// `wanted` names what is being fetched, for the error messages.
+    async fn verified_head(&self, wanted: &str) -> Result<VerifiedHead, Error> {
         let answer: HeadResponse = self.get_json("/v1/log/head").await?;
         let state_path = self.home.trust_path(&self.base);
         let saved = self.home.load_trust(&self.base)?;
@@ -331,6 +374,7 @@ impl Client {
                 .map(|k| k.key_id())
                 .unwrap_or_else(|_| saved.server_key.clone());
             return Err(Error::ServerKeyChanged {
+                wanted: wanted.to_string(),
                 registry: self.base.clone(),
                 pinned,
                 served: served_key.key_id(),
@@ -344,6 +388,7 @@ impl Client {
             let old_root = Digest::from_hex("saved tree head root", &old.root)?;
             if head.size < old.size {
                 return Err(Error::LogRollback {
+                    wanted: wanted.to_string(),
                     registry: self.base.clone(),
                     seen: old.size,
                     now: head.size,
@@ -352,6 +397,7 @@ impl Client {
             }
             if head.size == old.size && root != old_root {
                 return Err(Error::LogFork {
+                    wanted: wanted.to_string(),
                     registry: self.base.clone(),
                     reason: format!(
                         "two different trees of size {}: root {} before, {} now",
@@ -370,6 +416,7 @@ impl Client {
                 let proof = parse_hashes(&proof.proof)?;
                 if !merkle::verify_consistency(old.size, head.size, &old_root, &root, &proof) {
                     return Err(Error::LogFork {
+                        wanted: wanted.to_string(),
                         registry: self.base.clone(),
                         reason: format!(
                             "its log of size {} does not extend the log of size {} seen before (the consistency proof fails)",
@@ -443,26 +490,58 @@ impl Client {
         let ns: NamespaceResponse = self
             .get_json(&format!("/v1/namespaces/{namespace}"))
             .await?;
-        let claim_entry = self
-            .fetch_entry(
-                head,
-                ns.claim_index,
-                &format!("the claim of namespace `{namespace}`"),
-            )
-            .await?;
-        let LogEntry::Claim(claim) = claim_entry else {
+        let history = if ns.history.is_empty() {
+            vec![ns.claim_index]
+        } else {
+            ns.history.clone()
+        };
+        if history.first() != Some(&ns.claim_index) || history.windows(2).any(|w| w[0] >= w[1]) {
             return Err(not_owner(format!(
-                "nobody: log entry {} is not a claim",
+                "nobody: the registry's key history for `{namespace}` is not in log order"
+            )));
+        }
+        // Replay the claim and the key changes before the release; verify each is logged.
+        let mut keys: Vec<PublicKey> = Vec::new();
+        let mut claimed_by = None;
+        for &index in history.iter().take_while(|&&i| i < meta.log_index) {
+            let entry = self
+                .fetch_entry(
+                    head,
+                    index,
+                    &format!("a key record of namespace `{namespace}`"),
+                )
+                .await?;
+            match (entry, claimed_by) {
+                (LogEntry::Claim(claim), None) if claim.namespace == namespace => {
+                    let owner = claim.verify()?;
+                    claimed_by = Some(owner);
+                    keys.push(owner);
+                }
+                (LogEntry::KeyGrant(r), Some(_)) if r.namespace == namespace => {
+                    let (signer, subject) = r.verify(KeyChange::Grant)?;
+                    if keys.contains(&signer) && !keys.contains(&subject) {
+                        keys.push(subject);
+                    }
+                }
+                (LogEntry::KeyRevoke(r), Some(_)) if r.namespace == namespace => {
+                    let (signer, subject) = r.verify(KeyChange::Revoke)?;
+                    if keys.contains(&signer) {
+                        keys.retain(|k| *k != subject);
+                    }
+                }
+                _ => {
+                    return Err(not_owner(format!(
+                        "nobody: log entry {index} is not a key record of `{namespace}`"
+                    )));
+                }
+            }
+        }
+        let Some(owner) = claimed_by else {
+            return Err(not_owner(format!(
+                "nobody: the claim the registry points to (entry {}) is not before the release",
                 ns.claim_index
             )));
         };
-        if claim.namespace != namespace || ns.claim_index > meta.log_index {
-            return Err(not_owner(format!(
-                "nobody: the claim the registry points to is for `{}` at entry {}",
-                claim.namespace, ns.claim_index
-            )));
-        }
-        let owner = claim.verify()?;
         if let Some(pinned) = head.namespaces.get(&namespace)
             && *pinned != owner.to_hex()
         {
@@ -471,8 +550,13 @@ impl Client {
                 .unwrap_or_else(|_| pinned.clone());
             return Err(not_owner(format!("{pinned_id}, as this client saw before")));
         }
-        if owner != verified.key {
-            return Err(not_owner(owner.key_id()));
+        if !keys.contains(&verified.key) {
+            let ids: Vec<String> = keys.iter().map(PublicKey::key_id).collect();
+            return Err(not_owner(if ids.is_empty() {
+                "no key".to_string()
+            } else {
+                ids.join(", ")
+            }));
         }
         head.namespaces.insert(namespace, owner.to_hex());
         Ok(verified)
@@ -715,11 +799,13 @@ fn mismatch(meta: &Release, field: &str, metadata: &str, signed: &str) -> Error 
 }
 
 fn available(versions: &[(semver::Version, bool)]) -> String {
-    let list: Vec<String> = versions
+    let mut live: Vec<&semver::Version> = versions
         .iter()
         .filter(|(_, yanked)| !yanked)
-        .map(|(v, _)| v.to_string())
+        .map(|(v, _)| v)
         .collect();
+    live.sort();
+    let list: Vec<String> = live.iter().map(|v| v.to_string()).collect();
     if list.is_empty() {
         "none".into()
     } else {

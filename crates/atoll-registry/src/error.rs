@@ -154,9 +154,11 @@ pub enum Error {
     },
     /// The log is shorter than one seen before.
     #[error(
-        "registry {registry} rolled its log back: it now has {now} entries but this client saw {seen} before; refusing to trust it (if the registry was really reset, delete {state} to start over)"
+        "{wanted}: registry {registry} rolled its log back: it now has {now} entries but this client saw {seen} before; refusing to trust it, nothing was installed (if the registry was really reset, delete {state} to start over)"
     )]
     LogRollback {
+        /// What the client was fetching.
+        wanted: String,
         /// The registry URL.
         registry: String,
         /// Size seen before.
@@ -168,9 +170,11 @@ pub enum Error {
     },
     /// The log is not an extension of the one seen before.
     #[error(
-        "registry {registry} forked its log: {reason}; it is showing a history that differs from the one this client saw, refusing to trust it (if the registry was really reset, delete {state} to start over)"
+        "{wanted}: registry {registry} forked its log: {reason}; it is showing a history that differs from the one this client saw, refusing to trust it, nothing was installed (if the registry was really reset, delete {state} to start over)"
     )]
     LogFork {
+        /// What the client was fetching.
+        wanted: String,
         /// The registry URL.
         registry: String,
         /// What differs.
@@ -180,9 +184,11 @@ pub enum Error {
     },
     /// The registry signs tree heads with a key other than the pinned one.
     #[error(
-        "registry {registry} signs its log with key {served}, not {pinned} as before; refusing to trust it (if the key really changed, delete {state})"
+        "{wanted}: registry {registry} signs its log with key {served}, not {pinned} as before; refusing to trust it, nothing was installed (if the key really changed, delete {state})"
     )]
     ServerKeyChanged {
+        /// What the client was fetching.
+        wanted: String,
         /// The registry URL.
         registry: String,
         /// Pinned key id.

@@ -22,6 +22,11 @@ pub enum LogEntry {
     Release(ReleaseRecord),
     /// A version was yanked: hidden from resolution, still fetchable.
     Yank(YankRecord),
+    /// A current key of a namespace allows another key to publish in it.
+    KeyGrant(KeyChangeRecord),
+    /// A current key of a namespace removes a key (possibly itself). Releases the
+    /// removed key signed before this entry stay valid; later ones are refused.
+    KeyRevoke(KeyChangeRecord),
 }
 
 impl LogEntry {
@@ -246,6 +251,88 @@ impl YankRecord {
     }
 }
 
+/// Whether a [`KeyChangeRecord`] adds or removes a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChange {
+    /// Add `subject` to the namespace's keys.
+    Grant,
+    /// Remove `subject` from the namespace's keys.
+    Revoke,
+}
+
+impl KeyChange {
+    fn kind(self) -> &'static str {
+        match self {
+            KeyChange::Grant => "key-grant",
+            KeyChange::Revoke => "key-revoke",
+        }
+    }
+}
+
+/// `key`, a current key of `namespace`, grants or revokes `subject`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyChangeRecord {
+    /// The namespace.
+    pub namespace: String,
+    /// The key granted or revoked, hex.
+    pub subject: String,
+    /// Seconds since the Unix epoch.
+    pub timestamp: u64,
+    /// The signing key (a current key of the namespace), hex.
+    pub key: String,
+    /// Signature by `key`, hex.
+    pub signature: String,
+}
+
+impl KeyChangeRecord {
+    /// Sign a grant or revocation of `subject` in `namespace` with `key`.
+    pub fn sign(
+        change: KeyChange,
+        key: &KeyPair,
+        namespace: &str,
+        subject: &PublicKey,
+        timestamp: u64,
+    ) -> Result<Self, Error> {
+        validate_namespace(namespace)?;
+        let mut record = Self {
+            namespace: namespace.to_string(),
+            subject: subject.to_hex(),
+            timestamp,
+            key: key.public().to_hex(),
+            signature: String::new(),
+        };
+        record.signature = key.sign(&record.message(change));
+        Ok(record)
+    }
+
+    fn message(&self, change: KeyChange) -> Vec<u8> {
+        message(
+            change.kind(),
+            &[
+                &self.namespace,
+                &self.subject,
+                &self.timestamp.to_string(),
+                &self.key,
+            ],
+        )
+    }
+
+    /// Check the fields and the signature; (signer, subject).
+    pub fn verify(&self, change: KeyChange) -> Result<(PublicKey, PublicKey), Error> {
+        validate_namespace(&self.namespace)?;
+        let signer = PublicKey::from_hex("signing key", &self.key)?;
+        let subject = PublicKey::from_hex("subject key", &self.subject)?;
+        signer
+            .verify(&self.message(change), &self.signature)
+            .map_err(|reason| Error::BadSignature {
+                what: format!("{} record of namespace `{}`", change.kind(), self.namespace),
+                reason,
+            })?;
+        Ok((signer, subject))
+    }
+}
+
 /// The server's signed statement of the log's size and root hash at a time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -331,6 +418,29 @@ mod tests {
         let bytes = claim.to_bytes();
         assert_eq!(LogEntry::from_bytes(&bytes).expect("parse"), claim);
         assert!(LogEntry::from_bytes(b"{\"kind\":\"nope\"}").is_err());
+    }
+
+    #[test]
+    fn key_changes_are_bound_to_their_kind() {
+        let a = KeyPair::generate().expect("random");
+        let b = KeyPair::generate().expect("random");
+        let grant = KeyChangeRecord::sign(KeyChange::Grant, &a, "acme", &b.public(), 1)
+            .expect("valid namespace");
+        let (signer, subject) = grant.verify(KeyChange::Grant).expect("valid");
+        assert_eq!((signer, subject), (a.public(), b.public()));
+        // A grant cannot be replayed as a revocation.
+        assert_eq!(
+            grant
+                .verify(KeyChange::Revoke)
+                .map(|_| ())
+                .map_err(|e| e.code()),
+            Err("bad-signature")
+        );
+        let entry = LogEntry::KeyGrant(grant);
+        assert_eq!(
+            LogEntry::from_bytes(&entry.to_bytes()).expect("parse"),
+            entry
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ use crate::api::{
 };
 use crate::hash::Digest;
 use crate::home::{load_or_create_key, write_atomically};
-use crate::log::{ClaimRecord, LogEntry, ReleaseRecord, SignedTreeHead, YankRecord};
+use crate::log::{ClaimRecord, KeyChange, LogEntry, ReleaseRecord, SignedTreeHead, YankRecord};
 use crate::name::{PackageName, parse_version, validate_namespace};
 use crate::sign::KeyPair;
 use crate::store::{Commit, Namespace, PgStore, RedbStore, Release, Store};
@@ -245,6 +245,10 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["v1", "log", "consistency"]) => consistency(state, &query).await,
         (&Method::GET, ["v1", "log", "entries", index]) => entry(state, index, &query).await,
         (&Method::GET, ["v1", "namespaces", ns]) => namespace(state, ns).await,
+        (&Method::POST, ["v1", "namespaces", ns, "keys"]) => {
+            let ns = ns.to_string();
+            change_key(state, &ns, req).await
+        }
         (&Method::GET, ["v1", "packages", package]) => package_releases(state, package).await,
         (&Method::GET, ["v1", "packages", package, version]) => {
             release(state, package, version).await
@@ -412,6 +416,16 @@ async fn namespace(state: &State, ns: &str) -> Result<Response<Body>, ApiError> 
     Ok(json(
         StatusCode::OK,
         &NamespaceResponse {
+            keys: if owner.keys.is_empty() {
+                vec![owner.key.clone()]
+            } else {
+                owner.keys
+            },
+            history: if owner.history.is_empty() {
+                vec![owner.claim_index]
+            } else {
+                owner.history
+            },
             namespace: owner.namespace,
             key: owner.key,
             claim_index: owner.claim_index,
@@ -518,7 +532,7 @@ async fn publish(
         ..Commit::default()
     };
     match state.store.namespace(package.namespace()).await? {
-        Some(owner) if owner.key != record.key => {
+        Some(owner) if !owner.allows(&record.key) => {
             return Err(Error::NamespaceOwned {
                 namespace: package.namespace().to_string(),
                 owner: crate::sign::PublicKey::from_hex("owner key", &owner.key)
@@ -541,11 +555,11 @@ async fn publish(
                     "the claim must be for this package's namespace and signed by the publishing key",
                 ));
             }
-            commit.namespace = Some(Namespace {
-                namespace: claim.namespace.clone(),
-                key: claim.key.clone(),
-                claim_index: commit.first_index,
-            });
+            commit.namespace = Some(Namespace::claimed(
+                &claim.namespace,
+                &claim.key,
+                commit.first_index,
+            ));
             commit.entries.push(LogEntry::Claim(claim).to_bytes());
         }
     }
@@ -603,7 +617,7 @@ async fn yank(
     }
     let mut leaves = state.leaves.lock().await;
     let owner = state.store.namespace(package.namespace()).await?;
-    if owner.as_ref().map(|o| o.key.as_str()) != Some(record.key.as_str()) {
+    if !owner.as_ref().is_some_and(|o| o.allows(&record.key)) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "namespace-owned",
@@ -634,6 +648,93 @@ async fn yank(
         entries: vec![LogEntry::Yank(record).to_bytes()],
         namespace: None,
         release: Some(release),
+    };
+    state.store.commit(&commit).await?;
+    leaves.extend(commit.entries.iter().map(|e| merkle::leaf_hash(e)));
+    drop(leaves);
+    Ok(json(StatusCode::OK, &AppendResponse { log_index }))
+}
+
+/// `POST /v1/namespaces/{ns}/keys`: a signed key grant or revocation by a current key.
+async fn change_key(
+    state: &State,
+    ns: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    validate_namespace(ns)?;
+    let body = Limited::new(req.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("could not read the key record: {e}")))?
+        .to_bytes();
+    let entry = LogEntry::from_bytes(&body)?;
+    let (change, record) = match &entry {
+        LogEntry::KeyGrant(r) => (KeyChange::Grant, r),
+        LogEntry::KeyRevoke(r) => (KeyChange::Revoke, r),
+        _ => {
+            return Err(ApiError::bad_request(
+                "expected a key_grant or key_revoke record",
+            ));
+        }
+    };
+    let (signer, subject) = record.verify(change)?;
+    if record.namespace != ns {
+        return Err(ApiError::bad_request(format!(
+            "the record is for namespace `{}`, not `{ns}`",
+            record.namespace
+        )));
+    }
+    let mut leaves = state.leaves.lock().await;
+    let mut owner = state
+        .store
+        .namespace(ns)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("namespace `{ns}` is not claimed")))?;
+    if owner.keys.is_empty() {
+        owner.keys = vec![owner.key.clone()];
+        owner.history = vec![owner.claim_index];
+    }
+    if !owner.allows(&record.key) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "namespace-owned",
+            format!(
+                "key {} is not a current key of namespace `{ns}`; sign with one of its keys",
+                signer.key_id()
+            ),
+        ));
+    }
+    let subject_hex = subject.to_hex();
+    match change {
+        KeyChange::Grant if owner.allows(&subject_hex) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "key-exists",
+                format!("key {} already publishes in `{ns}`", subject.key_id()),
+            ));
+        }
+        KeyChange::Grant => owner.keys.push(subject_hex),
+        KeyChange::Revoke if !owner.allows(&subject_hex) => {
+            return Err(ApiError::not_found(format!(
+                "key {} is not a key of `{ns}`",
+                subject.key_id()
+            )));
+        }
+        KeyChange::Revoke if owner.keys.len() == 1 => {
+            return Err(ApiError::bad_request(format!(
+                "key {} is the last key of `{ns}`; grant another key before revoking it",
+                subject.key_id()
+            )));
+        }
+        KeyChange::Revoke => owner.keys.retain(|k| *k != subject_hex),
+    }
+    let log_index = leaves.len() as u64;
+    owner.history.push(log_index);
+    let commit = Commit {
+        first_index: log_index,
+        entries: vec![entry.to_bytes()],
+        namespace: Some(owner),
+        release: None,
     };
     state.store.commit(&commit).await?;
     leaves.extend(commit.entries.iter().map(|e| merkle::leaf_hash(e)));

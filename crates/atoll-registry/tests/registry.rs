@@ -551,11 +551,11 @@ async fn forge_release(
             .commit(&Commit {
                 first_index: first_index + 1,
                 entries: vec![],
-                namespace: Some(Namespace {
-                    namespace: package.namespace().into(),
-                    key: key.public().to_hex(),
-                    claim_index: first_index - 1,
-                }),
+                namespace: Some(Namespace::claimed(
+                    package.namespace(),
+                    &key.public().to_hex(),
+                    first_index - 1,
+                )),
                 release: None,
             })
             .await
@@ -647,7 +647,13 @@ async fn attack_rollback_to_older_log() {
     let lock = Lockfile::load(&user.lock_path()).expect("lock");
     let before = user.snapshot();
     let err = user.client(&server.url()).pull(&lock, &mut |_| {}).await;
-    assert_refused(err, "log-rollback", &server.url(), &user, &before);
+    assert_refused(
+        err,
+        "log-rollback",
+        "pulling acme:auth@1.1.0",
+        &user,
+        &before,
+    );
 }
 
 /// The server shows a different tree of the same size, then a longer tree that does
@@ -677,7 +683,7 @@ async fn attack_forked_log() {
     let msg = assert_refused(
         user.add(&server.url(), "acme:auth@^1").await,
         "log-fork",
-        &server.url(),
+        "acme:auth@1.1.0",
         &user,
         &before,
     );
@@ -689,11 +695,85 @@ async fn attack_forked_log() {
     let msg = assert_refused(
         user.add(&server.url(), "acme:auth@^1").await,
         "log-fork",
-        &server.url(),
+        "acme:auth@1.2.0",
         &user,
         &before,
     );
     assert!(msg.contains("does not extend the log of size 3"), "{msg}");
+}
+
+/// Key rotation: the owner grants a second key, which revokes the first. Releases the
+/// old key signed before its revocation stay valid; later ones are refused by the
+/// server, and by the client when a malicious server logs one anyway.
+#[tokio::test]
+async fn key_rotation() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut server = TestServer::start(data.path());
+    let url = server.url();
+    let old = KeyPair::generate().expect("key");
+    let new = KeyPair::generate().expect("key");
+    let publisher = User::new();
+    let client = publisher.client(&url);
+    publish(&url, &old, "acme:auth", "1.0.0", "a").await;
+
+    // Before a grant, the new key is refused; a stranger cannot grant itself.
+    let err = client
+        .publish(&new, &pkg("acme:auth"), &ver("1.1.0"), component("b"))
+        .await
+        .expect_err("not yet granted");
+    assert!(err.to_string().contains("belongs to another key"), "{err}");
+    let err = client
+        .grant_key(&new, "acme", &new.public())
+        .await
+        .expect_err("self-grant");
+    assert!(err.to_string().contains("not a current key"), "{err}");
+
+    client
+        .grant_key(&old, "acme", &new.public())
+        .await
+        .expect("grant");
+    publish(&url, &new, "acme:auth", "1.1.0", "b").await;
+    client
+        .revoke_key(&new, "acme", &old.public())
+        .await
+        .expect("revoke old");
+    let err = client
+        .revoke_key(&new, "acme", &new.public())
+        .await
+        .expect_err("last key");
+    assert!(err.to_string().contains("last key"), "{err}");
+    let err = client
+        .publish(&old, &pkg("acme:auth"), &ver("1.2.0"), component("c"))
+        .await
+        .expect_err("revoked");
+    assert!(err.to_string().contains("belongs to another key"), "{err}");
+
+    let user = User::new();
+    let added = user
+        .add(&url, "acme:auth@=1.0.0")
+        .await
+        .expect("signed before revocation");
+    assert_eq!(added.locked.publisher, old.public().key_id());
+    let added = user
+        .add(&url, "acme:auth@^1")
+        .await
+        .expect("signed by the granted key");
+    assert_eq!(added.locked.publisher, new.public().key_id());
+
+    // A malicious server logs a release by the revoked key.
+    let store = server.stop_and_open_store();
+    forge_release(data.path(), &store, &old, "acme:auth", "1.3.0", false).await;
+    drop(store);
+    server.restart();
+    let before = user.snapshot();
+    let msg = assert_refused(
+        user.add(&url, "acme:auth@^1").await,
+        "not-namespace-owner",
+        "acme:auth@1.3.0",
+        &user,
+        &before,
+    );
+    assert!(msg.contains(&old.public().key_id()), "{msg}");
 }
 
 #[tokio::test]
@@ -782,7 +862,7 @@ async fn attack_server_key_replaced() {
     assert_refused(
         user.add(&server.url(), "acme:auth@1").await,
         "server-key-changed",
-        &server.url(),
+        "acme:auth@1.0.0",
         &user,
         &before,
     );

@@ -53,6 +53,34 @@ pub struct Namespace {
     pub key: String,
     /// Position of the claim record in the log.
     pub claim_index: u64,
+    /// The keys that may publish now (the claiming key, plus grants, minus revocations).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Positions of the claim and of every key grant and revocation, in log order.
+    #[serde(default)]
+    pub history: Vec<u64>,
+}
+
+impl Namespace {
+    /// A freshly claimed namespace.
+    pub fn claimed(namespace: &str, key: &str, claim_index: u64) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            key: key.to_string(),
+            claim_index,
+            keys: vec![key.to_string()],
+            history: vec![claim_index],
+        }
+    }
+
+    /// Whether `key` (hex) may publish in the namespace now.
+    pub fn allows(&self, key: &str) -> bool {
+        if self.keys.is_empty() {
+            // Rows written before key rotation existed.
+            return self.key == key;
+        }
+        self.keys.iter().any(|k| k == key)
+    }
 }
 
 /// One atomic change: log entries appended at `first_index` (which must be the current
@@ -63,7 +91,7 @@ pub struct Commit {
     pub first_index: u64,
     /// Leaf bytes to append, in order.
     pub entries: Vec<Vec<u8>>,
-    /// A namespace row to insert.
+    /// A namespace row to insert or replace.
     pub namespace: Option<Namespace>,
     /// A release row to insert or replace.
     pub release: Option<Release>,
@@ -173,11 +201,7 @@ pub(crate) mod tests {
     /// The same checks for every backend.
     pub(crate) async fn exercise(store: &Store) {
         assert!(store.entries().await.expect("entries").is_empty());
-        let ns = Namespace {
-            namespace: "acme".into(),
-            key: "k".into(),
-            claim_index: 0,
-        };
+        let ns = Namespace::claimed("acme", "k", 0);
         store
             .commit(&Commit {
                 first_index: 0,
@@ -231,8 +255,22 @@ pub(crate) mod tests {
         );
         assert_eq!(store.entry(2).await.expect("entry"), Some(b"r2".to_vec()));
         assert_eq!(store.entry(9).await.expect("entry"), None);
-        assert_eq!(store.namespace("acme").await.expect("ns"), Some(ns));
+        assert_eq!(store.namespace("acme").await.expect("ns"), Some(ns.clone()));
         assert_eq!(store.namespace("other").await.expect("ns"), None);
+        // Namespace rows are replaced (key grants and revocations).
+        let mut rotated = ns.clone();
+        rotated.keys.push("k2".into());
+        rotated.history.push(4);
+        store
+            .commit(&Commit {
+                first_index: 4,
+                entries: vec![b"grant".to_vec()],
+                namespace: Some(rotated.clone()),
+                release: None,
+            })
+            .await
+            .expect("grant");
+        assert_eq!(store.namespace("acme").await.expect("ns"), Some(rotated));
         let versions: Vec<String> = store
             .releases("acme:auth")
             .await
@@ -246,7 +284,7 @@ pub(crate) mod tests {
         yanked.yanked = true;
         store
             .commit(&Commit {
-                first_index: 4,
+                first_index: 5,
                 entries: vec![b"yank".to_vec()],
                 namespace: None,
                 release: Some(yanked.clone()),

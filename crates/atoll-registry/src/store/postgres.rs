@@ -135,7 +135,10 @@ impl PgStore {
         }
         if let Some(ns) = &commit.namespace {
             txn.execute(
-                &format!("INSERT INTO {s}.namespaces (namespace, row_json) VALUES ($1, $2)"),
+                &format!(
+                    "INSERT INTO {s}.namespaces (namespace, row_json) VALUES ($1, $2)
+                     ON CONFLICT (namespace) DO UPDATE SET row_json = EXCLUDED.row_json"
+                ),
                 &[&ns.namespace, &to_json(ns)],
             )
             .await
@@ -265,7 +268,7 @@ mod tests {
         let again = PgStore::connect(&test_url(), &schema)
             .await
             .expect("reconnect");
-        assert_eq!(again.entries().await.expect("entries").len(), 5);
+        assert_eq!(again.entries().await.expect("entries").len(), 6);
         pg.drop_schema().await.expect("drop");
     }
 

@@ -153,6 +153,6 @@ mod tests {
         drop(store);
         // Reopening sees the same data.
         let store = RedbStore::open(dir.path()).expect("reopen");
-        assert_eq!(store.entries().expect("entries").len(), 5);
+        assert_eq!(store.entries().expect("entries").len(), 6);
     }
 }
