@@ -25,7 +25,8 @@
 //! Cargo), `redb` (embedded, pure-Rust, ACID key-value store: zero services by default),
 //! `tokio-postgres` (the PostgreSQL store; async, no ORM), `serde_json` (API bodies and
 //! log leaves), `toml` (the lockfile), `hyper` / `hyper-util` (server and client, as the
-//! rest of atoll), `wasmparser` (indexing a component's WIT world at publish time).
+//! rest of atoll), `percent-encoding` (search query strings), `wasmparser` (indexing a
+//! component's WIT world at publish time).
 
 pub mod api;
 pub mod client;
