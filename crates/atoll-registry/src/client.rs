@@ -274,7 +274,7 @@ impl Client {
             .find(|r| parse_version(&r.version).is_ok_and(|v| v == chosen))
             .cloned()
             .ok_or_else(|| Error::NotFound {
-                what: format!("{package}@{chosen}"),
+                what: format!("{package}@{chosen} is listed but its metadata is missing"),
             })?;
         // The head is fetched after the metadata, so it covers the release.
         let mut head = self.verified_head(&format!("{package}@{chosen}")).await?;
@@ -706,7 +706,9 @@ impl Client {
             .map(|b| b.message)
             .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned());
         if status == StatusCode::NOT_FOUND {
-            return Error::NotFound { what: message };
+            return Error::NotFound {
+                what: format!("{message} in registry {}", self.base),
+            };
         }
         Error::Http {
             url: format!("{}{path}", self.base),

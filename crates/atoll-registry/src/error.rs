@@ -259,7 +259,7 @@ pub enum Error {
         available: String,
     },
     /// The package or version does not exist.
-    #[error("{what} was not found in the registry")]
+    #[error("{what}")]
     NotFound {
         /// What was asked for.
         what: String,

@@ -1,7 +1,8 @@
 //! Semver resolution: pick the newest published, non-yanked version matching a
 //! requirement, and parse `ns:name@req` specs as typed on the command line.
 
-use semver::{Version, VersionReq};
+use semver::Version;
+pub use semver::VersionReq;
 
 use crate::Error;
 use crate::name::PackageName;

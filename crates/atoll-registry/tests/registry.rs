@@ -220,6 +220,7 @@ fn assert_refused<T: std::fmt::Debug>(
 ) -> String {
     let err = result.expect_err("must be refused");
     let message = err.to_string();
+    eprintln!("refused as expected: {message}");
     assert_eq!(err.code(), code, "{message}");
     assert!(
         message.contains(package),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use atoll_registry::Lockfile;
 use atoll_registry::lockfile::lockfile_path;
-use atoll_registry::resolve::PackageSpec;
+use atoll_registry::resolve::{PackageSpec, VersionReq};
 use clap::Args;
 
 use super::share::{RegistryArg, runtime};
@@ -41,9 +41,15 @@ impl AddCommand {
             locked.sha256,
             locked.publisher
         );
+        // Suggest a caret requirement when none was typed.
+        let req = if spec.req == VersionReq::STAR {
+            format!("^{}", locked.version)
+        } else {
+            spec.req.to_string()
+        };
         println!(
-            "use it in atoll.toml: source = {{ package = \"{}\", version = \"{}\" }}",
-            locked.name, spec.req
+            "use it in atoll.toml: source = {{ package = \"{}\", version = \"{req}\" }}",
+            locked.name
         );
         Ok(())
     }

@@ -35,6 +35,7 @@ impl PublishCommand {
         let key = atoll_home().load_key(&self.key)?;
         let bytes = std::fs::read(&self.path)
             .with_context(|| format!("cannot read {}", self.path.display()))?;
+        atoll_registry::wit::World::of_component(&self.path.display().to_string(), &bytes)?;
         let client = self.registry.client()?;
         let log_index = runtime()?.block_on(client.publish(&key, &package, &version, bytes))?;
         println!(
