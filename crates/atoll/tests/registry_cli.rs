@@ -259,6 +259,21 @@ fn publish_add_pull_search_through_the_cli() {
     let out = ok(atoll(&user, &app, url, &["add", "acme:hello@^1"]));
     assert!(out.contains("added acme:hello@1.3.0"), "{out}");
 
+    // Without --registry or ATOLL_REGISTRY, pull uses the registry atoll.lock recorded.
+    let third = tmp.path().join("third");
+    let out = Command::new(ATOLL)
+        .arg("pull")
+        .current_dir(&app)
+        .env("ATOLL_HOME", &third)
+        .env_remove("ATOLL_REGISTRY")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // No registry given: a clear error.
     let out = Command::new(ATOLL)
         .args(["search", "x"])

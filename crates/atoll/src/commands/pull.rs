@@ -28,7 +28,10 @@ impl PullCommand {
             println!("{} locks no packages; nothing to pull", lock_path.display());
             return Ok(());
         }
-        let client = self.registry.client()?;
+        // Without --registry, use the registry the lockfile recorded (when it names one).
+        let recorded = lock.packages[0].registry.as_str();
+        let same = lock.packages.iter().all(|p| p.registry == recorded);
+        let client = self.registry.client_or(same.then_some(recorded))?;
         let bar = ProgressBar::new(lock.packages.len() as u64);
         if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
             bar.set_style(style);

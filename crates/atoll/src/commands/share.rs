@@ -20,10 +20,16 @@ pub struct RegistryArg {
 impl RegistryArg {
     /// A client of the chosen registry, keeping its state in the user's home.
     pub fn client(&self) -> anyhow::Result<Client> {
-        let url = self
-            .registry
-            .as_deref()
-            .context("no registry given: pass --registry http://HOST:PORT or set ATOLL_REGISTRY")?;
+        self.client_or(None)
+    }
+
+    /// Like [`Self::client`], falling back to `default` (e.g. the registry recorded in
+    /// atoll.lock) when neither --registry nor ATOLL_REGISTRY is given.
+    pub fn client_or(&self, default: Option<&str>) -> anyhow::Result<Client> {
+        let url =
+            self.registry.as_deref().or(default).context(
+                "no registry given: pass --registry http://HOST:PORT or set ATOLL_REGISTRY",
+            )?;
         Ok(Client::new(url, atoll_home())?)
     }
 }
