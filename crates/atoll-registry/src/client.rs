@@ -49,6 +49,10 @@ use crate::sign::{KeyPair, PublicKey};
 use crate::store::Release;
 use crate::{Error, merkle};
 
+/// Oldest tree head accepted by default. The server signs a fresh head on every request,
+/// so only a replayed (frozen) view or a badly wrong clock is older than this.
+pub const DEFAULT_MAX_HEAD_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Largest JSON answer read from a registry (metadata, proofs, search results).
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
 
@@ -58,6 +62,7 @@ pub struct Client {
     home: AtollHome,
     http: HttpClient<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    max_head_age: Duration,
 }
 
 /// A package `add` resolved, verified and cached.
@@ -122,6 +127,7 @@ impl Client {
             home,
             http: HttpClient::builder(TokioExecutor::new()).build_http(),
             timeout: Duration::from_secs(60),
+            max_head_age: DEFAULT_MAX_HEAD_AGE,
         })
     }
 
@@ -135,9 +141,16 @@ impl Client {
         self.timeout = timeout;
     }
 
+    /// Refuse tree heads signed longer ago than this (default [`DEFAULT_MAX_HEAD_AGE`]).
+    pub fn set_max_head_age(&mut self, max: Duration) {
+        self.max_head_age = max;
+    }
+
     // ---- publishing -------------------------------------------------------------
 
-    /// Sign and upload `bytes` as `package@version`; the release's log index.
+    /// Sign and upload `bytes` as `package@version`, then check that the registry logged
+    /// exactly the signed record (its inclusion in a tree head consistent with the last
+    /// one seen); the release's log index.
     pub async fn publish(
         &self,
         key: &KeyPair,
@@ -170,6 +183,25 @@ impl Client {
             });
         }
         let answer: AppendResponse = self.parse_ok(&path, status, &body)?;
+        let what = format!("{package}@{version}");
+        let head = self.verified_head(&format!("publishing {what}")).await?;
+        let logged = self
+            .fetch_entry(
+                &head,
+                answer.log_index,
+                &format!("the release record of {what}"),
+            )
+            .await?;
+        if logged != LogEntry::Release(record) {
+            return Err(Error::NotInLog {
+                what: format!(
+                    "the release record of {what} (entry {} holds another record)",
+                    answer.log_index
+                ),
+                size: head.head.size,
+            });
+        }
+        self.save_head(&head)?;
         Ok(answer.log_index)
     }
 
@@ -383,6 +415,15 @@ impl Client {
         }
         let head = answer.head;
         let root = head.verify(&served_key)?;
+        let age_secs = unix_now().saturating_sub(head.timestamp);
+        if age_secs > self.max_head_age.as_secs() {
+            return Err(Error::StaleTreeHead {
+                wanted: wanted.to_string(),
+                registry: self.base.clone(),
+                age_secs,
+                max_secs: self.max_head_age.as_secs(),
+            });
+        }
         if let Some(saved) = &saved {
             let old = &saved.head;
             let old_root = Digest::from_hex("saved tree head root", &old.root)?;

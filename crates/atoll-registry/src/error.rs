@@ -182,6 +182,20 @@ pub enum Error {
         /// Path of the saved tree head.
         state: PathBuf,
     },
+    /// The tree head is older than the client accepts (a replayed, frozen view).
+    #[error(
+        "{wanted}: registry {registry} served a tree head signed {age_secs} s ago, older than the {max_secs} s this client accepts; it may be replaying an old view of its log (a freeze attack), nothing was installed"
+    )]
+    StaleTreeHead {
+        /// What the client was fetching.
+        wanted: String,
+        /// The registry URL.
+        registry: String,
+        /// Age of the head.
+        age_secs: u64,
+        /// The limit.
+        max_secs: u64,
+    },
     /// The registry signs tree heads with a key other than the pinned one.
     #[error(
         "{wanted}: registry {registry} signs its log with key {served}, not {pinned} as before; refusing to trust it, nothing was installed (if the key really changed, delete {state})"
@@ -381,6 +395,7 @@ impl Error {
             Error::LogRollback { .. } => "log-rollback",
             Error::LogFork { .. } => "log-fork",
             Error::ServerKeyChanged { .. } => "server-key-changed",
+            Error::StaleTreeHead { .. } => "stale-tree-head",
             Error::LockfileMismatch { .. } => "lockfile-mismatch",
             Error::CachedBlobMismatch { .. } => "cached-blob-mismatch",
             Error::NotLocked { .. } => "not-locked",

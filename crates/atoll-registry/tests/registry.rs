@@ -869,6 +869,161 @@ async fn attack_server_key_replaced() {
     );
 }
 
+/// Racing publishers: of four concurrent publishes of one version exactly one wins; four
+/// of different versions all land, and a client verifies every one.
+#[tokio::test]
+async fn concurrent_publishes_are_serialized() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(data.path());
+    let url = server.url();
+    let key = KeyPair::generate().expect("key");
+    publish(&url, &key, "acme:auth", "0.1.0", "claim").await;
+    let publisher = User::new();
+    let client = std::sync::Arc::new(publisher.client(&url));
+    let key = std::sync::Arc::new(key);
+    let mut same = tokio::task::JoinSet::new();
+    for i in 0..4 {
+        let (client, key) = (client.clone(), key.clone());
+        same.spawn(async move {
+            client
+                .publish(
+                    &key,
+                    &pkg("acme:auth"),
+                    &ver("1.0.0"),
+                    component(&format!("race{i}")),
+                )
+                .await
+                .map_err(|e| e.code())
+        });
+    }
+    let results = same.join_all().await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| r.is_ok() || *r == Err("version-exists")),
+        "{results:?}"
+    );
+
+    let mut different = tokio::task::JoinSet::new();
+    for i in 0..4 {
+        let (client, key) = (client.clone(), key.clone());
+        different.spawn(async move {
+            client
+                .publish(
+                    &key,
+                    &pkg("acme:auth"),
+                    &ver(&format!("2.{i}.0")),
+                    component(&format!("v{i}")),
+                )
+                .await
+                .map_err(|e| e.to_string())
+        });
+    }
+    let mut indices: Vec<u64> = different
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.expect("publish"))
+        .collect();
+    indices.sort();
+    assert_eq!(
+        indices,
+        [3, 4, 5, 6],
+        "claim, 0.1.0, 1.0.0, then one entry each"
+    );
+    let user = User::new();
+    for i in 0..4 {
+        let added = user
+            .add(&url, &format!("acme:auth@=2.{i}.0"))
+            .await
+            .expect("add");
+        assert_eq!(
+            std::fs::read(added.path).expect("read"),
+            component(&format!("v{i}"))
+        );
+    }
+}
+
+/// Freeze: a front for the registry replays a tree head it captured earlier (validly
+/// signed, but old), to keep the client from seeing newer entries.
+#[tokio::test]
+async fn attack_frozen_tree_head() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(data.path());
+    let key = KeyPair::generate().expect("key");
+    publish(&server.url(), &key, "acme:auth", "1.0.0", "a").await;
+    let user = User::new();
+    user.add(&server.url(), "acme:auth@1").await.expect("add");
+    let lock = Lockfile::load(&user.lock_path()).expect("lock");
+
+    let stale = http_get_body(server.addr, "/v1/log/head").await;
+    let front = serve_always(stale).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    // The real server signs a fresh head: accepted with a 1 s limit.
+    let mut client = user.client(&server.url());
+    client.set_max_head_age(Duration::from_secs(1));
+    client.pull(&lock, &mut |_| {}).await.expect("fresh head");
+    // The front's head is 2 s old: refused.
+    let fresh = User::new();
+    let mut client = fresh.client(&format!("http://{front}"));
+    client.set_max_head_age(Duration::from_secs(1));
+    let before = fresh.snapshot();
+    let msg = assert_refused(
+        client.pull(&lock, &mut |_| {}).await,
+        "stale-tree-head",
+        "acme:auth@1.0.0",
+        &fresh,
+        &before,
+    );
+    assert!(msg.contains("freeze"), "{msg}");
+}
+
+/// The body of `GET path` from `addr`, over a plain socket.
+async fn http_get_body(addr: SocketAddr, path: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of head");
+    response[split + 4..].to_vec()
+}
+
+/// A server on 127.0.0.1 that answers every request with `body` (JSON, 200).
+async fn serve_always(body: Vec<u8>) -> SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+            });
+        }
+    });
+    addr
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
