@@ -613,6 +613,80 @@ async fn attack_metadata_differs_from_signed_record() {
     assert!(msg.contains("sha256"), "{msg}");
 }
 
+/// Mix and match: the metadata of 1.1.0 points at the signed record of 1.0.0 (and
+/// carries its digest), so the client would install 1.0.0's bytes as 1.1.0.
+#[tokio::test]
+async fn attack_metadata_points_at_another_versions_record() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut server = TestServer::start(data.path());
+    let key = KeyPair::generate().expect("key");
+    publish(&server.url(), &key, "acme:auth", "1.0.0", "a").await;
+    publish(&server.url(), &key, "acme:auth", "1.1.0", "b").await;
+    {
+        let store = server.stop_and_open_store();
+        let old = store
+            .release("acme:auth", "1.0.0")
+            .await
+            .expect("get")
+            .expect("published");
+        let mut new = store
+            .release("acme:auth", "1.1.0")
+            .await
+            .expect("get")
+            .expect("published");
+        new.log_index = old.log_index;
+        new.sha256 = old.sha256;
+        new.size = old.size;
+        let first_index = store.entries().await.expect("entries").len() as u64;
+        store
+            .commit(&Commit {
+                first_index,
+                entries: vec![],
+                namespace: None,
+                release: Some(new),
+            })
+            .await
+            .expect("rewrite row");
+    }
+    server.restart();
+    let user = User::new();
+    let before = user.snapshot();
+    let msg = assert_refused(
+        user.add(&server.url(), "acme:auth@=1.1.0").await,
+        "metadata-mismatch",
+        "acme:auth@1.1.0",
+        &user,
+        &before,
+    );
+    assert!(msg.contains("a record of acme:auth@1.0.0"), "{msg}");
+}
+
+/// The blob on the server is longer than the signed size: the client stops reading at
+/// the signed size instead of downloading without bound.
+#[tokio::test]
+async fn attack_blob_larger_than_signed() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(data.path());
+    let key = KeyPair::generate().expect("key");
+    publish(&server.url(), &key, "acme:auth", "1.0.0", "a").await;
+    let blob = data
+        .path()
+        .join("blobs/sha256")
+        .join(Digest::of(&component("a")).to_hex());
+    let mut bytes = std::fs::read(&blob).expect("blob");
+    bytes.extend(std::iter::repeat_n(0u8, 4 * 1024 * 1024));
+    std::fs::write(&blob, bytes).expect("grow");
+    let user = User::new();
+    let before = user.snapshot();
+    assert_refused(
+        user.add(&server.url(), "acme:auth@1").await,
+        "blob-too-large",
+        "acme:auth@1.0.0",
+        &user,
+        &before,
+    );
+}
+
 /// The server's data is restored from an older backup after the client saw more.
 #[tokio::test]
 async fn attack_rollback_to_older_log() {
