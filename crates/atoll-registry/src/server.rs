@@ -13,7 +13,9 @@
 //!
 //! Costs: every leaf hash is kept in memory (32 bytes per entry) and proofs are built in
 //! O(n) hashing per request. Blobs are read whole into memory to be served; uploads are
-//! capped by [`ServerConfig::max_upload_bytes`].
+//! capped by [`ServerConfig::max_upload_bytes`] and [`ServerConfig::upload_timeout`],
+//! request heads by [`ServerConfig::header_timeout`], and open connections by
+//! [`ServerConfig::max_connections`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -71,6 +73,15 @@ pub struct ServerConfig {
     pub database: Database,
     /// Largest component accepted, in bytes.
     pub max_upload_bytes: u64,
+    /// Time a client gets to send a whole upload; a slow (or slowloris) upload past it
+    /// gets 408 and the connection is closed.
+    pub upload_timeout: Duration,
+    /// Time a client gets to send a request's head, and the idle limit of a kept-alive
+    /// connection between requests.
+    pub header_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog. Bounds memory and
+    /// file descriptors under a connection flood.
+    pub max_connections: usize,
 }
 
 impl ServerConfig {
@@ -81,6 +92,9 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             database: Database::Embedded,
             max_upload_bytes: DEFAULT_MAX_UPLOAD,
+            upload_timeout: Duration::from_secs(300),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 512,
         }
     }
 }
@@ -89,6 +103,8 @@ impl ServerConfig {
 pub struct Server {
     listener: TcpListener,
     state: Arc<State>,
+    header_timeout: Duration,
+    max_connections: usize,
 }
 
 struct State {
@@ -98,6 +114,7 @@ struct State {
     /// Leaf hashes of every log entry; also the lock that serializes writes.
     leaves: Mutex<Vec<Digest>>,
     max_upload: u64,
+    upload_timeout: Duration,
 }
 
 impl Server {
@@ -133,7 +150,10 @@ impl Server {
                 key,
                 leaves: Mutex::new(leaves),
                 max_upload: config.max_upload_bytes,
+                upload_timeout: config.upload_timeout,
             }),
+            header_timeout: config.header_timeout,
+            max_connections: config.max_connections.max(1),
         })
     }
 
@@ -155,36 +175,46 @@ impl Server {
     /// release the store (so the data dir can be opened again).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let mut connections = tokio::task::JoinSet::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.max_connections));
+        let header_timeout = self.header_timeout;
         tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                accepted = self.listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!("accept failed: {e}");
-                            continue;
-                        }
-                    };
-                    let state = self.state.clone();
-                    connections.spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let state = state.clone();
-                            async move { Ok::<_, Infallible>(handle(&state, req).await) }
-                        });
-                        let result = hyper::server::conn::http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(Duration::from_secs(10))
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                        if let Err(e) = result {
-                            tracing::debug!("connection from {peer}: {e}");
-                        }
-                    });
+        'serve: loop {
+            // Take a connection slot before accepting, so a flood waits in the backlog.
+            let slot = tokio::select! {
+                () = &mut shutdown => break 'serve,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break 'serve,
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue 'serve,
+            };
+            let (stream, peer) = loop {
+                tokio::select! {
+                    () = &mut shutdown => break 'serve,
+                    // Reap finished connections while waiting.
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                    accepted = self.listener.accept() => match accepted {
+                        Ok(a) => break a,
+                        Err(e) => tracing::warn!("accept failed: {e}"),
+                    },
                 }
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
+            };
+            let state = self.state.clone();
+            connections.spawn(async move {
+                let _slot = slot;
+                let service = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                });
+                let result = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(e) = result {
+                    tracing::debug!("connection from {peer}: {e}");
+                }
+            });
         }
         connections.shutdown().await;
         Ok(())
@@ -497,23 +527,34 @@ async fn publish(
             verified.package, verified.version
         )));
     }
-    let body = Limited::new(
+    let upload = Limited::new(
         req.into_body(),
         usize::try_from(state.max_upload).unwrap_or(usize::MAX),
     )
-    .collect()
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
-            format!(
-                "the upload failed or exceeds {} bytes: {e}",
-                state.max_upload
-            ),
-        )
-    })?
-    .to_bytes();
+    .collect();
+    let body = tokio::time::timeout(state.upload_timeout, upload)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "upload-timeout",
+                format!(
+                    "the upload did not finish within {} s; retry on a faster connection",
+                    state.upload_timeout.as_secs()
+                ),
+            )
+        })?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!(
+                    "the upload failed or exceeds {} bytes: {e}",
+                    state.max_upload
+                ),
+            )
+        })?
+        .to_bytes();
     let digest = Digest::of(&body);
     if digest != verified.sha256 || body.len() as u64 != verified.size {
         return Err(ApiError::bad_request(format!(

@@ -27,7 +27,7 @@ use atoll_registry::{AtollHome, Digest, Error, Lockfile, PackageName, lockfile};
 struct TestServer {
     addr: SocketAddr,
     data: PathBuf,
-    database: Database,
+    config: ServerConfig,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -42,10 +42,16 @@ impl TestServer {
     }
 
     fn start_with(data: &Path, database: Database, listen: SocketAddr) -> Self {
+        let mut config = ServerConfig::new(listen, data);
+        config.database = database;
+        Self::start_config(config)
+    }
+
+    fn start_config(config: ServerConfig) -> Self {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut config = ServerConfig::new(listen, data);
-        config.database = database.clone();
+        let data = config.data_dir.clone();
+        let kept = config.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -73,8 +79,8 @@ impl TestServer {
             .expect("server starts");
         Self {
             addr,
-            data: data.to_path_buf(),
-            database,
+            data,
+            config: kept,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -102,7 +108,9 @@ impl TestServer {
 
     fn restart(&mut self) {
         self.stop();
-        *self = Self::start_with(&self.data, self.database.clone(), self.addr);
+        let mut config = self.config.clone();
+        config.listen = self.addr;
+        *self = Self::start_config(config);
     }
 }
 
@@ -1021,6 +1029,76 @@ async fn concurrent_publishes_are_serialized() {
             component(&format!("v{i}"))
         );
     }
+}
+
+/// A slow upload gets 408 after the upload timeout, a client that never finishes its
+/// request head is cut off after the header timeout, and others are served meanwhile.
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"), data.path());
+    config.upload_timeout = Duration::from_secs(1);
+    config.header_timeout = Duration::from_secs(1);
+    let server = TestServer::start_config(config);
+    let key = KeyPair::generate().expect("key");
+
+    // Upload: a valid signed record, then half the body, then nothing.
+    let bytes = component("slow");
+    let record = ReleaseRecord::sign(
+        &key,
+        &pkg("acme:slow"),
+        &ver("1.0.0"),
+        &Digest::of(&bytes),
+        bytes.len() as u64,
+        unix_now(),
+    );
+    let claim = ClaimRecord::sign(&key, "acme", unix_now()).expect("claim");
+    let mut slow = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "PUT /v1/packages/acme:slow/1.0.0 HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\natoll-release: {}\r\natoll-claim: {}\r\n\r\n",
+        bytes.len(),
+        serde_json::to_string(&record).expect("json"),
+        serde_json::to_string(&claim).expect("json"),
+    );
+    slow.write_all(head.as_bytes()).await.expect("head");
+    slow.write_all(&bytes[..bytes.len() / 2])
+        .await
+        .expect("half");
+    // A stalled request head on another connection.
+    let mut stalled = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    stalled
+        .write_all(b"GET /v1/log/head HTTP/1.1\r\nhost:")
+        .await
+        .expect("partial");
+
+    // Meanwhile the registry serves others.
+    publish(&server.url(), &key, "acme:fast", "1.0.0", "fast").await;
+
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer))
+        .await
+        .expect("the server answers the slow upload")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not finish within 1 s"), "{answer}");
+    // The stalled connection ends (EOF or a reset, either is fine) within the timeout.
+    let mut rest = Vec::new();
+    let _eof_or_reset =
+        tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut rest))
+            .await
+            .expect("the server closes the stalled connection");
+    let user = User::new();
+    let err = user
+        .add(&server.url(), "acme:slow")
+        .await
+        .expect_err("never published");
+    assert_eq!(err.code(), "not-found", "{err}");
 }
 
 /// Freeze: a front for the registry replays a tree head it captured earlier (validly
