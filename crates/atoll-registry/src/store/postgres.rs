@@ -8,6 +8,23 @@
 use tokio::sync::Mutex;
 
 use super::{Commit, Namespace, Release, db_err, from_json, to_json};
+
+/// A database error with its causes (tokio-postgres puts the server's message in the
+/// source, e.g. "db error: relation ... does not exist").
+fn pg_err(e: impl std::error::Error) -> Error {
+    Error::Database { reason: chain(&e) }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
 use crate::Error;
 
 /// The PostgreSQL store.
@@ -36,7 +53,10 @@ impl PgStore {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
             .map_err(|e| Error::Database {
-                reason: format!("could not connect to PostgreSQL: {e}; check the --db URL and that the server is running"),
+                reason: format!(
+                    "could not connect to PostgreSQL: {}; check the --db URL and that the server is running",
+                    chain(&e)
+                ),
             })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -54,7 +74,7 @@ impl PgStore {
                      namespace TEXT PRIMARY KEY, row_json BYTEA NOT NULL);"
             ))
             .await
-            .map_err(db_err)?;
+            .map_err(pg_err)?;
         Ok(Self {
             client: Mutex::new(client),
             schema: schema.to_string(),
@@ -67,7 +87,7 @@ impl PgStore {
         client
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
             .await
-            .map_err(db_err)
+            .map_err(pg_err)
     }
 
     pub(super) async fn entries(&self) -> Result<Vec<Vec<u8>>, Error> {
@@ -78,14 +98,14 @@ impl PgStore {
                 &[],
             )
             .await
-            .map_err(db_err)?;
+            .map_err(pg_err)?;
         let mut out = Vec::with_capacity(rows.len());
         for (expected, row) in rows.iter().enumerate() {
-            let idx: i64 = row.try_get(0).map_err(db_err)?;
+            let idx: i64 = row.try_get(0).map_err(pg_err)?;
             if idx != expected as i64 {
                 return Err(db_err(format!("log has a gap at entry {expected}")));
             }
-            out.push(row.try_get::<_, Vec<u8>>(1).map_err(db_err)?);
+            out.push(row.try_get::<_, Vec<u8>>(1).map_err(pg_err)?);
         }
         Ok(out)
     }
@@ -101,24 +121,24 @@ impl PgStore {
                 &[&idx],
             )
             .await
-            .map_err(db_err)?;
-        row.map(|r| r.try_get::<_, Vec<u8>>(0).map_err(db_err))
+            .map_err(pg_err)?;
+        row.map(|r| r.try_get::<_, Vec<u8>>(0).map_err(pg_err))
             .transpose()
     }
 
     pub(super) async fn commit(&self, commit: &Commit) -> Result<(), Error> {
         let s = &self.schema;
         let mut client = self.client.lock().await;
-        let txn = client.transaction().await.map_err(db_err)?;
+        let txn = client.transaction().await.map_err(pg_err)?;
         txn.batch_execute(&format!("LOCK TABLE {s}.log IN EXCLUSIVE MODE"))
             .await
-            .map_err(db_err)?;
+            .map_err(pg_err)?;
         let len: i64 = txn
             .query_one(&format!("SELECT count(*) FROM {s}.log"), &[])
             .await
             .and_then(|r| r.try_get(0))
-            .map_err(db_err)?;
-        let first = i64::try_from(commit.first_index).map_err(db_err)?;
+            .map_err(pg_err)?;
+        let first = i64::try_from(commit.first_index).map_err(pg_err)?;
         if len != first {
             return Err(db_err(format!(
                 "log has {len} entries, the commit expected {first}"
@@ -131,7 +151,7 @@ impl PgStore {
                 &[&idx, entry],
             )
             .await
-            .map_err(db_err)?;
+            .map_err(pg_err)?;
         }
         if let Some(ns) = &commit.namespace {
             txn.execute(
@@ -142,7 +162,7 @@ impl PgStore {
                 &[&ns.namespace, &to_json(ns)],
             )
             .await
-            .map_err(db_err)?;
+            .map_err(pg_err)?;
         }
         if let Some(r) = &commit.release {
             txn.execute(
@@ -153,9 +173,9 @@ impl PgStore {
                 &[&r.package, &r.version, &to_json(r)],
             )
             .await
-            .map_err(db_err)?;
+            .map_err(pg_err)?;
         }
-        txn.commit().await.map_err(db_err)
+        txn.commit().await.map_err(pg_err)
     }
 
     pub(super) async fn release(
@@ -173,9 +193,9 @@ impl PgStore {
                 &[&package, &version],
             )
             .await
-            .map_err(db_err)?;
+            .map_err(pg_err)?;
         match row {
-            Some(row) => from_json(&row.try_get::<_, Vec<u8>>(0).map_err(db_err)?).map(Some),
+            Some(row) => from_json(&row.try_get::<_, Vec<u8>>(0).map_err(pg_err)?).map(Some),
             None => Ok(None),
         }
     }
@@ -205,9 +225,9 @@ impl PgStore {
                         .await
                 }
             }
-            .map_err(db_err)?;
+            .map_err(pg_err)?;
         rows.iter()
-            .map(|row| from_json(&row.try_get::<_, Vec<u8>>(0).map_err(db_err)?))
+            .map(|row| from_json(&row.try_get::<_, Vec<u8>>(0).map_err(pg_err)?))
             .collect()
     }
 
@@ -222,9 +242,9 @@ impl PgStore {
                 &[&namespace],
             )
             .await
-            .map_err(db_err)?;
+            .map_err(pg_err)?;
         match row {
-            Some(row) => from_json(&row.try_get::<_, Vec<u8>>(0).map_err(db_err)?).map(Some),
+            Some(row) => from_json(&row.try_get::<_, Vec<u8>>(0).map_err(pg_err)?).map(Some),
             None => Ok(None),
         }
     }
