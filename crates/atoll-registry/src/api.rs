@@ -45,6 +45,18 @@ pub struct EntryResponse {
     pub proof: Vec<String>,
 }
 
+/// Most entries `GET /v1/log/entries?start=S&end=E` returns at once.
+pub const MAX_ENTRIES_PAGE: u64 = 1000;
+
+/// `GET /v1/log/entries?start=S&end=E`: entries S..E (at most [`MAX_ENTRIES_PAGE`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntriesResponse {
+    /// Position of the first entry.
+    pub start: u64,
+    /// The leaf bytes of each entry, as strings.
+    pub entries: Vec<String>,
+}
+
 /// `GET /v1/packages/{package}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackageResponse {

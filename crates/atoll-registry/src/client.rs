@@ -33,8 +33,9 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
-    AppendResponse, CLAIM_HEADER, ConsistencyResponse, EntryResponse, ErrorBody, HeadResponse,
-    NamespaceResponse, PackageResponse, RELEASE_HEADER, SearchResponse,
+    AppendResponse, CLAIM_HEADER, ConsistencyResponse, EntriesResponse, EntryResponse, ErrorBody,
+    HeadResponse, MAX_ENTRIES_PAGE, NamespaceResponse, PackageResponse, RELEASE_HEADER,
+    SearchResponse,
 };
 use crate::hash::Digest;
 use crate::home::{AtollHome, TrustState};
@@ -85,6 +86,21 @@ pub struct Pulled {
     pub path: PathBuf,
     /// False when the verified blob was already cached.
     pub downloaded: bool,
+}
+
+/// What [`Client::audit`] checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Entries in the log (all rehashed into the signed root).
+    pub size: u64,
+    /// Namespaces claimed.
+    pub n_namespaces: usize,
+    /// Releases published.
+    pub n_releases: usize,
+    /// Key grants and revocations.
+    pub n_key_changes: usize,
+    /// Yanks.
+    pub n_yanks: usize,
 }
 
 /// A tree head that passed step 1, not yet saved.
@@ -388,6 +404,148 @@ impl Client {
         }
         self.save_head(&head)?;
         Ok(pulled)
+    }
+
+    /// Audit the whole log, as a monitor does: download every entry, check they hash to
+    /// the signed tree head (which must be consistent with the last one seen), and
+    /// replay them: one claim per namespace, every release, yank and key change signed
+    /// by a key the namespace had at that point, no version published twice. This finds
+    /// what per-package checks cannot, such as a revocation left out of a namespace's
+    /// history. Cost: every entry is downloaded ([`MAX_ENTRIES_PAGE`] per request).
+    pub async fn audit(&self) -> Result<AuditReport, Error> {
+        let head = self.verified_head("auditing the log").await?;
+        let size = head.head.size;
+        let mut leaves = Vec::new();
+        let mut texts = Vec::new();
+        let mut start = 0;
+        while start < size {
+            let end = (start + MAX_ENTRIES_PAGE).min(size);
+            let page: EntriesResponse = self
+                .get_json(&format!("/v1/log/entries?start={start}&end={end}"))
+                .await?;
+            if page.start != start || page.entries.len() as u64 != end - start {
+                return Err(Error::BadResponse {
+                    url: self.base.clone(),
+                    reason: format!("asked for entries {start}..{end}, got another range"),
+                });
+            }
+            for text in page.entries {
+                leaves.push(merkle::leaf_hash(text.as_bytes()));
+                texts.push(text);
+            }
+            start = end;
+        }
+        if merkle::root(&leaves) != head.root {
+            return Err(Error::AuditFailed {
+                registry: self.base.clone(),
+                at: "the tree head".into(),
+                reason: format!("the {size} entries it serves do not hash to the root it signed"),
+            });
+        }
+        let mut report = AuditReport {
+            size,
+            ..AuditReport::default()
+        };
+        let mut namespaces: BTreeMap<String, Vec<PublicKey>> = BTreeMap::new();
+        let mut releases: std::collections::BTreeSet<(String, String)> = Default::default();
+        for (index, text) in texts.iter().enumerate() {
+            let fail = |reason: String| Error::AuditFailed {
+                registry: self.base.clone(),
+                at: format!("log entry {index}"),
+                reason,
+            };
+            let entry = LogEntry::from_bytes(text.as_bytes()).map_err(|e| fail(e.to_string()))?;
+            match entry {
+                LogEntry::Claim(c) => {
+                    let key = c.verify().map_err(|e| fail(e.to_string()))?;
+                    if namespaces.contains_key(&c.namespace) {
+                        return Err(fail(format!(
+                            "a second claim of namespace `{}`, by {}",
+                            c.namespace,
+                            key.key_id()
+                        )));
+                    }
+                    namespaces.insert(c.namespace, vec![key]);
+                    report.n_namespaces += 1;
+                }
+                LogEntry::Release(r) => {
+                    let v = r.verify().map_err(|e| fail(e.to_string()))?;
+                    let what = format!("{}@{}", v.package, v.version);
+                    let keys = namespaces.get(v.package.namespace()).ok_or_else(|| {
+                        fail(format!(
+                            "{what} is in unclaimed namespace `{}`",
+                            v.package.namespace()
+                        ))
+                    })?;
+                    if !keys.contains(&v.key) {
+                        return Err(fail(format!(
+                            "{what} is signed by {}, not a key of namespace `{}` at that point",
+                            v.key.key_id(),
+                            v.package.namespace()
+                        )));
+                    }
+                    if !releases.insert((v.package.to_string(), v.version.to_string())) {
+                        return Err(fail(format!("{what} is published a second time")));
+                    }
+                    report.n_releases += 1;
+                }
+                LogEntry::Yank(y) => {
+                    let (package, version, key) = y.verify().map_err(|e| fail(e.to_string()))?;
+                    let allowed = namespaces
+                        .get(package.namespace())
+                        .is_some_and(|keys| keys.contains(&key));
+                    if !allowed || !releases.contains(&(package.to_string(), version.to_string())) {
+                        return Err(fail(format!(
+                            "a yank of {package}@{version} by {} that is not a key of its namespace, or of a version never published",
+                            key.key_id()
+                        )));
+                    }
+                    report.n_yanks += 1;
+                }
+                LogEntry::KeyGrant(r) | LogEntry::KeyRevoke(r)
+                    if !namespaces.contains_key(&r.namespace) =>
+                {
+                    return Err(fail(format!(
+                        "a key change in unclaimed namespace `{}`",
+                        r.namespace
+                    )));
+                }
+                LogEntry::KeyGrant(r) => {
+                    let (signer, subject) = r
+                        .verify(KeyChange::Grant)
+                        .map_err(|e| fail(e.to_string()))?;
+                    let keys = namespaces.entry(r.namespace.clone()).or_default();
+                    if !keys.contains(&signer) {
+                        return Err(fail(format!(
+                            "a key grant in `{}` signed by {}, not one of its keys",
+                            r.namespace,
+                            signer.key_id()
+                        )));
+                    }
+                    if !keys.contains(&subject) {
+                        keys.push(subject);
+                    }
+                    report.n_key_changes += 1;
+                }
+                LogEntry::KeyRevoke(r) => {
+                    let (signer, subject) = r
+                        .verify(KeyChange::Revoke)
+                        .map_err(|e| fail(e.to_string()))?;
+                    let keys = namespaces.entry(r.namespace.clone()).or_default();
+                    if !keys.contains(&signer) {
+                        return Err(fail(format!(
+                            "a key revocation in `{}` signed by {}, not one of its keys",
+                            r.namespace,
+                            signer.key_id()
+                        )));
+                    }
+                    keys.retain(|k| *k != subject);
+                    report.n_key_changes += 1;
+                }
+            }
+        }
+        self.save_head(&head)?;
+        Ok(report)
     }
 
     /// Step 1: the current tree head, signed by the pinned key and consistent with the

@@ -196,6 +196,18 @@ pub enum Error {
         /// The limit.
         max_secs: u64,
     },
+    /// A full audit of the log found an entry that breaks the registry's rules.
+    #[error(
+        "audit of registry {registry} failed at {at}: {reason}; its log breaks the registry's rules, do not trust packages from it and report it to its operator"
+    )]
+    AuditFailed {
+        /// The registry URL.
+        registry: String,
+        /// Where: `log entry N`, or `the tree head`.
+        at: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The registry signs tree heads with a key other than the pinned one.
     #[error(
         "{wanted}: registry {registry} signs its log with key {served}, not {pinned} as before; refusing to trust it, nothing was installed (if the key really changed, delete {state})"
@@ -396,6 +408,7 @@ impl Error {
             Error::LogFork { .. } => "log-fork",
             Error::ServerKeyChanged { .. } => "server-key-changed",
             Error::StaleTreeHead { .. } => "stale-tree-head",
+            Error::AuditFailed { .. } => "audit-failed",
             Error::LockfileMismatch { .. } => "lockfile-mismatch",
             Error::CachedBlobMismatch { .. } => "cached-blob-mismatch",
             Error::NotLocked { .. } => "not-locked",

@@ -33,8 +33,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 use crate::api::{
-    AppendResponse, CLAIM_HEADER, ConsistencyResponse, EntryResponse, ErrorBody, HeadResponse,
-    NamespaceResponse, PackageResponse, RELEASE_HEADER, SearchResponse,
+    AppendResponse, CLAIM_HEADER, ConsistencyResponse, EntriesResponse, EntryResponse, ErrorBody,
+    HeadResponse, MAX_ENTRIES_PAGE, NamespaceResponse, PackageResponse, RELEASE_HEADER,
+    SearchResponse,
 };
 use crate::hash::Digest;
 use crate::home::{load_or_create_key, write_atomically};
@@ -274,6 +275,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["v1", "log", "head"]) => head(state).await,
         (&Method::GET, ["v1", "log", "consistency"]) => consistency(state, &query).await,
         (&Method::GET, ["v1", "log", "entries", index]) => entry(state, index, &query).await,
+        (&Method::GET, ["v1", "log", "entries"]) => entries(state, &query).await,
         (&Method::GET, ["v1", "namespaces", ns]) => namespace(state, ns).await,
         (&Method::POST, ["v1", "namespaces", ns, "keys"]) => {
             let ns = ns.to_string();
@@ -434,6 +436,34 @@ async fn entry(state: &State, index: &str, query: &str) -> Result<Response<Body>
             proof: proof.iter().map(Digest::to_hex).collect(),
         },
     ))
+}
+
+/// A page of raw entries, for auditors that rebuild the whole tree.
+async fn entries(state: &State, query: &str) -> Result<Response<Body>, ApiError> {
+    let start = number_param(query, "start")?;
+    let end = number_param(query, "end")?;
+    let size = state.leaves.lock().await.len() as u64;
+    if start > end || end > size || end - start > MAX_ENTRIES_PAGE {
+        return Err(ApiError::bad_request(format!(
+            "entries {start}..{end} is not a range of at most {MAX_ENTRIES_PAGE} within the log's {size} entries"
+        )));
+    }
+    let mut entries = Vec::new();
+    for index in start..end {
+        let bytes = state
+            .store
+            .entry(index)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("there is no entry {index}")))?;
+        entries.push(String::from_utf8(bytes).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "database",
+                "a stored log entry is not UTF-8",
+            )
+        })?);
+    }
+    Ok(json(StatusCode::OK, &EntriesResponse { start, entries }))
 }
 
 async fn namespace(state: &State, ns: &str) -> Result<Response<Body>, ApiError> {

@@ -274,6 +274,9 @@ fn publish_add_pull_search_through_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    let out = ok(atoll(&user, &app, url, &["registry", "audit"]));
+    assert!(out.contains("every entry follows the rules"), "{out}");
+
     // No registry given: a clear error.
     let out = Command::new(ATOLL)
         .args(["search", "x"])

@@ -18,6 +18,14 @@ pub struct RegistryCommand {
 enum RegistryAction {
     /// Serve the registry HTTP API (see docs/registry-api.md).
     Serve(ServeArgs),
+    /// Download a registry's whole log and check every entry against its rules.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    #[command(flatten)]
+    registry: super::share::RegistryArg,
 }
 
 #[derive(Args)]
@@ -43,7 +51,10 @@ struct ServeArgs {
 
 impl RegistryCommand {
     pub fn execute(self) -> anyhow::Result<()> {
-        let RegistryAction::Serve(args) = self.action;
+        let args = match self.action {
+            RegistryAction::Serve(args) => args,
+            RegistryAction::Audit(args) => return audit(args),
+        };
         // Check flags before binding anything.
         let listen: SocketAddr = args.listen.parse().with_context(|| {
             format!(
@@ -96,6 +107,21 @@ impl RegistryCommand {
             anyhow::Ok(())
         })
     }
+}
+
+fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    let client = args.registry.client()?;
+    let report = super::share::runtime()?.block_on(client.audit())?;
+    println!(
+        "audited {} log entries of {}: {} namespaces, {} releases, {} yanks, {} key changes; every entry follows the rules and the log extends the one this client saw",
+        report.size,
+        client.url(),
+        report.n_namespaces,
+        report.n_releases,
+        report.n_yanks,
+        report.n_key_changes
+    );
+    Ok(())
 }
 
 fn default_data_dir() -> PathBuf {
