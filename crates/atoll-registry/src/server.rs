@@ -11,7 +11,8 @@
 //! and proofs, never this server. The server signs tree heads with its log key
 //! (`<data>/server.key`, created on first start, mode 0600).
 //!
-//! Costs: every leaf hash is kept in memory (32 bytes per entry) and proofs are built in
+//! Costs: every leaf hash is kept in memory (32 bytes per entry); the root is recomputed
+//! on each write (O(n) hashing), so a tree head costs one signature; proofs are built in
 //! O(n) hashing per request. Blobs are read whole into memory to be served; uploads are
 //! capped by [`ServerConfig::max_upload_bytes`] and [`ServerConfig::upload_timeout`],
 //! request heads by [`ServerConfig::header_timeout`], and open connections by
@@ -113,7 +114,7 @@ struct State {
     blobs_dir: PathBuf,
     key: KeyPair,
     /// Leaf hashes of every log entry; also the lock that serializes writes.
-    leaves: Mutex<Vec<Digest>>,
+    leaves: Mutex<Leaves>,
     max_upload: u64,
     upload_timeout: Duration,
 }
@@ -149,7 +150,7 @@ impl Server {
                 store,
                 blobs_dir: data.join("blobs").join("sha256"),
                 key,
-                leaves: Mutex::new(leaves),
+                leaves: Mutex::new(Leaves::new(leaves)),
                 max_upload: config.max_upload_bytes,
                 upload_timeout: config.upload_timeout,
             }),
@@ -219,6 +220,34 @@ impl Server {
         }
         connections.shutdown().await;
         Ok(())
+    }
+}
+
+/// The leaf hashes of the log and their root, recomputed on append (O(n) per write)
+/// so that tree heads cost nothing to read.
+struct Leaves {
+    hashes: Vec<Digest>,
+    root: Digest,
+}
+
+impl Leaves {
+    fn new(hashes: Vec<Digest>) -> Self {
+        let root = merkle::root(&hashes);
+        Self { hashes, root }
+    }
+
+    fn append(&mut self, entries: &[Vec<u8>]) {
+        self.hashes
+            .extend(entries.iter().map(|e| merkle::leaf_hash(e)));
+        self.root = merkle::root(&self.hashes);
+    }
+}
+
+impl std::ops::Deref for Leaves {
+    type Target = [Digest];
+
+    fn deref(&self) -> &[Digest] {
+        &self.hashes
     }
 }
 
@@ -351,8 +380,7 @@ fn unix_now() -> u64 {
 
 async fn head(state: &State) -> Result<Response<Body>, ApiError> {
     let leaves = state.leaves.lock().await;
-    let root = merkle::root(&leaves);
-    let head = SignedTreeHead::sign(&state.key, leaves.len() as u64, &root, unix_now());
+    let head = SignedTreeHead::sign(&state.key, leaves.len() as u64, &leaves.root, unix_now());
     drop(leaves);
     Ok(json(
         StatusCode::OK,
@@ -660,7 +688,7 @@ async fn publish(
         world,
     });
     state.store.commit(&commit).await?;
-    leaves.extend(commit.entries.iter().map(|e| merkle::leaf_hash(e)));
+    leaves.append(&commit.entries);
     drop(leaves);
     Ok(json(StatusCode::CREATED, &AppendResponse { log_index }))
 }
@@ -721,7 +749,7 @@ async fn yank(
         release: Some(release),
     };
     state.store.commit(&commit).await?;
-    leaves.extend(commit.entries.iter().map(|e| merkle::leaf_hash(e)));
+    leaves.append(&commit.entries);
     drop(leaves);
     Ok(json(StatusCode::OK, &AppendResponse { log_index }))
 }
@@ -808,7 +836,7 @@ async fn change_key(
         release: None,
     };
     state.store.commit(&commit).await?;
-    leaves.extend(commit.entries.iter().map(|e| merkle::leaf_hash(e)));
+    leaves.append(&commit.entries);
     drop(leaves);
     Ok(json(StatusCode::OK, &AppendResponse { log_index }))
 }
