@@ -23,6 +23,20 @@ struct Cli {
 enum Command {
     /// Serve an app's HTTP triggers: a fresh, sandboxed instance per request.
     Up(commands::up::UpCommand),
+    /// Manage the ed25519 keys that sign what you publish.
+    Key(commands::key::KeyCommand),
+    /// Sign a component and publish it to a registry.
+    Publish(commands::publish::PublishCommand),
+    /// Hide a published version from resolution (lockfiles keep working).
+    Yank(commands::yank::YankCommand),
+    /// Resolve, verify and download a package, and record it in atoll.lock.
+    Add(commands::add::AddCommand),
+    /// Download and verify every package in atoll.lock.
+    Pull(commands::pull::PullCommand),
+    /// Find packages by name, or by the interfaces they export or import.
+    Search(commands::search::SearchCommand),
+    /// Run a component registry.
+    Registry(commands::registry::RegistryCommand),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +44,13 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Up(cmd) => cmd.execute(),
+        Command::Key(cmd) => cmd.execute(),
+        Command::Publish(cmd) => cmd.execute(),
+        Command::Yank(cmd) => cmd.execute(),
+        Command::Add(cmd) => cmd.execute(),
+        Command::Pull(cmd) => cmd.execute(),
+        Command::Search(cmd) => cmd.execute(),
+        Command::Registry(cmd) => cmd.execute(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,332 @@
+//! The registry commands end to end: the real `atoll` binary runs `registry serve` on
+//! 127.0.0.1 (port 0), and `key`, `publish`, `add`, `pull`, `search` and `yank` talk to it
+//! with `ATOLL_HOME` in a temporary directory. An altered blob is refused with a
+//! message naming the package, and nothing is written.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const ATOLL: &str = env!("CARGO_BIN_EXE_atoll");
+
+/// `atoll registry serve` as a child process; killed on drop.
+struct Registry {
+    child: Child,
+    url: String,
+}
+
+impl Registry {
+    fn start(data: &Path) -> Self {
+        let mut child = Command::new(ATOLL)
+            .args(["registry", "serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("ATOLL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn atoll registry serve");
+        let stdout = child.stdout.take().expect("stdout");
+        // The first stdout line is the URL, printed once the socket is bound.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("registry prints its URL")
+            .trim()
+            .to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url:?}");
+        Self { child, url }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn atoll(home: &Path, dir: &Path, registry: &str, args: &[&str]) -> Output {
+    let started = Instant::now();
+    let out = Command::new(ATOLL)
+        .args(args)
+        .current_dir(dir)
+        .env("ATOLL_HOME", home)
+        .env("ATOLL_REGISTRY", registry)
+        .env("ATOLL_LOG", "warn")
+        .output()
+        .expect("run atoll");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "atoll {args:?} took too long"
+    );
+    out
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn publish_add_pull_search_through_the_cli() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::start(&tmp.path().join("data"));
+    let publisher = tmp.path().join("publisher");
+    let user = tmp.path().join("user");
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(&app).expect("mkdir");
+    let url = registry.url.as_str();
+
+    let out = ok(atoll(&publisher, tmp.path(), url, &["key", "generate"]));
+    assert!(out.contains("generated key `default`: ed25519:"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(publisher.join("keys/default.key"))
+            .expect("key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let listed = ok(atoll(&publisher, tmp.path(), url, &["key", "list"]));
+    assert!(listed.starts_with("default\ted25519:"), "{listed}");
+    let shown = ok(atoll(&publisher, tmp.path(), url, &["key", "show"]));
+    assert!(shown.contains("public key: "), "{shown}");
+
+    let hello = test_programs_artifacts::HELLO;
+    for version in ["1.0.0", "1.2.0"] {
+        let out = ok(atoll(
+            &publisher,
+            tmp.path(),
+            url,
+            &[
+                "publish",
+                hello,
+                "--package",
+                "acme:hello",
+                "--version",
+                version,
+            ],
+        ));
+        assert!(
+            out.contains(&format!("published acme:hello@{version}")),
+            "{out}"
+        );
+    }
+    // Versions are immutable.
+    let out = atoll(
+        &publisher,
+        tmp.path(),
+        url,
+        &[
+            "publish",
+            hello,
+            "--package",
+            "acme:hello",
+            "--version",
+            "1.2.0",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("acme:hello@1.2.0 is already published"),
+        "{err}"
+    );
+
+    let out = ok(atoll(&user, &app, url, &["add", "acme:hello@^1"]));
+    assert!(out.contains("added acme:hello@1.2.0"), "{out}");
+    let lock = std::fs::read_to_string(app.join("atoll.lock")).expect("atoll.lock written");
+    assert!(
+        lock.contains("name = \"acme:hello\"") && lock.contains("version = \"1.2.0\""),
+        "{lock}"
+    );
+
+    // Another machine pulls what the lockfile says.
+    let other = tmp.path().join("other");
+    let out = ok(atoll(&other, &app, url, &["pull"]));
+    assert!(out.contains("downloaded acme:hello@1.2.0"), "{out}");
+    let blobs: Vec<_> = std::fs::read_dir(other.join("blobs/sha256"))
+        .expect("cache")
+        .collect();
+    assert_eq!(blobs.len(), 1);
+
+    let out = ok(atoll(
+        &user,
+        &app,
+        url,
+        &["search", "--exports", "wasi:http/incoming-handler"],
+    ));
+    assert!(out.contains("acme:hello@1.2.0"), "{out}");
+    let out = ok(atoll(&user, &app, url, &["search", "--json", "hello"]));
+    assert!(out.contains("\"package\": \"acme:hello\""), "{out}");
+
+    ok(atoll(
+        &publisher,
+        tmp.path(),
+        url,
+        &["yank", "acme:hello@1.2.0"],
+    ));
+    let out = ok(atoll(&user, &app, url, &["add", "acme:hello@^1"]));
+    assert!(out.contains("added acme:hello@1.0.0"), "{out}");
+
+    // Rotation: grant a second key, publish with it, revoke the first.
+    ok(atoll(
+        &publisher,
+        tmp.path(),
+        url,
+        &["key", "generate", "--name", "second"],
+    ));
+    let shown = ok(atoll(
+        &publisher,
+        tmp.path(),
+        url,
+        &["key", "show", "--name", "second"],
+    ));
+    let second = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .expect("public key line")
+        .trim()
+        .to_string();
+    let shown = ok(atoll(&publisher, tmp.path(), url, &["key", "show"]));
+    let first = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .expect("public key line")
+        .trim()
+        .to_string();
+    ok(atoll(
+        &publisher,
+        tmp.path(),
+        url,
+        &["key", "grant", "--namespace", "acme", &second],
+    ));
+    ok(atoll(
+        &publisher,
+        tmp.path(),
+        url,
+        &[
+            "publish",
+            hello,
+            "--package",
+            "acme:hello",
+            "--version",
+            "1.3.0",
+            "--key",
+            "second",
+        ],
+    ));
+    ok(atoll(
+        &publisher,
+        tmp.path(),
+        url,
+        &[
+            "key",
+            "revoke",
+            "--namespace",
+            "acme",
+            &first,
+            "--key",
+            "second",
+        ],
+    ));
+    let out = atoll(
+        &publisher,
+        tmp.path(),
+        url,
+        &[
+            "publish",
+            hello,
+            "--package",
+            "acme:hello",
+            "--version",
+            "1.4.0",
+        ],
+    );
+    assert!(!out.status.success(), "the revoked key cannot publish");
+    let out = ok(atoll(&user, &app, url, &["add", "acme:hello@^1"]));
+    assert!(out.contains("added acme:hello@1.3.0"), "{out}");
+
+    // Without --registry or ATOLL_REGISTRY, pull uses the registry atoll.lock recorded.
+    let third = tmp.path().join("third");
+    let out = Command::new(ATOLL)
+        .arg("pull")
+        .current_dir(&app)
+        .env("ATOLL_HOME", &third)
+        .env_remove("ATOLL_REGISTRY")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = ok(atoll(&user, &app, url, &["registry", "audit"]));
+    assert!(out.contains("every entry follows the rules"), "{out}");
+
+    // No registry given: a clear error.
+    let out = Command::new(ATOLL)
+        .args(["search", "x"])
+        .env("ATOLL_HOME", &user)
+        .env_remove("ATOLL_REGISTRY")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no registry given"));
+}
+
+#[test]
+fn altered_blob_is_refused_through_the_cli() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let registry = Registry::start(&data);
+    let url = registry.url.as_str();
+    let publisher = tmp.path().join("publisher");
+    let user = tmp.path().join("user");
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(&app).expect("mkdir");
+    ok(atoll(&publisher, tmp.path(), url, &["key", "generate"]));
+    ok(atoll(
+        &publisher,
+        tmp.path(),
+        url,
+        &[
+            "publish",
+            test_programs_artifacts::HELLO,
+            "--package",
+            "acme:hello",
+            "--version",
+            "1.0.0",
+        ],
+    ));
+    for entry in std::fs::read_dir(data.join("blobs/sha256"))
+        .expect("blobs")
+        .flatten()
+    {
+        let mut bytes = std::fs::read(entry.path()).expect("read");
+        bytes[100] ^= 0x40;
+        std::fs::write(entry.path(), bytes).expect("tamper");
+    }
+    let out = atoll(&user, &app, url, &["add", "acme:hello"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("acme:hello@1.0.0: the downloaded component has sha256"),
+        "{err}"
+    );
+    assert!(!app.join("atoll.lock").exists(), "no lockfile written");
+    assert!(!user.join("blobs").exists(), "nothing cached");
+}
