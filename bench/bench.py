@@ -295,9 +295,11 @@ def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy):
     ]
     for n in names:
         xs = [x["rps"] for x in results[n]]
+        if at80[n]["errors"]:
+            log(f"warning: {n} had {at80[n]['errors']} failed requests under fixed-rate load")
         lines.append(
             f"| {n} | {rps[n]:,.0f} | {min(xs):,.0f}–{max(xs):,.0f} | {med([x['p50_ms'] for x in results[n]]):.2f} | "
-            f"{med([x['p99_ms'] for x in results[n]]):.2f} | {at80[n]['p99_ms']:.2f} @ {at80[n]['rate']:,} req/s | "
+            f"{med([x['p99_ms'] for x in results[n]]):.2f} | {at80[n]['p99_ms']:.2f} @ {at80[n]['rate']:,} req/s{' (' + str(at80[n]['errors']) + ' errors)' if at80[n]['errors'] else ''} | "
             f"{(rss.get(n) or float('nan')):.1f} |"
         )
     a = rps["atoll"]
@@ -310,7 +312,7 @@ def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy):
         goal("throughput vs default `wasmtime serve`", f"{a / rps['wasmtime-serve']:.2f}x", ">= 3x", a >= 3 * rps["wasmtime-serve"])
         goal("throughput vs tuned `wasmtime serve`", f"{a / rps['wasmtime-serve-tuned']:.2f}x", ">= 2x", a >= 2 * rps["wasmtime-serve-tuned"])
     goal("throughput vs native hyper", f"{100 * a / rps['native-hyper']:.1f}%", ">= 40%", a >= 0.4 * rps["native-hyper"])
-    goal("p99 at 80% of atoll's max", f"{at80['atoll']['p99_ms']:.2f} ms", "< 2 ms", at80["atoll"]["p99_ms"] < 2)
+    goal("p99 at 80% of atoll's max", f"{at80['atoll']['p99_ms']:.2f} ms", "< 2 ms", at80["atoll"]["p99_ms"] < 2 and not at80["atoll"]["errors"])
     ratio = single["process-per-request"] / single["atoll"] if single.get("atoll") else float("nan")
     goal("per request vs a process per request (p50 at c=1)", f"{ratio:.0f}x faster ({single['atoll']:.3f} vs {single['process-per-request']:.3f} ms)", ">= 100x", ratio >= 100)
     goal("`atoll up` start to first 200, warm cache", f"{cold['atoll']:.1f} ms (native hyper {cold['native-hyper']:.1f} ms)", "< 30 ms", cold["atoll"] < 30)

@@ -1,6 +1,8 @@
 //! A loaded component and the per-instance store it runs in.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use atoll_manifest::{Component as ManifestComponent, Limits};
 use wasmtime::component::ResourceTable;
@@ -77,10 +79,15 @@ pub struct LoadedComponent {
     limits: Limits,
     environment: Arc<[(String, String)]>,
     epoch_ticks: u64,
+    cpu: Arc<CpuShare>,
 }
 
 impl LoadedComponent {
-    pub(crate) fn new(component: &ManifestComponent, pre: ProxyPre<InstanceState>) -> Self {
+    pub(crate) fn new(
+        component: &ManifestComponent,
+        pre: ProxyPre<InstanceState>,
+        cpu: Arc<CpuShare>,
+    ) -> Self {
         let tick = EPOCH_TICK.as_millis().max(1);
         // Round up, and never 0: a deadline of 0 would interrupt at once.
         let epoch_ticks = u64::try_from(component.limits.timeout.as_millis().div_ceil(tick))
@@ -92,6 +99,7 @@ impl LoadedComponent {
             limits: component.limits.clone(),
             environment: component.environment.clone().into(),
             epoch_ticks,
+            cpu,
         }
     }
 
@@ -135,20 +143,80 @@ impl LoadedComponent {
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         // Guest code yields to the scheduler every epoch tick, so a busy guest cannot hold
-        // a worker thread (and the requests queued on it) for its whole timeout; at the
-        // deadline it is interrupted with a trap. Host calls that block are bounded by
-        // the caller's wall-clock timer instead.
-        let mut ticks_left = self.epoch_ticks;
+        // a worker thread (and the requests queued on it) for its whole timeout; a guest
+        // that has run long is throttled while others wait (see `CpuShare`); at the
+        // deadline it is interrupted with a trap. Host calls that block are bounded by the
+        // caller's wall-clock timer instead.
+        let mut account = CpuAccount::open(self.cpu.clone(), self.epoch_ticks);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            ticks_left = ticks_left.saturating_sub(1);
-            if ticks_left == 0 {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        store.epoch_deadline_callback(move |_| Ok(account.tick()));
         store
+    }
+}
+
+/// A guest that has run this many epoch ticks (of CPU, not waiting) in one request
+/// counts as CPU-heavy.
+const HEAVY_AFTER_TICKS: u64 = 5;
+/// While other instances are alive, a CPU-heavy guest sleeps this long after each tick it
+/// runs, so it gets about a tenth of a core and cannot starve light requests.
+const THROTTLE: Duration = Duration::from_millis(90);
+
+/// Shared by every store of an engine: how many instances are alive, and how many of
+/// them are CPU-heavy. Two relaxed atomic updates per request.
+#[derive(Debug, Default)]
+pub struct CpuShare {
+    alive: AtomicUsize,
+    heavy: AtomicUsize,
+}
+
+/// One store's share of the CPU: its remaining ticks before the timeout, and whether
+/// it counts as heavy. Owned by the store's epoch callback; dropped with the store.
+struct CpuAccount {
+    share: Arc<CpuShare>,
+    ticks_left: u64,
+    ticks_used: u64,
+    heavy: bool,
+}
+
+impl CpuAccount {
+    fn open(share: Arc<CpuShare>, ticks: u64) -> Self {
+        share.alive.fetch_add(1, Ordering::Relaxed);
+        Self {
+            share,
+            ticks_left: ticks,
+            ticks_used: 0,
+            heavy: false,
+        }
+    }
+
+    /// Called by wasmtime each time the running guest sees the epoch advance.
+    fn tick(&mut self) -> UpdateDeadline {
+        self.ticks_left = self.ticks_left.saturating_sub(1);
+        if self.ticks_left == 0 {
+            return UpdateDeadline::Interrupt;
+        }
+        self.ticks_used += 1;
+        if !self.heavy && self.ticks_used > HEAVY_AFTER_TICKS {
+            self.heavy = true;
+            self.share.heavy.fetch_add(1, Ordering::Relaxed);
+        }
+        let others_light =
+            self.share.alive.load(Ordering::Relaxed) > self.share.heavy.load(Ordering::Relaxed);
+        if self.heavy && others_light {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(THROTTLE)))
+        } else {
+            // tokio's own yield puts the task behind the others that are ready.
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        }
+    }
+}
+
+impl Drop for CpuAccount {
+    fn drop(&mut self) {
+        self.share.alive.fetch_sub(1, Ordering::Relaxed);
+        if self.heavy {
+            self.share.heavy.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

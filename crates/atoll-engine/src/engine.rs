@@ -54,6 +54,7 @@ pub struct Engine {
     config: EngineConfig,
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
+    cpu: Arc<crate::component::CpuShare>,
 }
 
 impl Engine {
@@ -90,6 +91,7 @@ impl Engine {
             config,
             pooling,
             ticker_stop,
+            cpu: Arc::default(),
         })
     }
 
@@ -157,7 +159,10 @@ impl Engine {
                 error_chain(&e)
             ))
         })?;
-        Ok((LoadedComponent::new(component, pre), outcome))
+        Ok((
+            LoadedComponent::new(component, pre, self.cpu.clone()),
+            outcome,
+        ))
     }
 
     fn compile_cached(&self, bytes: &[u8]) -> Result<(Component, CacheOutcome), String> {

@@ -1,7 +1,8 @@
 //! In-process cost of one request's instance: `Store::new` with limits, instantiate the
 //! hello component from its warm pooled slot, call `wasi:http/incoming-handler`, read
 //! the response body, drop the store. No sockets: this is the floor under the server's
-//! per-request cost. Run with `cargo bench -p atoll-http --bench instantiate`.
+//! per-request cost. Beside it, the cost of starting and reaping a process, which is
+//! what a process per request pays. Run with `cargo bench -p atoll-http --bench instantiate`.
 
 #[allow(missing_docs)]
 mod support;
@@ -18,6 +19,16 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let body = rt.block_on(support::request(&hello, "http://localhost/"));
             assert_eq!(&body[..], b"Hello, world!\n");
+        })
+    });
+    // The isolation unit of CGI-style serving, for comparison: start a process and wait
+    // for it to exit (the smallest one there is, doing nothing).
+    c.bench_function("spawn+wait a process (/bin/true)", |b| {
+        b.iter(|| {
+            let status = std::process::Command::new("/bin/true")
+                .status()
+                .expect("spawn /bin/true");
+            assert!(status.success());
         })
     });
 }

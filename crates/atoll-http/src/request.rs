@@ -26,6 +26,9 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use crate::body::{GuardedBody, LimitedBody};
 use crate::server::ServerState;
 
+/// How long a failed request keeps holding its component's concurrency slot.
+const FAILURE_PENALTY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the server sends: the guest's streamed body, or a short body of our own.
 pub type ServerBody = Either<GuardedBody<HyperOutgoingBody>, Full<Bytes>>;
 
@@ -99,7 +102,6 @@ pub(crate) async fn handle(
     let timeout = component.loaded.limits().timeout;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let mut guest = Box::pin(async move {
-        let _permit = permit;
         let run = async {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
@@ -114,6 +116,17 @@ pub(crate) async fn handle(
         };
         drop(store);
         let _ = done_tx.send(matches!(outcome, Outcome::Finished));
+        if matches!(outcome, Outcome::Finished) {
+            drop(permit);
+        } else {
+            // A failed instance keeps its concurrency slot a while longer, so a component
+            // that keeps trapping, timing out or exhausting memory is slowed down instead
+            // of burning the machine's CPU on failures.
+            tokio::spawn(async move {
+                tokio::time::sleep(FAILURE_PENALTY).await;
+                drop(permit);
+            });
+        }
         match &outcome {
             Outcome::Finished => {}
             Outcome::Failed(kind, reason) => {

@@ -6,10 +6,47 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Send one GET on `stream` and read the whole response; true on a 200.
+/// Plain HTTP/1.1 over a raw socket: a hyper client costs several times more CPU per
+/// request, and the load generator shares the machine with the server.
+async fn one(stream: &mut TcpStream, req: &[u8], buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    stream.write_all(req).await?;
+    buf.clear();
+    let head_end = loop {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let ok = head.starts_with("http/1.1 200");
+    let len: Option<usize> = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok());
+    // Without a length the body is chunked; these small bodies end with the last chunk.
+    let complete = |buf: &[u8]| match len {
+        Some(n) => buf.len() >= head_end + n,
+        None => buf[head_end..].ends_with(b"0\r\n\r\n"),
+    };
+    while !complete(buf) {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(ok)
+}
 
 #[tokio::main]
 async fn main() {
@@ -22,39 +59,48 @@ async fn main() {
     let rate: f64 = args[2].parse().expect("a rate");
     let secs: f64 = args[3].parse().expect("seconds");
     let conns: usize = args.get(4).and_then(|c| c.parse().ok()).unwrap_or(32);
+    let authority = url.authority().expect("URL with host:port").to_string();
+    let path = url.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n\r\n").into_bytes();
     let per_conn_interval = Duration::from_secs_f64(conns as f64 / rate);
     let total = (rate * secs) as usize;
     let start = Instant::now() + Duration::from_millis(50);
 
     let mut tasks = Vec::new();
     for c in 0..conns {
-        let url = url.clone();
+        let (authority, request) = (authority.clone(), request.clone());
         tasks.push(tokio::spawn(async move {
-            // One client per task keeps one connection per task.
-            let client = Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(1)
-                .build_http::<Empty<Bytes>>();
             let mut lat = Vec::new();
             let mut errors = 0u64;
+            let mut stream = None;
+            let mut buf = Vec::with_capacity(4096);
             let offset = per_conn_interval.mul_f64(c as f64 / conns as f64);
             let mut i = 0usize;
-            loop {
+            while i * conns + c < total {
                 let scheduled = start + offset + per_conn_interval.mul_f64(i as f64);
-                if i * conns + c >= total {
-                    break;
-                }
-                tokio::time::sleep_until(scheduled.into()).await;
-                let req = http::Request::get(url.clone())
-                    .body(Empty::new())
-                    .expect("request");
-                match client.request(req).await {
-                    Ok(resp) if resp.status() == 200 => {
-                        let _ = resp.into_body().collect().await;
-                        lat.push(scheduled.elapsed().as_micros() as u64);
-                    }
-                    _ => errors += 1,
-                }
                 i += 1;
+                tokio::time::sleep_until(scheduled.into()).await;
+                if stream.is_none() {
+                    match TcpStream::connect(&authority).await {
+                        Ok(s) => {
+                            let _ = s.set_nodelay(true);
+                            stream = Some(s);
+                        }
+                        Err(_) => {
+                            errors += 1;
+                            continue;
+                        }
+                    }
+                }
+                let Some(s) = stream.as_mut() else { continue };
+                match one(s, &request, &mut buf).await {
+                    Ok(true) => lat.push(scheduled.elapsed().as_micros() as u64),
+                    Ok(false) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        stream = None;
+                    }
+                }
             }
             (lat, errors)
         }));
