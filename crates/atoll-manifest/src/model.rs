@@ -53,6 +53,9 @@ pub struct Component {
     pub source: PathBuf,
     /// `source` as the author wrote it, for messages.
     pub source_written: String,
+    /// Set when `source = { package, version }`: the registry package the component comes
+    /// from. `source` is then empty until the runtime resolves it through `atoll.lock`.
+    pub package: Option<PackageSource>,
     /// Where `source` is written in the manifest, for later errors.
     pub source_span: Span,
     /// How to build `source`, if the author said.
@@ -61,6 +64,15 @@ pub struct Component {
     pub environment: Vec<(String, String)>,
     /// Resource limits, always set.
     pub limits: Limits,
+}
+
+/// `source = { package = "ns:name", version = "^1.2" }`.
+#[derive(Debug, Clone)]
+pub struct PackageSource {
+    /// `namespace:name`.
+    pub name: String,
+    /// A semver requirement, e.g. `^1.2`.
+    pub version: String,
 }
 
 /// `build = { command, workdir, watch }`.

@@ -284,13 +284,24 @@ impl Cx<'_> {
             .help("add `source = \"path/to/component.wasm\"`")
         })?;
         let source_key = join(&path, "source");
-        let source_str = self.string(source_v, &source_key)?;
-        if source_str.is_empty() {
-            return Err(self
-                .err(source_v.span(), &source_key, "`source` is empty")
-                .help("give the path of a .wasm component, relative to the manifest"));
-        }
-        let source = self.dir.join(source_str);
+        let (source, source_written, package) = match source_v.get_ref() {
+            DeValue::Table(pt) => {
+                let p = self.package_source(pt, source_v, &source_key)?;
+                let written = format!("{}@{}", p.name, p.version);
+                (PathBuf::new(), written, Some(p))
+            }
+            _ => {
+                let source_str = self.string(source_v, &source_key).map_err(|d| {
+                    d.help("give a path to a .wasm file, or `{ package = \"ns:name\", version = \"^1.0\" }`")
+                })?;
+                if source_str.is_empty() {
+                    return Err(self
+                        .err(source_v.span(), &source_key, "`source` is empty")
+                        .help("give the path of a .wasm component, relative to the manifest"));
+                }
+                (self.dir.join(source_str), source_str.to_string(), None)
+            }
+        };
 
         let build = match t.get("build") {
             Some(b) => Some(self.build(b, &join(&path, "build"))?),
@@ -330,14 +341,83 @@ impl Cx<'_> {
             None => Limits::default(),
         };
 
+        if package.is_some()
+            && let Some(b) = &build
+        {
+            return Err(self
+                .err(
+                    b.span.clone(),
+                    &join(&path, "build"),
+                    "a component from a registry package has no `build`",
+                )
+                .help("remove `build`, or point `source` at the file your build produces"));
+        }
+
         Ok(Component {
             name: name.to_string(),
             source,
-            source_written: source_str.to_string(),
+            source_written,
+            package,
             source_span: source_v.span(),
             build,
             environment,
             limits,
+        })
+    }
+
+    fn package_source(
+        &self,
+        t: &DeTable<'_>,
+        v: &Spanned<DeValue<'_>>,
+        path: &str,
+    ) -> Result<PackageSource, Diagnostic> {
+        self.check_keys(t, path, &["package", "version"])?;
+        let pkg_v = t.get("package").ok_or_else(|| {
+            self.err(
+                v.span(),
+                &join(path, "package"),
+                "a package `source` needs `package`",
+            )
+            .help("write `source = { package = \"namespace:name\", version = \"^1.0\" }`")
+        })?;
+        let name = self.string(pkg_v, &join(path, "package"))?;
+        let valid_label = |l: &str| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        match name.split_once(':') {
+            Some((ns, n)) if valid_label(ns) && valid_label(n) => {}
+            _ => {
+                return Err(self
+                    .err(
+                        pkg_v.span(),
+                        &join(path, "package"),
+                        format!("`{name}` is not a package name"),
+                    )
+                    .help(
+                        "package names are `namespace:name`, lowercase letters, digits and `-`",
+                    ));
+            }
+        }
+        let version = match t.get("version") {
+            Some(ver_v) => {
+                let req = self.string(ver_v, &join(path, "version"))?;
+                semver::VersionReq::parse(req).map_err(|e| {
+                    self.err(
+                        ver_v.span(),
+                        &join(path, "version"),
+                        format!("`{req}` is not a version requirement: {e}"),
+                    )
+                    .help("write a semver requirement such as `^1.2`, `~1.2.3` or `=1.2.3`")
+                })?;
+                req.to_string()
+            }
+            None => "*".to_string(),
+        };
+        Ok(PackageSource {
+            name: name.to_string(),
+            version,
         })
     }
 

@@ -330,3 +330,112 @@ fn altered_blob_is_refused_through_the_cli() {
     assert!(!app.join("atoll.lock").exists(), "no lockfile written");
     assert!(!user.join("blobs").exists(), "nothing cached");
 }
+
+/// `atoll up` with `source = { package, version }` serves the component `atoll.lock`
+/// pins, from the local cache, offline; a requirement the lock does not satisfy and a
+/// missing cache entry are clear errors.
+#[test]
+fn up_serves_a_package_source_through_the_lockfile() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::start(&tmp.path().join("data"));
+    let home = tmp.path().join("home");
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(&app).expect("mkdir");
+    let url = registry.url.clone();
+    let url = url.as_str();
+    ok(atoll(&home, tmp.path(), url, &["key", "generate"]));
+    ok(atoll(
+        &home,
+        tmp.path(),
+        url,
+        &[
+            "publish",
+            test_programs_artifacts::HELLO,
+            "--package",
+            "acme:hello",
+            "--version",
+            "1.2.0",
+        ],
+    ));
+    ok(atoll(&home, &app, url, &["add", "acme:hello@^1"]));
+    drop(registry); // From here on, everything is offline.
+
+    let manifest = |req: &str| {
+        format!(
+            "[app]\nname = \"from-registry\"\n[component.web]\nsource = {{ package = \"acme:hello\", version = \"{req}\" }}\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n"
+        )
+    };
+    std::fs::write(app.join("atoll.toml"), manifest("^1.2")).expect("manifest");
+    let mut child = Command::new(ATOLL)
+        .args(["up", "--listen", "127.0.0.1:0"])
+        .arg(&app)
+        .env("ATOLL_HOME", &home)
+        .env("ATOLL_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn atoll up");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split(" on http://").nth(1) {
+                let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("atoll up is serving");
+    let response = {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("Hello, world!"), "{response}");
+
+    // A requirement the lock does not satisfy.
+    std::fs::write(app.join("atoll.toml"), manifest("^2")).expect("manifest");
+    let out = atoll(
+        &home,
+        tmp.path(),
+        url,
+        &[
+            "up",
+            app.to_str().expect("utf-8 path"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pins `acme:hello` at 1.2.0, which does not satisfy `^2`"),
+        "{err}"
+    );
+    assert!(err.contains("atoll add acme:hello@^2"), "{err}");
+
+    // The cached blob is gone: say how to fetch it, serve nothing.
+    std::fs::remove_dir_all(home.join("blobs")).expect("remove cache");
+    std::fs::write(app.join("atoll.toml"), manifest("^1")).expect("manifest");
+    let out = atoll(
+        &home,
+        tmp.path(),
+        url,
+        &[
+            "up",
+            app.to_str().expect("utf-8 path"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("atoll pull"), "{err}");
+}

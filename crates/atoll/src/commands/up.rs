@@ -78,6 +78,8 @@ impl UpCommand {
                     app.manifest_path().display()
                 );
             }
+            let mut app = app;
+            resolve_packages(&mut app)?;
             super::build::build_stale(&app)?;
             apps.push(app);
         }
@@ -135,6 +137,63 @@ impl UpCommand {
             anyhow::Ok(())
         })
     }
+}
+
+/// Point every `source = { package, version }` at the component `atoll.lock` pins for
+/// it, verified against its sha256 in the local cache. Offline: a package missing from
+/// the lockfile or the cache is an error that says which command fetches it.
+fn resolve_packages(app: &mut atoll_manifest::App) -> anyhow::Result<()> {
+    use atoll_registry::{Lockfile, PackageName, lockfile::LOCKFILE};
+    if app.components.values().all(|c| c.package.is_none()) {
+        return Ok(());
+    }
+    let lock_path = app.dir.join(LOCKFILE);
+    let lock = Lockfile::load_or_default(&lock_path)?;
+    let home = super::share::atoll_home();
+    let mut resolved = Vec::new();
+    for component in app.components.values() {
+        let Some(package) = &component.package else {
+            continue;
+        };
+        let at = |msg: String| {
+            app.diagnostic(component.source_span.clone(), msg)
+                .key(format!("component.{}.source", component.name))
+        };
+        let name = PackageName::parse(&package.name).map_err(|e| at(e.to_string()))?;
+        let add = format!("atoll add {}@{}", package.name, package.version);
+        let Some(locked) = lock.get(&name) else {
+            return Err(at(format!(
+                "package `{}` is not in {}",
+                package.name,
+                lock_path.display()
+            ))
+            .help(format!("run `{add}` in {}", app.dir.display()))
+            .into());
+        };
+        let req = semver::VersionReq::parse(&package.version).map_err(|e| at(e.to_string()))?;
+        let satisfied = semver::Version::parse(&locked.version).is_ok_and(|v| req.matches(&v));
+        if !satisfied {
+            return Err(at(format!(
+                "atoll.lock pins `{}` at {}, which does not satisfy `{}`",
+                package.name, locked.version, package.version
+            ))
+            .help(format!("run `{add}` to lock a matching version"))
+            .into());
+        }
+        let path = atoll_registry::client::resolve_locked(&home, &lock_path, &lock, &name)
+            .map_err(|e| {
+                at(format!("cannot use package `{}`: {e}", package.name))
+                    .help("run `atoll pull` to fetch what atoll.lock names")
+            })?;
+        tracing::info!(app = %app.name, component = %component.name, "using {}@{} from {}", package.name, locked.version, path.display());
+        resolved.push((component.name.clone(), path));
+    }
+    for (name, path) in resolved {
+        if let Some(c) = app.components.get_mut(&name) {
+            c.source = path;
+        }
+    }
+    Ok(())
 }
 
 fn default_cache_dir() -> PathBuf {
