@@ -1,6 +1,11 @@
 //! Helpers shared by the guest components in `src/bin/`. Each binary is one
 //! `wasi:http/proxy` component (or, for `not_http`, a plain command) that a test runs.
 
+/// Bindings for `wit/world.wit`: wasi:config/store and wasi:keyvalue.
+pub mod bindings {
+    wit_bindgen::generate!({ path: "wit", world: "atoll:test/guest", generate_all });
+}
+
 use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 /// Send a complete response with `body`.

@@ -2,8 +2,13 @@
 //! real HTTP over loopback.
 
 mod common;
+mod files;
 mod hostile;
+mod keyvalue;
 mod lifecycle;
 mod limits;
+mod logs;
+mod outbound;
 mod serve;
 mod ui;
+mod variables;
