@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::{self, kv, stream};
 use futures_util::StreamExt;
 
 use super::{Backend, BackendError, BoxFut, parse_counter};
@@ -73,14 +73,25 @@ impl NatsBackend {
         let name = bucket_name(ns);
         let store = match js.get_key_value(&name).await {
             Ok(s) => s,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: name.clone(),
-                    history: 1,
+            Err(_) => {
+                // The bucket's stream, created directly: `create_key_value` first asks for
+                // account info in the 2.10+ shape, which NATS 2.9 servers do not send.
+                js.get_or_create_stream(stream::Config {
+                    name: format!("KV_{name}"),
+                    subjects: vec![format!("$KV.{name}.>")],
+                    max_messages_per_subject: 1,
+                    discard: stream::DiscardPolicy::New,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    storage: stream::StorageType::File,
+                    num_replicas: 1,
                     ..Default::default()
                 })
                 .await
-                .map_err(failed)?,
+                .map_err(failed)?;
+                js.get_key_value(&name).await.map_err(failed)?
+            }
         };
         if let Ok(mut m) = self.stores.lock() {
             m.insert(ns.to_string(), store.clone());
