@@ -167,8 +167,8 @@ impl ComponentCapabilities {
         for m in &self.mounts {
             if let Err(e) = builder.preopened_dir(&m.host, &m.guest, FsPerms::ReadOnly) {
                 tracing::error!(
-                    app = &*self.target.app,
-                    component = &*self.target.component,
+                    app = %self.target.app,
+                    component = %self.target.component,
                     "cannot open mount {} -> {}: {e}; the guest will not see it",
                     m.host.display(),
                     m.guest

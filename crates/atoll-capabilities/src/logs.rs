@@ -127,8 +127,8 @@ impl LineBuffer {
             self.emit();
             let (app, component) = (&*self.target.app, &*self.target.component);
             tracing::warn!(
-                app,
-                component,
+                app = %app,
+                component = %component,
                 "guest output over {MAX_PER_REQUEST} bytes in one request; the rest is not logged"
             );
         }
@@ -147,8 +147,12 @@ impl LineBuffer {
         }
         let (app, component) = (&*self.target.app, &*self.target.component);
         match self.stream {
-            Stream::Stdout => tracing::info!(app, component, stream = "stdout", "{text}"),
-            Stream::Stderr => tracing::warn!(app, component, stream = "stderr", "{text}"),
+            Stream::Stdout => {
+                tracing::info!(app = %app, component = %component, stream = %"stdout", "{text}")
+            }
+            Stream::Stderr => {
+                tracing::warn!(app = %app, component = %component, stream = %"stderr", "{text}")
+            }
         }
         self.line.clear();
     }

@@ -79,9 +79,9 @@ impl WasiHttpHooks for OutboundHttp {
                 Denial::NotAllowed => "it is not in the component's allowed_outbound_hosts",
             };
             tracing::warn!(
-                app = &*policy.target.app,
-                component = &*policy.target.component,
-                kind = "outbound_http",
+                app = %policy.target.app,
+                component = %policy.target.component,
+                kind = %"outbound_http",
                 url = %uri,
                 "capability denied: outbound HTTP request refused: {reason}"
             );
@@ -96,8 +96,8 @@ impl WasiHttpHooks for OutboundHttp {
         if counter.fetch_add(1, Ordering::AcqRel) >= max {
             counter.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(
-                app = &*policy.target.app,
-                component = &*policy.target.component,
+                app = %policy.target.app,
+                component = %policy.target.component,
                 url = %uri,
                 "outbound HTTP request refused: the instance already has {max} requests in flight"
             );

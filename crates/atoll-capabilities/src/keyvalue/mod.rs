@@ -294,8 +294,8 @@ impl KeyValueView<'_> {
         if let KvError::Other(m) = e {
             let t = &self.caps.grants.target;
             tracing::warn!(
-                app = &*t.app,
-                component = &*t.component,
+                app = %t.app,
+                component = %t.component,
                 "key-value {op} failed: {m}"
             );
         }
@@ -319,9 +319,9 @@ impl store::Host for KeyValueView<'_> {
             None => {
                 let t = &self.caps.grants.target;
                 tracing::warn!(
-                    app = &*t.app,
-                    component = &*t.component,
-                    kind = "key_value",
+                    app = %t.app,
+                    component = %t.component,
+                    kind = %"key_value",
                     store = %identifier.escape_debug(),
                     "capability denied: the component may not open key-value store `{}`; add it to key_value_stores",
                     identifier.escape_debug()

@@ -31,9 +31,9 @@ async fn guest_output_becomes_tagged_log_lines() {
             .lines()
             .find(|l| l.contains(&format!("guest line {i} on stdout")))
             .unwrap_or_else(|| panic!("line {i} missing:\n{logs}"));
-        assert!(line.contains("app=\"chatty\""), "{line}");
-        assert!(line.contains("component=\"logs\""), "{line}");
-        assert!(line.contains("stream=\"stdout\""), "{line}");
+        assert!(line.contains("app=chatty"), "{line}");
+        assert!(line.contains("component=logs"), "{line}");
+        assert!(line.contains("stream=stdout"), "{line}");
         assert!(line.contains("INFO"), "{line}");
     }
     let err = logs
@@ -41,7 +41,7 @@ async fn guest_output_becomes_tagged_log_lines() {
         .find(|l| l.contains("guest complaint"))
         .expect("stderr line");
     assert!(
-        err.contains("WARN") && err.contains("stream=\"stderr\""),
+        err.contains("WARN") && err.contains("stream=stderr"),
         "{err}"
     );
 
