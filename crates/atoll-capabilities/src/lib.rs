@@ -1,5 +1,5 @@
 //! The host side of what a component may touch beyond pure computation: its logs
-//! (stdout/stderr), its configuration and secrets (`wasi:config/store`), outbound HTTP
+//! (stdout/stderr, `wasi:logging`), its configuration and secrets (`wasi:config/store`), outbound HTTP
 //! (`wasi:http/outgoing-handler` policy), read-only files (`wasi:filesystem` preopens)
 //! and key-value stores (`wasi:keyvalue`). Deny by default: a component gets exactly
 //! what its manifest grants, and everything else fails at call time with the
@@ -26,6 +26,7 @@
 mod error;
 mod files;
 mod keyvalue;
+mod logging;
 mod logs;
 mod outbound;
 mod runtime_config;
@@ -56,12 +57,14 @@ pub trait CapabilityView: Send + 'static {
     fn capabilities(&mut self) -> (&mut InstanceCapabilities, &mut ResourceTable);
 }
 
-/// Link phase: add `wasi:config/store` and `wasi:keyvalue` to `linker`. Once per engine.
+/// Link phase: add `wasi:config/store`, `wasi:keyvalue` and `wasi:logging` to `linker`.
+/// Once per engine.
 pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     wasmtime_wasi_config::add_to_linker(linker, |t: &mut T| {
         WasiConfig::new(&t.capabilities().0.grants.config)
     })?;
     keyvalue::add_to_linker(linker)?;
+    logging::add_to_linker(linker)?;
     Ok(())
 }
 
@@ -182,6 +185,7 @@ impl ComponentCapabilities {
         InstanceCapabilities {
             grants: self.clone(),
             outbound: OutboundHttp::new(self.outbound.clone()),
+            logged: 0,
         }
     }
 }
@@ -190,6 +194,8 @@ impl ComponentCapabilities {
 pub struct InstanceCapabilities {
     grants: Arc<ComponentCapabilities>,
     outbound: OutboundHttp,
+    /// Bytes of `wasi:logging` messages this instance has logged, for the cap.
+    logged: usize,
 }
 
 impl InstanceCapabilities {

@@ -33,6 +33,20 @@ pub(crate) struct LogTarget {
     pub(crate) secrets: Vec<String>,
 }
 
+impl LogTarget {
+    /// `text` with every secret value this component can read replaced by
+    /// `[redacted]`. Costs a scan per secret, only on lines that are logged.
+    pub(crate) fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        let mut out = std::borrow::Cow::Borrowed(text);
+        for secret in &self.secrets {
+            if !secret.is_empty() && out.contains(secret.as_str()) {
+                out = std::borrow::Cow::Owned(out.replace(secret.as_str(), "[redacted]"));
+            }
+        }
+        out
+    }
+}
+
 /// Which stream a [`GuestOutput`] is.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Stream {
@@ -139,12 +153,7 @@ impl LineBuffer {
             return;
         }
         let text = String::from_utf8_lossy(&self.line);
-        let mut text = text.trim_end_matches('\r').to_string();
-        for secret in &self.target.secrets {
-            if !secret.is_empty() && text.contains(secret.as_str()) {
-                text = text.replace(secret.as_str(), "[redacted]");
-            }
-        }
+        let text = self.target.redact(text.trim_end_matches('\r'));
         let (app, component) = (&*self.target.app, &*self.target.component);
         match self.stream {
             Stream::Stdout => {

@@ -200,3 +200,74 @@ impl RuntimeConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<RuntimeConfig, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("runtime.toml");
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        RuntimeConfig::load(&path).map_err(|e| {
+            e.to_string()
+                .replace(&dir.path().display().to_string(), "$DIR")
+        })
+    }
+
+    #[test]
+    fn a_full_config_loads() {
+        let rc = load(
+            r#"
+[variables]
+token = "abc"
+
+[key_value_store.default]
+type = "redis"
+url = "redis://127.0.0.1:6379"
+
+[key_value_store.local]
+type = "redb"
+path = "data/kv.redb"
+
+[outbound_http]
+connect_timeout = "2s"
+max_concurrent_requests = 4
+"#,
+        )
+        .expect("valid");
+        assert_eq!(rc.variables["token"], "abc");
+        assert!(
+            matches!(&rc.key_value_stores["default"], StoreConfig::Redis { url } if url == "redis://127.0.0.1:6379")
+        );
+        match &rc.key_value_stores["local"] {
+            StoreConfig::Redb { path: Some(p) } => {
+                assert!(p.is_absolute() && p.ends_with("data/kv.redb"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rc.outbound_http.connect_timeout, Duration::from_secs(2));
+        assert_eq!(rc.outbound_http.first_byte_timeout, Duration::from_secs(30));
+        assert_eq!(rc.outbound_http.max_concurrent_requests, 4);
+    }
+
+    #[test]
+    fn mistakes_are_named_without_quoting_the_file() {
+        let e = load("[key_value_store.default]\ntype = \"mongo\"\n").expect_err("unknown type");
+        assert!(
+            e.contains("$DIR/runtime.toml") && e.contains("mongo"),
+            "{e}"
+        );
+        let e = load("[outbound_http]\nconnect_timeout = \"soon\"\n").expect_err("bad duration");
+        assert!(e.contains("outbound_http.connect_timeout"), "{e}");
+        let e = load("[outbound_http]\nmax_concurrent_requests = 0\n").expect_err("zero");
+        assert!(e.contains("at least 1"), "{e}");
+        let e = load("[varibles]\n").expect_err("unknown table");
+        assert!(e.contains("varibles"), "{e}");
+        let e = load("[variables]\ntoken = \"hunter2-secret\nx").expect_err("broken");
+        assert!(
+            !e.contains("hunter2-secret") && e.contains(" at line "),
+            "{e}"
+        );
+    }
+}

@@ -78,6 +78,11 @@ async fn check_backend(runtime_toml: Option<&str>) {
     assert_eq!(op(&c, &a, "op=list").await, (200, "k,k2".into()));
     assert_eq!(op(&c, &a, "op=delete&key=k2").await.0, 200);
     assert_eq!(op(&c, &a, "op=exists&key=k2").await, (200, "false".into()));
+    assert_eq!(
+        op(&c, &a, "op=list").await,
+        (200, "k".into()),
+        "a deleted key is listed"
+    );
     assert_eq!(op(&c, &a, "op=setmany&key=m1,m2&value=x").await.0, 200);
     assert_eq!(
         op(&c, &a, "op=getmany&key=m1,nope,m2").await,

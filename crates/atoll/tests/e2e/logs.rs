@@ -45,6 +45,30 @@ async fn guest_output_becomes_tagged_log_lines() {
         "{err}"
     );
 
+    // wasi:logging: the guest's level and context; debug is below the default filter.
+    get(&c, &server.url("/?structured=1")).await;
+    assert!(server.wait_for_log("structured alarm", std::time::Duration::from_secs(10)));
+    let logs = server.logs();
+    let info = logs
+        .lines()
+        .find(|l| l.contains("structured hello"))
+        .expect("info line");
+    assert!(
+        info.contains("INFO")
+            && info.contains("context=checkout")
+            && info.contains("component=logs"),
+        "{info}"
+    );
+    let alarm = logs
+        .lines()
+        .find(|l| l.contains("structured alarm"))
+        .expect("critical line");
+    assert!(alarm.contains("ERROR"), "{alarm}");
+    assert!(
+        !logs.contains("structured detail"),
+        "debug is filtered at ATOLL_LOG=info"
+    );
+
     // A last line without a newline is logged when the instance ends.
     get(&c, &server.url("/?partial=1")).await;
     assert!(server.wait_for_log(

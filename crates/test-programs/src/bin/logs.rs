@@ -1,5 +1,6 @@
 //! Writes to stdout and stderr: `?lines=N` numbered lines, `?big=1` 200 KB without a
-//! newline at the end, `?partial=1` a last line without a newline.
+//! newline at the end, `?partial=1` a last line without a newline, `?structured=1`
+//! three `wasi:logging` calls (info, critical, debug).
 use std::io::Write;
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
@@ -21,6 +22,12 @@ impl Guest for Logs {
                 let _ = stdout.write_all(&chunk);
             }
             let _ = stdout.flush();
+        }
+        if test_programs::query(&req, "structured").is_some() {
+            use test_programs::bindings::wasi::logging::logging::{log, Level};
+            log(Level::Info, "checkout", "structured hello");
+            log(Level::Critical, "checkout", "structured alarm");
+            log(Level::Debug, "checkout", "structured detail");
         }
         if test_programs::query(&req, "partial").is_some() {
             print!("unterminated last words");
