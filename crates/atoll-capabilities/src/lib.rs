@@ -23,6 +23,7 @@
 //! component's grants, shared by all its instances), [`InstanceCapabilities`] (what one
 //! store carries), [`RuntimeConfig`].
 
+mod config;
 mod error;
 mod files;
 mod keyvalue;
@@ -38,7 +39,6 @@ use std::sync::Arc;
 use atoll_manifest::App;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
-use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 
 pub use error::CapabilityError;
 pub use keyvalue::KeyValueGrants;
@@ -60,9 +60,7 @@ pub trait CapabilityView: Send + 'static {
 /// Link phase: add `wasi:config/store`, `wasi:keyvalue` and `wasi:logging` to `linker`.
 /// Once per engine.
 pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wasmtime_wasi_config::add_to_linker(linker, |t: &mut T| {
-        WasiConfig::new(&t.capabilities().0.grants.config)
-    })?;
+    config::add_to_linker(linker)?;
     keyvalue::add_to_linker(linker)?;
     logging::add_to_linker(linker)?;
     Ok(())
@@ -122,7 +120,7 @@ impl AppCapabilities {
 /// One component's configured grants, shared by all its instances.
 pub struct ComponentCapabilities {
     target: Arc<LogTarget>,
-    config: WasiConfigVariables,
+    config: config::ConfigValues,
     outbound: Arc<OutboundPolicy>,
     mounts: Vec<files::Mount>,
     kv: Arc<KeyValueGrants>,
@@ -156,7 +154,7 @@ impl ComponentCapabilities {
                 target: target.clone(),
             }),
             target,
-            config: WasiConfigVariables::new(),
+            config: config::ConfigValues::new(),
             mounts: Vec::new(),
             kv: Arc::new(KeyValueGrants::default()),
         }

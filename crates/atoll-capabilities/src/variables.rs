@@ -11,7 +11,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use atoll_manifest::{App, Component, TemplatePart};
-use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::error::CapabilityError;
 use crate::runtime_config::RuntimeConfig;
@@ -98,8 +97,8 @@ pub(crate) fn resolve(
 pub(crate) fn render(
     component: &Component,
     values: &HashMap<String, Value>,
-) -> (WasiConfigVariables, Vec<String>) {
-    let mut config = WasiConfigVariables::new();
+) -> (crate::config::ConfigValues, Vec<String>) {
+    let mut config = crate::config::ConfigValues::new();
     let mut secrets = Vec::new();
     for template in &component.grants.variables {
         let mut text = String::new();

@@ -166,7 +166,7 @@ impl Engine {
                 component.name,
                 error_chain(&e)
             ))
-            .help("atoll provides WASI 0.2 (wasi:http/proxy, wasi:cli, wasi:filesystem, wasi:clocks, wasi:random, wasi:io, wasi:sockets, wasi:config/store@0.2.0-rc.1, wasi:keyvalue@0.2.0-draft); remove imports of other interfaces")
+            .help("atoll provides WASI 0.2 (wasi:http/proxy, wasi:cli, wasi:filesystem, wasi:clocks, wasi:random, wasi:io, wasi:sockets, wasi:config/store, wasi:keyvalue (0.2.0-draft, 0.2.0-draft2), wasi:logging); remove imports of other interfaces")
         })?;
         let pre = ProxyPre::new(pre).map_err(|e| {
             at(format!(

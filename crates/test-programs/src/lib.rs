@@ -1,9 +1,14 @@
 //! Helpers shared by the guest components in `src/bin/`. Each binary is one
 //! `wasi:http/proxy` component (or, for `not_http`, a plain command) that a test runs.
 
-/// Bindings for `wit/world.wit`: wasi:config/store and wasi:keyvalue.
+/// Bindings for `wit/world.wit`: wasi:config/store, wasi:keyvalue and wasi:logging.
 pub mod bindings {
     wit_bindgen::generate!({ path: "wit", world: "atoll:test/guest", generate_all });
+}
+
+/// Bindings for the versions Spin 3 guests use (`wit-spin/world.wit`).
+pub mod spin_bindings {
+    wit_bindgen::generate!({ path: "wit-spin", world: "atoll:test-spin/guest-spin", generate_all });
 }
 
 use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};

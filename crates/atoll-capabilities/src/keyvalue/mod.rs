@@ -1,6 +1,6 @@
-//! `wasi:keyvalue` (`store`, `atomics`, `batch` at `0.2.0-draft`, the version wasmtime
-//! 48 vendors and wasmCloud guests use): the host functions, and the [`Backend`]s that
-//! hold the data.
+//! `wasi:keyvalue` (`store`, `atomics`, `batch`) at `0.2.0-draft` (the version wasmtime
+//! 48 vendors and wasmCloud guests use) and `0.2.0-draft2` (Spin 3, with compare-and-swap;
+//! `draft2.rs`): the host functions, and the [`Backend`]s that hold the data.
 //!
 //! A component opens only the stores listed in its `key_value_stores`; any other label
 //! gives `access-denied` (and a log line). Each store label maps to a backend in the
@@ -16,6 +16,7 @@
 //! Cost per instance: nothing (the grants are an `Arc` inside the component's
 //! capabilities); opening a bucket is one resource-table entry.
 
+mod draft2;
 mod nats;
 mod postgres;
 mod redb;
@@ -35,7 +36,7 @@ use crate::{CapabilityView, InstanceCapabilities};
 
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "wit/keyvalue",
+        path: "wit/keyvalue-draft",
         world: "wasi:keyvalue/imports",
         imports: { default: async | trappable },
         with: {
@@ -91,16 +92,40 @@ pub(crate) trait Backend: Send + Sync {
         limit: usize,
     ) -> BoxFut<'a, (Vec<String>, bool)>;
     /// Add `delta` to the decimal number stored at `key` (0 if absent), atomically.
-    fn increment<'a>(&'a self, ns: &'a str, key: &'a str, delta: u64) -> BoxFut<'a, u64>;
+    fn increment<'a>(&'a self, ns: &'a str, key: &'a str, delta: i64) -> BoxFut<'a, i64>;
+    /// Read `key` for a later [`Backend::cas_write`]: its value and what the write must
+    /// find unchanged.
+    fn cas_read<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+    ) -> BoxFut<'a, (Option<Vec<u8>>, CasVersion)>;
+    /// Write `value` only if `key` is still as `cas_read` saw it; `false` if it changed.
+    fn cas_write<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        seen: &'a CasVersion,
+        value: Vec<u8>,
+    ) -> BoxFut<'a, bool>;
+}
+
+/// What a compare-and-swap compares against.
+#[derive(Debug, Clone)]
+pub(crate) enum CasVersion {
+    /// The value read (`None`: absent). Used by backends without revisions.
+    Value(Option<Vec<u8>>),
+    /// The entry's revision (0: absent). NATS KV.
+    Revision(u64),
 }
 
 /// Parse a stored counter.
-pub(crate) fn parse_counter(bytes: Option<&[u8]>) -> Result<u64, BackendError> {
+pub(crate) fn parse_counter(bytes: Option<&[u8]>) -> Result<i64, BackendError> {
     match bytes {
         None => Ok(0),
         Some(b) => std::str::from_utf8(b)
             .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
+            .and_then(|s| s.trim().parse::<i64>().ok())
             .ok_or_else(|| BackendError("the value is not a decimal counter".into())),
     }
 }
@@ -241,8 +266,8 @@ pub(crate) async fn configure_app(
 
 /// The view host functions get: the instance's grants and its resource table.
 pub(crate) struct KeyValueView<'a> {
-    caps: &'a InstanceCapabilities,
-    table: &'a mut ResourceTable,
+    pub(crate) caps: &'a InstanceCapabilities,
+    pub(crate) table: &'a mut ResourceTable,
 }
 
 struct HasKeyValue;
@@ -259,6 +284,7 @@ pub(crate) fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmti
     store::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
     atomics::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
     batch::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
+    draft2::add_to_linker(linker)?;
     Ok(())
 }
 
@@ -293,17 +319,19 @@ impl KeyValueView<'_> {
     fn log_failure(&self, op: &str, e: &KvError) {
         if let KvError::Other(m) = e {
             let t = &self.caps.grants.target;
-            tracing::warn!(
-                app = %t.app,
-                component = %t.component,
-                "key-value {op} failed: {m}"
-            );
+            tracing::warn!(app = %t.app, component = %t.component, "key-value {op} failed: {m}");
         }
     }
-}
 
-impl store::Host for KeyValueView<'_> {
-    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
+    /// Log a failed call once, and pass the result on.
+    fn logged<T>(&self, op: &str, r: Result<T, KvError>) -> Result<T, KvError> {
+        if let Err(e) = &r {
+            self.log_failure(op, e);
+        }
+        r
+    }
+
+    fn open_bucket(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
         let granted = self
             .caps
             .grants
@@ -322,13 +350,83 @@ impl store::Host for KeyValueView<'_> {
                     app = %t.app,
                     component = %t.component,
                     kind = %"key_value",
-                    store = %identifier.escape_debug(),
                     "capability denied: the component may not open key-value store `{}`; add it to key_value_stores",
                     identifier.escape_debug()
                 );
                 Err(KvError::AccessDenied)
             }
         }
+    }
+
+    async fn op_get(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, KvError> {
+        check_key(&key)?;
+        let (ns, backend) = self.bucket(bucket)?;
+        let r = bounded(backend.get(&ns, &key)).await;
+        self.logged("get", r)
+    }
+
+    async fn op_set(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), KvError> {
+        check_key(&key)?;
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(KvError::Other(format!(
+                "values are limited to {MAX_VALUE_BYTES} bytes"
+            )));
+        }
+        let (ns, backend) = self.bucket(bucket)?;
+        let r = bounded(backend.set(&ns, &key, value)).await;
+        self.logged("set", r)
+    }
+
+    async fn op_delete(&mut self, bucket: &Resource<Bucket>, key: String) -> Result<(), KvError> {
+        check_key(&key)?;
+        let (ns, backend) = self.bucket(bucket)?;
+        let r = bounded(backend.delete(&ns, &key)).await;
+        self.logged("delete", r)
+    }
+
+    async fn op_exists(&mut self, bucket: &Resource<Bucket>, key: String) -> Result<bool, KvError> {
+        check_key(&key)?;
+        let (ns, backend) = self.bucket(bucket)?;
+        let r = bounded(backend.exists(&ns, &key)).await;
+        self.logged("exists", r)
+    }
+
+    async fn op_list(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        offset: u64,
+        limit: usize,
+    ) -> Result<(Vec<String>, bool), KvError> {
+        let (ns, backend) = self.bucket(bucket)?;
+        let r = bounded(backend.list(&ns, offset, limit)).await;
+        self.logged("list-keys", r)
+    }
+
+    async fn op_increment(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: String,
+        delta: i64,
+    ) -> Result<i64, KvError> {
+        check_key(&key)?;
+        let (ns, backend) = self.bucket(bucket)?;
+        let r = bounded(backend.increment(&ns, &key, delta)).await;
+        self.logged("increment", r)
+    }
+}
+
+impl store::Host for KeyValueView<'_> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
+        self.open_bucket(identifier)
     }
 
     fn convert_error(&mut self, err: KvError) -> wasmtime::Result<store::Error> {
@@ -345,13 +443,7 @@ impl store::HostBucket for KeyValueView<'_> {
         bucket: Resource<Bucket>,
         key: String,
     ) -> Result<Option<Vec<u8>>, KvError> {
-        check_key(&key)?;
-        let (ns, backend) = self.bucket(&bucket)?;
-        let r = bounded(backend.get(&ns, &key)).await;
-        if let Err(e) = &r {
-            self.log_failure("get", e);
-        }
-        r
+        self.op_get(&bucket, key).await
     }
 
     async fn set(
@@ -360,38 +452,15 @@ impl store::HostBucket for KeyValueView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), KvError> {
-        check_key(&key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(KvError::Other(format!(
-                "values are limited to {MAX_VALUE_BYTES} bytes"
-            )));
-        }
-        let (ns, backend) = self.bucket(&bucket)?;
-        let r = bounded(backend.set(&ns, &key, value)).await;
-        if let Err(e) = &r {
-            self.log_failure("set", e);
-        }
-        r
+        self.op_set(&bucket, key, value).await
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), KvError> {
-        check_key(&key)?;
-        let (ns, backend) = self.bucket(&bucket)?;
-        let r = bounded(backend.delete(&ns, &key)).await;
-        if let Err(e) = &r {
-            self.log_failure("delete", e);
-        }
-        r
+        self.op_delete(&bucket, key).await
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, KvError> {
-        check_key(&key)?;
-        let (ns, backend) = self.bucket(&bucket)?;
-        let r = bounded(backend.exists(&ns, &key)).await;
-        if let Err(e) = &r {
-            self.log_failure("exists", e);
-        }
-        r
+        self.op_exists(&bucket, key).await
     }
 
     async fn list_keys(
@@ -399,22 +468,13 @@ impl store::HostBucket for KeyValueView<'_> {
         bucket: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> Result<store::KeyResponse, KvError> {
-        let (ns, backend) = self.bucket(&bucket)?;
         let offset = cursor.unwrap_or(0);
-        let r = bounded(backend.list(&ns, offset, LIST_PAGE)).await;
-        match r {
-            Ok((keys, more)) => {
-                let next = offset.saturating_add(keys.len() as u64);
-                Ok(store::KeyResponse {
-                    keys,
-                    cursor: more.then_some(next),
-                })
-            }
-            Err(e) => {
-                self.log_failure("list-keys", &e);
-                Err(e)
-            }
-        }
+        let (keys, more) = self.op_list(&bucket, offset, LIST_PAGE).await?;
+        let next = offset.saturating_add(keys.len() as u64);
+        Ok(store::KeyResponse {
+            keys,
+            cursor: more.then_some(next),
+        })
     }
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
@@ -430,13 +490,10 @@ impl atomics::Host for KeyValueView<'_> {
         key: String,
         delta: u64,
     ) -> Result<u64, KvError> {
-        check_key(&key)?;
-        let (ns, backend) = self.bucket(&bucket)?;
-        let r = bounded(backend.increment(&ns, &key, delta)).await;
-        if let Err(e) = &r {
-            self.log_failure("increment", e);
-        }
-        r
+        let delta = i64::try_from(delta)
+            .map_err(|_| KvError::Other("the increment is too large".into()))?;
+        let v = self.op_increment(&bucket, key, delta).await?;
+        u64::try_from(v).map_err(|_| KvError::Other("the counter is negative".into()))
     }
 }
 
@@ -451,11 +508,9 @@ impl batch::Host for KeyValueView<'_> {
                 "a batch is limited to {MAX_BATCH} keys"
             )));
         }
-        let (ns, backend) = self.bucket(&bucket)?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            check_key(&key)?;
-            let v = bounded(backend.get(&ns, &key)).await?;
+            let v = self.op_get(&bucket, key.clone()).await?;
             out.push(v.map(|v| (key, v)));
         }
         Ok(out)
@@ -471,15 +526,8 @@ impl batch::Host for KeyValueView<'_> {
                 "a batch is limited to {MAX_BATCH} keys"
             )));
         }
-        let (ns, backend) = self.bucket(&bucket)?;
         for (key, value) in key_values {
-            check_key(&key)?;
-            if value.len() > MAX_VALUE_BYTES {
-                return Err(KvError::Other(format!(
-                    "values are limited to {MAX_VALUE_BYTES} bytes"
-                )));
-            }
-            bounded(backend.set(&ns, &key, value)).await?;
+            self.op_set(&bucket, key, value).await?;
         }
         Ok(())
     }
@@ -494,10 +542,8 @@ impl batch::Host for KeyValueView<'_> {
                 "a batch is limited to {MAX_BATCH} keys"
             )));
         }
-        let (ns, backend) = self.bucket(&bucket)?;
         for key in keys {
-            check_key(&key)?;
-            bounded(backend.delete(&ns, &key)).await?;
+            self.op_delete(&bucket, key).await?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, stream};
 use futures_util::StreamExt;
 
-use super::{Backend, BackendError, BoxFut, parse_counter};
+use super::{Backend, BackendError, BoxFut, CasVersion, parse_counter};
 
 /// Rounds of compare-and-swap before `increment` gives up under contention.
 const MAX_CAS_ROUNDS: usize = 10_000;
@@ -154,7 +154,7 @@ impl Backend for NatsBackend {
         })
     }
 
-    fn increment<'a>(&'a self, ns: &'a str, key: &'a str, delta: u64) -> BoxFut<'a, u64> {
+    fn increment<'a>(&'a self, ns: &'a str, key: &'a str, delta: i64) -> BoxFut<'a, i64> {
         Box::pin(async move {
             let s = self.store(ns).await?;
             let k = encode(key);
@@ -177,6 +177,44 @@ impl Backend for NatsBackend {
                 }
             }
             Err(BackendError("too much contention on the counter".into()))
+        })
+    }
+
+    fn cas_read<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+    ) -> BoxFut<'a, (Option<Vec<u8>>, CasVersion)> {
+        Box::pin(async move {
+            let s = self.store(ns).await?;
+            let entry = s.entry(encode(key)).await.map_err(failed)?;
+            let revision = entry.as_ref().map_or(0, |e| e.revision);
+            let value = entry
+                .filter(|e| matches!(e.operation, kv::Operation::Put))
+                .map(|e| e.value.to_vec());
+            Ok((value, CasVersion::Revision(revision)))
+        })
+    }
+
+    fn cas_write<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        seen: &'a CasVersion,
+        value: Vec<u8>,
+    ) -> BoxFut<'a, bool> {
+        Box::pin(async move {
+            let CasVersion::Revision(revision) = *seen else {
+                return Err(BackendError("a version from another backend".into()));
+            };
+            let s = self.store(ns).await?;
+            let k = encode(key);
+            let written = if revision == 0 {
+                s.create(k.as_str(), value.into()).await.is_ok()
+            } else {
+                s.update(k.as_str(), value.into(), revision).await.is_ok()
+            };
+            Ok(written)
         })
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
-use super::{Backend, BackendError, BoxFut};
+use super::{Backend, BackendError, BoxFut, CasVersion};
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS atoll_kv (
     namespace text NOT NULL,
@@ -130,10 +130,8 @@ impl Backend for PostgresBackend {
         })
     }
 
-    fn increment<'a>(&'a self, ns: &'a str, key: &'a str, delta: u64) -> BoxFut<'a, u64> {
+    fn increment<'a>(&'a self, ns: &'a str, key: &'a str, delta: i64) -> BoxFut<'a, i64> {
         Box::pin(async move {
-            let delta = i64::try_from(delta)
-                .map_err(|_| BackendError("the increment is too large".into()))?;
             let c = self.client().await?;
             let row = c
                 .query_one(
@@ -145,8 +143,51 @@ impl Backend for PostgresBackend {
                 )
                 .await
                 .map_err(|e| BackendError(format!("postgres (is the value a decimal counter?): {e}")))?;
-            let v: i64 = row.get(0);
-            u64::try_from(v).map_err(|_| BackendError("the counter is negative".into()))
+            Ok(row.get(0))
+        })
+    }
+
+    fn cas_read<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+    ) -> BoxFut<'a, (Option<Vec<u8>>, CasVersion)> {
+        let read = self.get(ns, key);
+        Box::pin(async move {
+            let v = read.await?;
+            Ok((v.clone(), CasVersion::Value(v)))
+        })
+    }
+
+    fn cas_write<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        seen: &'a CasVersion,
+        value: Vec<u8>,
+    ) -> BoxFut<'a, bool> {
+        Box::pin(async move {
+            let CasVersion::Value(expected) = seen else {
+                return Err(BackendError("a version from another backend".into()));
+            };
+            let c = self.client().await?;
+            let n = match expected {
+                Some(old) => c
+                    .execute(
+                        "UPDATE atoll_kv SET value = $4 WHERE namespace = $1 AND key = $2 AND value = $3",
+                        &[&ns, &key, old, &value],
+                    )
+                    .await
+                    .map_err(failed)?,
+                None => c
+                    .execute(
+                        "INSERT INTO atoll_kv (namespace, key, value) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        &[&ns, &key, &value],
+                    )
+                    .await
+                    .map_err(failed)?,
+            };
+            Ok(n == 1)
         })
     }
 }

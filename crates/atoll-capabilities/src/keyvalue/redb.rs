@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Backend, BackendError, BoxFut, parse_counter};
+use super::{Backend, BackendError, BoxFut, CasVersion, parse_counter};
 
 /// One table; keys are `namespace NUL key` (keys may not contain NUL).
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("atoll_kv");
@@ -116,7 +116,7 @@ impl Backend for RedbBackend {
         })
     }
 
-    fn increment<'a>(&'a self, ns: &'a str, key: &'a str, delta: u64) -> BoxFut<'a, u64> {
+    fn increment<'a>(&'a self, ns: &'a str, key: &'a str, delta: i64) -> BoxFut<'a, i64> {
         let k = full_key(ns, key);
         self.run(move |db| {
             let txn = db.begin_write()?;
@@ -131,6 +131,44 @@ impl Backend for RedbBackend {
             }
             txn.commit()?;
             Ok(next)
+        })
+    }
+
+    fn cas_read<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+    ) -> BoxFut<'a, (Option<Vec<u8>>, CasVersion)> {
+        let read = self.get(ns, key);
+        Box::pin(async move {
+            let v = read.await?;
+            Ok((v.clone(), CasVersion::Value(v)))
+        })
+    }
+
+    fn cas_write<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        seen: &'a CasVersion,
+        value: Vec<u8>,
+    ) -> BoxFut<'a, bool> {
+        let k = full_key(ns, key);
+        let CasVersion::Value(expected) = seen.clone() else {
+            return Box::pin(async { Err(BackendError("a version from another backend".into())) });
+        };
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(TABLE)?;
+                let current = table.get(k.as_str())?.map(|v| v.value().to_vec());
+                if current != expected {
+                    return Ok(false);
+                }
+                table.insert(k.as_str(), value.as_slice())?;
+            }
+            txn.commit()?;
+            Ok(true)
         })
     }
 }

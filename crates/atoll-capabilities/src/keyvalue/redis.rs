@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Backend, BackendError, BoxFut};
+use super::{Backend, BackendError, BoxFut, CasVersion};
 
 /// Most keys one store may hold for `list-keys` to page through them.
 const MAX_LIST: usize = 100_000;
@@ -133,18 +133,62 @@ impl Backend for RedisBackend {
         })
     }
 
-    fn increment<'a>(&'a self, ns: &'a str, key: &'a str, delta: u64) -> BoxFut<'a, u64> {
+    fn increment<'a>(&'a self, ns: &'a str, key: &'a str, delta: i64) -> BoxFut<'a, i64> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
-            let delta = i64::try_from(delta)
-                .map_err(|_| BackendError("the increment is too large for redis".into()))?;
-            let v: i64 = redis::cmd("INCRBY")
+            redis::cmd("INCRBY")
                 .arg(full_key(ns, key))
                 .arg(delta)
                 .query_async(&mut conn)
                 .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn cas_read<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+    ) -> BoxFut<'a, (Option<Vec<u8>>, CasVersion)> {
+        let read = self.get(ns, key);
+        Box::pin(async move {
+            let v = read.await?;
+            Ok((v.clone(), CasVersion::Value(v)))
+        })
+    }
+
+    fn cas_write<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        seen: &'a CasVersion,
+        value: Vec<u8>,
+    ) -> BoxFut<'a, bool> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            let CasVersion::Value(expected) = seen else {
+                return Err(BackendError("a version from another backend".into()));
+            };
+            // Compare and set in one server-side script, atomic in Redis.
+            const SCRIPT: &str = "local cur = redis.call('GET', KEYS[1]) \
+                if ARGV[1] == '0' then if cur then return 0 end \
+                elseif cur ~= ARGV[2] then return 0 end \
+                redis.call('SET', KEYS[1], ARGV[3]) return 1";
+            let (present, old): (&str, &[u8]) = match expected {
+                Some(v) => ("1", v.as_slice()),
+                None => ("0", b""),
+            };
+            let done: i64 = redis::cmd("EVAL")
+                .arg(SCRIPT)
+                .arg(1)
+                .arg(full_key(ns, key))
+                .arg(present)
+                .arg(old)
+                .arg(value)
+                .query_async(&mut conn)
+                .await
                 .map_err(unavailable)?;
-            u64::try_from(v).map_err(|_| BackendError("the counter is negative".into()))
+            Ok(done == 1)
         })
     }
 }

@@ -27,6 +27,10 @@ key_value_stores = ["default"]
 [component.none]
 source = "{{{{KV}}}}"
 
+[component.spin]
+source = "{{{{KV_SPIN}}}}"
+key_value_stores = ["default"]
+
 [[trigger.http]]
 route = "/kv"
 component = "kv"
@@ -34,6 +38,10 @@ component = "kv"
 [[trigger.http]]
 route = "/none"
 component = "none"
+
+[[trigger.http]]
+route = "/spin"
+component = "spin"
 "#
     )
 }
@@ -89,6 +97,16 @@ async fn check_backend(runtime_toml: Option<&str>) {
         (200, "m1=x,-,m2=x".into())
     );
 
+    // The Spin 3 version (0.2.0-draft2) sees the same store.
+    let spin = |q: &str| a.url(&format!("/spin?store=default&{q}"));
+    assert_eq!(get(&c, &spin("op=get&key=k")).await.text(), "v1");
+    assert_eq!(get(&c, &spin("op=list")).await.text(), "k,m1,m2");
+    assert_eq!(
+        get(&c, &spin("op=getmany&key=k,nope")).await.text(),
+        "k=v1,nope=-"
+    );
+    assert_eq!(get(&c, &spin("op=incr&key=neg&by=-5")).await.text(), "-5");
+
     // Two apps on one backend never see each other's keys.
     assert_eq!(op(&c, &b, "op=get&key=k").await.0, 404);
     assert_eq!(op(&c, &b, "op=list").await, (200, "".into()));
@@ -104,6 +122,8 @@ async fn check_backend(runtime_toml: Option<&str>) {
     let r = get(&c, &a.url("/kv?store=other&op=get&key=k")).await;
     assert_eq!((r.status, r.text().as_str()), (403, "access-denied"));
     let r = get(&c, &a.url("/none?store=default&op=get&key=k")).await;
+    assert_eq!((r.status, r.text().as_str()), (403, "access-denied"));
+    let r = get(&c, &a.url("/spin?store=other&op=get&key=k")).await;
     assert_eq!((r.status, r.text().as_str()), (403, "access-denied"));
     assert!(a.wait_for_log("capability denied", Duration::from_secs(5)));
 
@@ -125,6 +145,23 @@ async fn check_backend(runtime_toml: Option<&str>) {
     }
     assert_eq!(op(&c, &a, "op=get&key=counter").await, (200, "4000".into()));
     eprintln!("4000 increments in {:?}", started.elapsed());
+
+    // Compare-and-swap (draft2) under concurrency: 4 clients x 50 read-add-swap rounds.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let c = c.clone();
+        let url = a.url("/spin?store=default&op=casadd&key=cas&by=1");
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                let r = get(&c, &url).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    assert_eq!(op(&c, &a, "op=get&key=cas").await, (200, "200".into()));
     assert_eq!(
         op(&c, &a, "op=incr&key=k").await.0,
         500,

@@ -18,6 +18,10 @@ variables = { greeting = "{{ greeting }}, world", token = "Bearer {{ api_token }
 [component.bare]
 source = "{{CONFIG}}"
 
+[component.spin]
+source = "{{KV_SPIN}}"
+variables = { greeting = "{{ greeting }}, world" }
+
 [[trigger.http]]
 route = "/config"
 component = "config"
@@ -25,6 +29,10 @@ component = "config"
 [[trigger.http]]
 route = "/bare"
 component = "bare"
+
+[[trigger.http]]
+route = "/spin"
+component = "spin"
 "#;
 
 const SECRET: &str = "s3cr3t-Zq9-token";
@@ -58,6 +66,15 @@ async fn granted_keys_are_rendered_and_others_absent() {
     );
     assert_eq!(
         get(&c, &server.url("/config?key=api_token")).await.status,
+        404
+    );
+    // The Spin 3 version of the interface (0.2.0-draft-2024-09-27) reads the same keys.
+    let r = get(&c, &server.url("/spin?op=config&key=greeting")).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "howdy, world"));
+    assert_eq!(
+        get(&c, &server.url("/spin?op=config&key=token"))
+            .await
+            .status,
         404
     );
     // A component without `variables` sees nothing.
