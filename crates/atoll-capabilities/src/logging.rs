@@ -81,3 +81,16 @@ impl Host for &mut InstanceCapabilities {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn messages_are_cut_on_character_boundaries() {
+        assert_eq!(cut("hello", 10), "hello");
+        assert_eq!(cut("hello", 3), "hel");
+        // "é" is two bytes: never split it.
+        assert_eq!(cut("aé", 2), "a");
+    }
+}

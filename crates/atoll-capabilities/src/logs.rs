@@ -225,3 +225,25 @@ impl tokio::io::AsyncWrite for LogWriter {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted() {
+        let target = LogTarget {
+            app: "a".into(),
+            component: "c".into(),
+            secrets: vec!["hunter2".into(), String::new()],
+        };
+        assert_eq!(
+            target.redact("token=hunter2 and hunter2"),
+            "token=[redacted] and [redacted]"
+        );
+        assert!(matches!(
+            target.redact("nothing here"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+}

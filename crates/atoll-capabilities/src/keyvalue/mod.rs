@@ -548,3 +548,71 @@ impl batch::Host for KeyValueView<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked_before_any_backend() {
+        assert!(check_key("user/42").is_ok());
+        assert!(
+            check_key("../other-app/default/k").is_ok(),
+            "namespaced, so harmless"
+        );
+        assert!(matches!(check_key("a\0b"), Err(KvError::Other(m)) if m.contains("NUL")));
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        assert!(matches!(check_key(&long), Err(KvError::Other(m)) if m.contains("1024")));
+    }
+
+    #[test]
+    fn counters_are_decimal_text() {
+        assert_eq!(parse_counter(None).ok(), Some(0));
+        assert_eq!(parse_counter(Some(b"4000")).ok(), Some(4000));
+        assert_eq!(parse_counter(Some(b"-5")).ok(), Some(-5));
+        assert!(parse_counter(Some(b"v1")).is_err());
+    }
+
+    /// The embedded backend, for real, in a temp dir: namespaces, paging, counters, CAS.
+    #[tokio::test]
+    async fn the_embedded_backend_keeps_namespaces_apart() {
+        let dir = tempfile::tempdir().expect("temp");
+        let b = redb::RedbBackend::open(&dir.path().join("kv.redb"))
+            .await
+            .expect("open");
+        b.set("a/default", "k", b"1".to_vec()).await.expect("set");
+        b.set("a/default", "l", b"2".to_vec()).await.expect("set");
+        b.set("ab/default", "k", b"3".to_vec()).await.expect("set");
+        assert_eq!(
+            b.get("a/default", "k").await.expect("get"),
+            Some(b"1".to_vec())
+        );
+        assert_eq!(b.get("a/other", "k").await.expect("get"), None);
+        let (keys, more) = b.list("a/default", 0, 1).await.expect("list");
+        assert_eq!((keys, more), (vec!["k".to_string()], true));
+        let (keys, more) = b.list("a/default", 1, 1).await.expect("list");
+        assert_eq!((keys, more), (vec!["l".to_string()], false));
+        assert_eq!(b.increment("a/default", "n", 5).await.expect("incr"), 5);
+        assert_eq!(b.increment("a/default", "n", -7).await.expect("incr"), -2);
+        let (cur, seen) = b.cas_read("a/default", "k").await.expect("read");
+        assert_eq!(cur, Some(b"1".to_vec()));
+        b.set("a/default", "k", b"changed".to_vec())
+            .await
+            .expect("set");
+        assert!(
+            !b.cas_write("a/default", "k", &seen, b"x".to_vec())
+                .await
+                .expect("cas")
+        );
+        let (_, seen) = b.cas_read("a/default", "k").await.expect("read");
+        assert!(
+            b.cas_write("a/default", "k", &seen, b"x".to_vec())
+                .await
+                .expect("cas")
+        );
+        assert_eq!(
+            b.get("a/default", "k").await.expect("get"),
+            Some(b"x".to_vec())
+        );
+    }
+}
