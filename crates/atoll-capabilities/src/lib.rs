@@ -22,6 +22,21 @@
 //! Key types: [`AppCapabilities`] (the configured app), [`ComponentCapabilities`] (one
 //! component's grants, shared by all its instances), [`InstanceCapabilities`] (what one
 //! store carries), [`RuntimeConfig`].
+//!
+//! Interface versions: `wasi:config/store` `0.2.0-rc.1` and `0.2.0-draft-2024-09-27`,
+//! `wasi:keyvalue` `0.2.0-draft` and `0.2.0-draft2`, `wasi:logging` `0.1.0-draft`: what
+//! guests built for wasmtime, wasmCloud and Spin 3 import. The WIT is vendored in `wit/`.
+//!
+//! Dependencies beyond wasmtime and tokio, and why: `redb` (the embedded store: a
+//! maintained, pure-Rust, ACID single-file database, so the default needs no service),
+//! `redis` (the ecosystem's Redis client; its `ConnectionManager` reconnects by itself),
+//! `tokio-postgres` (the rust-postgres project's async client; no pool needed since one
+//! connection pipelines), `async-nats` (the NATS maintainers' client, JetStream KV
+//! built in; default features off because they assume NATS 2.10+), `futures-util`
+//! (streams of NATS keys), `glob` (file-mount patterns, already in the workspace). All
+//! build on rustc 1.95.
+
+#![deny(missing_docs)]
 
 mod config;
 mod error;

@@ -78,11 +78,13 @@ impl WasiHttpHooks for OutboundHttp {
                 Denial::BadHost => "the host is malformed or a non-standard numeric address",
                 Denial::NotAllowed => "it is not in the component's allowed_outbound_hosts",
             };
+            // The URL is the guest's; a secret it put there is redacted like its output.
+            let url = uri.to_string();
             tracing::warn!(
                 app = %policy.target.app,
                 component = %policy.target.component,
                 kind = %"outbound_http",
-                url = %uri,
+                url = %policy.target.redact(&url),
                 "capability denied: outbound HTTP request refused: {reason}"
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
@@ -95,10 +97,11 @@ impl WasiHttpHooks for OutboundHttp {
         let max = policy.config.max_concurrent_requests;
         if counter.fetch_add(1, Ordering::AcqRel) >= max {
             counter.fetch_sub(1, Ordering::AcqRel);
+            let url = uri.to_string();
             tracing::warn!(
                 app = %policy.target.app,
                 component = %policy.target.component,
-                url = %uri,
+                url = %policy.target.redact(&url),
                 "outbound HTTP request refused: the instance already has {max} requests in flight"
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionLimitReached) });

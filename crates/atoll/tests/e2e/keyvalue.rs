@@ -235,15 +235,11 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backend_that_is_down_fails_fast_and_recovers() {
-    let port = free_port();
-    let (server, _rc) = start(
-        TestApp::new(&manifest(&unique("kvd"))),
-        Some(&format!(
-            "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n"
-        )),
-    );
+/// Point `type` at a port where nothing listens: the guest gets an error within the
+/// backend timeout and other requests are served. Then, if `start` is given, bring a real
+/// server up on that port and check the same atoll recovers.
+async fn check_down_then_up(kind: &str, url: &str, start: Option<std::process::Command>) {
+    let (server, _rc) = start_app_with_store(kind, url);
     let c = client();
     let started = Instant::now();
     let (status, body) = op(&c, &server, "op=set&key=k&value=v").await;
@@ -262,22 +258,13 @@ async fn a_backend_that_is_down_fails_fast_and_recovers() {
         403
     );
 
-    // A real Redis comes up on that port: the same server recovers.
-    let mut redis = std::process::Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+    let Some(mut cmd) = start else { return };
+    let mut child = cmd
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("start redis-server");
-    let deadline = Instant::now() + Duration::from_secs(20);
+        .expect("start the backend server");
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = (0, String::new());
     while Instant::now() < deadline {
         last = op(&c, &server, "op=set&key=k&value=v").await;
@@ -286,7 +273,56 @@ async fn a_backend_that_is_down_fails_fast_and_recovers() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = redis.kill();
-    let _ = redis.wait();
+    let read = op(&c, &server, "op=get&key=k").await;
+    let _ = child.kill();
+    let _ = child.wait();
     assert_eq!(last.0, 200, "did not recover: {}", last.1);
+    assert_eq!(read, (200, "v".into()));
+}
+
+fn start_app_with_store(kind: &str, url: &str) -> (Running, Option<tempfile::TempDir>) {
+    start(
+        TestApp::new(&manifest(&unique("kvd"))),
+        Some(&format!(
+            "[key_value_store.default]\ntype = \"{kind}\"\nurl = \"{url}\"\n"
+        )),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_fast_and_recovers() {
+    let port = free_port();
+    let mut cmd = std::process::Command::new("redis-server");
+    cmd.args([
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    check_down_then_up("redis", &format!("redis://127.0.0.1:{port}"), Some(cmd)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_down_fails_fast_and_recovers() {
+    let port = free_port();
+    let store = tempfile::tempdir().expect("temp");
+    let mut cmd = std::process::Command::new("nats-server");
+    cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store.path());
+    check_down_then_up("nats", &format!("nats://127.0.0.1:{port}"), Some(cmd)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_fails_fast() {
+    let port = free_port();
+    check_down_then_up(
+        "postgres",
+        &format!("postgres://postgres@127.0.0.1:{port}/test"),
+        None,
+    )
+    .await;
 }
