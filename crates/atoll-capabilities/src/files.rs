@@ -50,9 +50,13 @@ pub(crate) fn configure(app: &App, component: &Component) -> Result<Vec<Mount>, 
         match &m.source {
             MountSource::Dir(src) => {
                 let host = app.dir.join(src).canonicalize().map_err(|e| {
+                    let why = match e.kind() {
+                        std::io::ErrorKind::NotFound => "it does not exist".to_string(),
+                        _ => e.to_string(),
+                    };
                     fail(
                         m,
-                        format!("mount source `{src}` cannot be read: {e}"),
+                        format!("mount source `{src}` cannot be read: {why}"),
                         "create the directory, or fix the path (it is relative to the manifest)",
                     )
                 })?;

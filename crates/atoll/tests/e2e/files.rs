@@ -8,7 +8,7 @@ name = "site"
 
 [component.files]
 source = "{{FILES}}"
-files = [{ source = "static", destination = "/static" }, "assets/*.css"]
+files = [{ source = "static", destination = "/static" }, "assets/**/*.css"]
 
 [component.none]
 source = "{{FILES}}"
@@ -30,6 +30,8 @@ fn site() -> TestApp {
     std::fs::write(p.join("static/sub/a.txt"), "nested").expect("write");
     std::fs::create_dir_all(p.join("assets")).expect("mkdir");
     std::fs::write(p.join("assets/site.css"), "body{}").expect("write");
+    std::fs::create_dir_all(p.join("assets/deep")).expect("mkdir");
+    std::fs::write(p.join("assets/deep/more.css"), "p{}").expect("write");
     std::fs::write(p.join("assets/notes.txt"), "not matched").expect("write");
     std::fs::write(p.join("secret.txt"), "top secret").expect("write");
     #[cfg(unix)]
@@ -50,6 +52,7 @@ async fn mounts_are_readable_and_nothing_else_is() {
     assert_eq!(get(&c, &read("/static/sub/a.txt")).await.text(), "nested");
     assert_eq!(get(&c, &read("/static/link.txt")).await.text(), "nested");
     assert_eq!(get(&c, &read("/assets/site.css")).await.text(), "body{}");
+    assert_eq!(get(&c, &read("/assets/deep/more.css")).await.text(), "p{}");
     assert_eq!(
         get(&c, &server.url("/files?list=/static")).await.text(),
         "index.html,link.txt,sub"
