@@ -81,8 +81,8 @@ impl Engine {
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
-        // wasi:config/store and wasi:keyvalue: linked for every component, and empty
-        // unless the manifest grants keys or stores.
+        // wasi:config/store, wasi:keyvalue and wasi:logging: linked for every component;
+        // config and key-value are empty unless the manifest grants keys or stores.
         atoll_capabilities::add_to_linker(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
 

@@ -655,6 +655,18 @@ mod tests {
     }
 
     #[test]
+    fn look_alike_hosts_do_not_match() {
+        // A punycode homoglyph of apple.com is a different name; non-ASCII never passes.
+        let l = &["https://apple.com"];
+        assert_eq!(
+            check(l, "https://xn--pple-43d.com/"),
+            Err(Denial::NotAllowed)
+        );
+        assert_eq!(check(l, "https://аpple.com/"), Err(Denial::BadHost));
+        assert_eq!(check(l, "https://apple.com:443/"), Ok(()));
+    }
+
+    #[test]
     fn subdomain_wildcards() {
         let l = &["https://*.example.com:8443"];
         assert_eq!(check(l, "https://a.example.com:8443/"), Ok(()));
