@@ -4,14 +4,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use atoll_capabilities::{CapabilityView, ComponentCapabilities, InstanceCapabilities};
 use atoll_manifest::{Component as ManifestComponent, Limits};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::{
-    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
-};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::engine::EPOCH_TICK;
 
@@ -27,29 +26,13 @@ pub struct InstanceState {
     http: WasiHttpCtx,
     table: ResourceTable,
     limits: StoreLimits,
-    hooks: DenyOutbound,
+    /// What the manifest granted: config, outbound HTTP policy, key-value stores.
+    caps: InstanceCapabilities,
 }
 
-/// Outbound HTTP is not granted to any component yet: every request the guest sends
-/// fails with `HTTP-request-denied`.
-struct DenyOutbound;
-
-impl WasiHttpHooks for DenyOutbound {
-    fn send_request(
-        &mut self,
-        request: http::Request<WasiBody>,
-        _options: Option<RequestOptions>,
-        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = wasmtime_wasi_http::Result<(
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-                )>,
-            > + Send,
-    > {
-        tracing::warn!(uri = %request.uri(), "outbound HTTP request denied: no outbound hosts are granted");
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+impl CapabilityView for InstanceState {
+    fn capabilities(&mut self) -> (&mut InstanceCapabilities, &mut ResourceTable) {
+        (&mut self.caps, &mut self.table)
     }
 }
 
@@ -67,7 +50,8 @@ impl WasiHttpView for InstanceState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.hooks,
+            // Every outbound request goes through the component's allowed_outbound_hosts.
+            hooks: self.caps.outbound_http(),
         }
     }
 }
@@ -78,6 +62,7 @@ pub struct LoadedComponent {
     pre: ProxyPre<InstanceState>,
     limits: Limits,
     environment: Arc<[(String, String)]>,
+    capabilities: Arc<ComponentCapabilities>,
     epoch_ticks: u64,
     cpu: Arc<CpuShare>,
 }
@@ -86,6 +71,7 @@ impl LoadedComponent {
     pub(crate) fn new(
         component: &ManifestComponent,
         pre: ProxyPre<InstanceState>,
+        capabilities: Arc<ComponentCapabilities>,
         cpu: Arc<CpuShare>,
     ) -> Self {
         let tick = EPOCH_TICK.as_millis().max(1);
@@ -98,6 +84,7 @@ impl LoadedComponent {
             pre,
             limits: component.limits.clone(),
             environment: component.environment.clone().into(),
+            capabilities,
             epoch_ticks,
             cpu,
         }
@@ -119,13 +106,17 @@ impl LoadedComponent {
     }
 
     /// A fresh store for one instance: the manifest's environment and nothing else from
-    /// the host, memory and table limits, and an epoch deadline at the component's
-    /// timeout.
+    /// the host, the capabilities the manifest grants (guest output to the log, config,
+    /// outbound HTTP policy, read-only mounts, key-value stores), memory and table limits,
+    /// and an epoch deadline at the component's timeout.
     pub fn new_store(&self) -> Store<InstanceState> {
         let mut wasi = WasiCtx::builder();
         // The only environment a guest sees is the manifest's `environment`: the host's
         // own variables (HOME, PATH, secrets) never reach it.
         wasi.envs(&self.environment);
+        // Prepare phase of the capabilities: a few Arc clones, two small boxes for
+        // stdout/stderr, and one `open` per mounted directory (only if `files` is set).
+        self.capabilities.configure_wasi(&mut wasi);
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(self.limits.memory).unwrap_or(usize::MAX))
             .table_elements(MAX_TABLE_ELEMENTS)
@@ -138,7 +129,7 @@ impl LoadedComponent {
             http: WasiHttpCtx::new(),
             table,
             limits,
-            hooks: DenyOutbound,
+            caps: self.capabilities.prepare(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);

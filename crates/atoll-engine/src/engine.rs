@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use atoll_capabilities::ComponentCapabilities;
 use atoll_manifest::{App, Component as ManifestComponent, Diagnostic};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -81,6 +82,10 @@ impl Engine {
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
+        // wasi:config/store, wasi:keyvalue and wasi:logging: linked for every component;
+        // config and key-value are empty unless the manifest grants keys or stores.
+        atoll_capabilities::add_to_linker(&mut linker)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
@@ -105,12 +110,25 @@ impl Engine {
         self.pooling
     }
 
-    /// Check, compile (or load from cache) and pre-instantiate one component of `app`.
+    /// Check, compile (or load from cache) and pre-instantiate one component of `app`,
+    /// granting it nothing beyond its `environment` (see [`Engine::load_component_with`]).
     /// Every error points at the component's `source` in the manifest.
     pub fn load_component(
         &self,
         app: &App,
         component: &ManifestComponent,
+    ) -> Result<(LoadedComponent, CacheOutcome), LoadError> {
+        let none = Arc::new(ComponentCapabilities::deny_all(&app.name, &component.name));
+        self.load_component_with(app, component, none)
+    }
+
+    /// [`Engine::load_component`], with the capabilities configured for it
+    /// (`atoll_capabilities::configure`).
+    pub fn load_component_with(
+        &self,
+        app: &App,
+        component: &ManifestComponent,
+        capabilities: Arc<ComponentCapabilities>,
     ) -> Result<(LoadedComponent, CacheOutcome), LoadError> {
         let at = |msg: String| {
             app.diagnostic(component.source_span.clone(), msg)
@@ -150,7 +168,7 @@ impl Engine {
                 component.name,
                 error_chain(&e)
             ))
-            .help("atoll provides WASI 0.2 (wasi:http/proxy, wasi:cli, wasi:filesystem, wasi:clocks, wasi:random, wasi:io, wasi:sockets); remove imports of other interfaces")
+            .help("atoll provides WASI 0.2 (wasi:http/proxy, wasi:cli, wasi:filesystem, wasi:clocks, wasi:random, wasi:io, wasi:sockets, wasi:config/store, wasi:keyvalue (0.2.0-draft, 0.2.0-draft2), wasi:logging); remove imports of other interfaces")
         })?;
         let pre = ProxyPre::new(pre).map_err(|e| {
             at(format!(
@@ -160,7 +178,7 @@ impl Engine {
             ))
         })?;
         Ok((
-            LoadedComponent::new(component, pre, self.cpu.clone()),
+            LoadedComponent::new(component, pre, capabilities, self.cpu.clone()),
             outcome,
         ))
     }

@@ -14,11 +14,16 @@
 //! [`Route`], and [`Limits`].
 
 mod diagnostic;
+mod grants;
 mod model;
 mod parse;
 mod units;
 
 pub use diagnostic::{Diagnostic, SourceText, Span, did_you_mean};
+pub use grants::{
+    AllowedHost, ConfigTemplate, Denial, FileMount, Grants, HostPattern, MountSource, PortPattern,
+    TemplatePart, Variable, check_url, parse_template,
+};
 pub use model::*;
 pub use parse::{MANIFEST_FILE, load, parse};
 pub use units::{parse_duration, parse_size};

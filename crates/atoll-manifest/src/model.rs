@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::diagnostic::{Diagnostic, SourceText, Span};
+use crate::grants::{Grants, Variable};
 
 /// Default memory limit of one instance.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 128 * 1024 * 1024;
@@ -22,6 +23,8 @@ pub struct App {
     /// `[app] hosts`: when set, the app receives only requests whose `Host` is one of
     /// these (lowercase, no trailing dot); when empty, requests for any other host.
     pub hosts: Vec<String>,
+    /// `[variables]`, in manifest order: the app's configuration and secrets.
+    pub variables: Vec<Variable>,
     /// The directory the manifest is in; relative paths resolve against it.
     pub dir: PathBuf,
     /// Components by name, sorted.
@@ -64,6 +67,8 @@ pub struct Component {
     pub environment: Vec<(String, String)>,
     /// Resource limits, always set.
     pub limits: Limits,
+    /// Capabilities beyond `environment`: config, outbound HTTP, key-value, files.
+    pub grants: Grants,
 }
 
 /// `source = { package = "ns:name", version = "^1.2" }`.

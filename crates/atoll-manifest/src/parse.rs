@@ -10,6 +10,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::diagnostic::{Diagnostic, SourceText, Span, did_you_mean};
+use crate::grants::Variable;
 use crate::model::*;
 use crate::units::{parse_duration, parse_size};
 
@@ -71,6 +72,7 @@ pub fn parse(text: String, display_path: &Path, dir: &Path) -> Result<App, Diagn
         name: parsed.name,
         version: parsed.version,
         hosts: parsed.hosts,
+        variables: parsed.variables,
         dir: dir.to_path_buf(),
         components: parsed.components,
         http_triggers: parsed.http_triggers,
@@ -82,6 +84,7 @@ struct Parsed {
     name: String,
     version: String,
     hosts: Vec<String>,
+    variables: Vec<Variable>,
     components: BTreeMap<String, Component>,
     http_triggers: Vec<HttpTrigger>,
 }
@@ -91,18 +94,18 @@ type Entry<'a, 'i> = (
     &'a Spanned<DeValue<'i>>,
 );
 
-struct Cx<'s> {
+pub(crate) struct Cx<'s> {
     src: &'s Arc<SourceText>,
     dir: PathBuf,
 }
 
 impl Cx<'_> {
-    fn err(&self, span: Span, key: &str, message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn err(&self, span: Span, key: &str, message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(message).at(self.src, span).key(key)
     }
 
     /// Refuse keys of `table` that are not in `known`.
-    fn check_keys(
+    pub(crate) fn check_keys(
         &self,
         table: &DeTable<'_>,
         path: &str,
@@ -128,7 +131,7 @@ impl Cx<'_> {
         Ok(())
     }
 
-    fn table<'a, 'i>(
+    pub(crate) fn table<'a, 'i>(
         &self,
         v: &'a Spanned<DeValue<'i>>,
         key: &str,
@@ -138,13 +141,22 @@ impl Cx<'_> {
             .ok_or_else(|| self.type_err(v, key, "a table"))
     }
 
-    fn string<'a>(&self, v: &'a Spanned<DeValue<'_>>, key: &str) -> Result<&'a str, Diagnostic> {
+    pub(crate) fn string<'a>(
+        &self,
+        v: &'a Spanned<DeValue<'_>>,
+        key: &str,
+    ) -> Result<&'a str, Diagnostic> {
         v.get_ref()
             .as_str()
             .ok_or_else(|| self.type_err(v, key, "a string"))
     }
 
-    fn type_err(&self, v: &Spanned<DeValue<'_>>, key: &str, expected: &str) -> Diagnostic {
+    pub(crate) fn type_err(
+        &self,
+        v: &Spanned<DeValue<'_>>,
+        key: &str,
+        expected: &str,
+    ) -> Diagnostic {
         self.err(
             v.span(),
             key,
@@ -156,7 +168,7 @@ impl Cx<'_> {
     }
 
     fn app(&self, root: &DeTable<'_>, root_span: Span) -> Result<Parsed, Diagnostic> {
-        self.check_keys(root, "", &["app", "component", "trigger"])?;
+        self.check_keys(root, "", &["app", "variables", "component", "trigger"])?;
 
         let app = root.get("app").ok_or_else(|| {
             Diagnostic::new("the manifest has no `[app]` table")
@@ -184,11 +196,16 @@ impl Cx<'_> {
             None => Vec::new(),
         };
 
+        let variables = match root.get("variables") {
+            Some(v) => self.variables(v)?,
+            None => Vec::new(),
+        };
+
         let mut components = BTreeMap::new();
         if let Some(c) = root.get("component") {
             let ct = self.table(c, "component")?;
             for (k, v) in ct.iter() {
-                let comp = self.component((k, v))?;
+                let comp = self.component((k, v), &variables)?;
                 components.insert(comp.name.clone(), comp);
             }
         }
@@ -223,6 +240,7 @@ impl Cx<'_> {
             name: name.to_string(),
             version,
             hosts,
+            variables,
             components,
             http_triggers,
         })
@@ -265,7 +283,11 @@ impl Cx<'_> {
         Ok(hosts)
     }
 
-    fn component(&self, (k, v): Entry<'_, '_>) -> Result<Component, Diagnostic> {
+    fn component(
+        &self,
+        (k, v): Entry<'_, '_>,
+        variables: &[Variable],
+    ) -> Result<Component, Diagnostic> {
         let name: &str = k.get_ref();
         let path = format!("component.{name}");
         check_name(name).map_err(|m| self.err(k.span(), &path, format!("component {m}")))?;
@@ -273,7 +295,17 @@ impl Cx<'_> {
         self.check_keys(
             t,
             &path,
-            &["source", "build", "environment", "limits", "description"],
+            &[
+                "source",
+                "build",
+                "environment",
+                "limits",
+                "description",
+                "variables",
+                "allowed_outbound_hosts",
+                "key_value_stores",
+                "files",
+            ],
         )?;
         let source_v = t.get("source").ok_or_else(|| {
             self.err(
@@ -353,6 +385,8 @@ impl Cx<'_> {
                 .help("remove `build`, or point `source` at the file your build produces"));
         }
 
+        let grants = self.grants(t, &path, variables)?;
+
         Ok(Component {
             name: name.to_string(),
             source,
@@ -362,6 +396,7 @@ impl Cx<'_> {
             build,
             environment,
             limits,
+            grants,
         })
     }
 
@@ -605,7 +640,7 @@ impl Cx<'_> {
     }
 }
 
-fn join(path: &str, key: &str) -> String {
+pub(crate) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {

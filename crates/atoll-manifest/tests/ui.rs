@@ -103,3 +103,81 @@ component = "api"
         atoll_manifest::Limits::default()
     );
 }
+
+#[test]
+fn capability_grants_resolve() {
+    use atoll_manifest::{HostPattern, MountSource, PortPattern, TemplatePart};
+    let text = r#"
+[app]
+name = "shop"
+
+[variables]
+greeting = { default = "hello" }
+api_token = { required = true, secret = true }
+
+[component.api]
+source = "api.wasm"
+allowed_outbound_hosts = ["https://payments.example.com", "http://127.0.0.1:*", "https://*.example.com:8443"]
+key_value_stores = ["default", "cache", "default"]
+variables = { greeting = "{{ greeting }}", token = "Bearer {{api_token}}" }
+files = [{ source = "static", destination = "/static" }, "assets/**/*.css"]
+
+[component.plain]
+source = "plain.wasm"
+
+[[trigger.http]]
+route = "/api/..."
+component = "api"
+
+[[trigger.http]]
+route = "/..."
+component = "plain"
+"#;
+    let app = atoll_manifest::parse(
+        text.into(),
+        Path::new("atoll.toml"),
+        Path::new("/apps/shop"),
+    )
+    .expect("valid manifest");
+    assert_eq!(app.variables.len(), 2);
+    let token = app
+        .variables
+        .iter()
+        .find(|v| v.name == "api_token")
+        .expect("declared");
+    assert!(token.required && token.secret && token.default.is_none());
+    let g = &app.components["api"].grants;
+    assert_eq!(g.allowed_outbound_hosts.len(), 3);
+    assert_eq!(g.allowed_outbound_hosts[0].port, PortPattern::Exact(443));
+    assert_eq!(g.allowed_outbound_hosts[1].port, PortPattern::Any);
+    assert_eq!(
+        g.allowed_outbound_hosts[2].host,
+        HostPattern::Subdomains(".example.com".into())
+    );
+    assert_eq!(
+        g.key_value_stores,
+        vec!["default".to_string(), "cache".to_string()]
+    );
+    let token_tpl = g
+        .variables
+        .iter()
+        .find(|t| t.key == "token")
+        .expect("template");
+    assert_eq!(
+        token_tpl.parts,
+        vec![
+            TemplatePart::Literal("Bearer ".into()),
+            TemplatePart::Variable("api_token".into())
+        ]
+    );
+    assert_eq!(g.files[0].source, MountSource::Dir("static".into()));
+    assert_eq!(g.files[0].destination, "/static");
+    assert_eq!(
+        g.files[1].source,
+        MountSource::Glob("assets/**/*.css".into())
+    );
+    // Deny by default: no keys means no grants.
+    let plain = &app.components["plain"].grants;
+    assert!(plain.variables.is_empty() && plain.allowed_outbound_hosts.is_empty());
+    assert!(plain.key_value_stores.is_empty() && plain.files.is_empty());
+}

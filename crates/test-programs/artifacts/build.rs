@@ -14,6 +14,11 @@ fn main() {
     let target_dir = out_dir.join("target");
 
     println!("cargo:rerun-if-changed={}", programs.join("src").display());
+    println!("cargo:rerun-if-changed={}", programs.join("wit").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        programs.join("wit-spin").display()
+    );
     println!(
         "cargo:rerun-if-changed={}",
         programs.join("Cargo.toml").display()

@@ -3,6 +3,16 @@
 
 pub mod compute;
 
+/// Bindings for `wit/world.wit`: wasi:config/store, wasi:keyvalue and wasi:logging.
+pub mod bindings {
+    wit_bindgen::generate!({ path: "wit", world: "atoll:test/guest", generate_all });
+}
+
+/// Bindings for the versions Spin 3 guests use (`wit-spin/world.wit`).
+pub mod spin_bindings {
+    wit_bindgen::generate!({ path: "wit-spin", world: "atoll:test-spin/guest-spin", generate_all });
+}
+
 use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 /// Send a complete response with `body`.

@@ -1,5 +1,6 @@
 //! `atoll up`: load an app and serve its HTTP triggers until SIGINT/SIGTERM.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +34,10 @@ pub struct UpCommand {
     /// Directory for compiled components [default: $ATOLL_HOME/cache, else ~/.cache/atoll].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// The operator's runtime config: variable values, key-value backends, outbound
+    /// HTTP limits (see README). Without it, stores are embedded files under DIR/.atoll.
+    #[arg(long, value_name = "FILE")]
+    runtime_config: Option<PathBuf>,
 }
 
 impl UpCommand {
@@ -63,6 +68,16 @@ impl UpCommand {
                 self.listen
             )
         })?;
+
+        let runtime_config = match &self.runtime_config {
+            Some(p) => atoll_capabilities::RuntimeConfig::load(p)?,
+            None => atoll_capabilities::RuntimeConfig::default(),
+        };
+        // Only the binary reads the process environment; app variables come from
+        // ATOLL_VARIABLE_<NAME>.
+        let env_variables: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with(atoll_capabilities::ENV_PREFIX))
+            .collect();
 
         let mut apps = Vec::new();
         for path in &manifest_paths {
@@ -101,10 +116,15 @@ impl UpCommand {
             })?;
             let mut loaded_apps = Vec::new();
             for app in &apps {
+                let capabilities =
+                    atoll_capabilities::configure(app, &runtime_config, &env_variables).await?;
                 let mut loaded = Vec::new();
                 for component in app.components.values() {
                     let t = Instant::now();
-                    let (c, outcome) = engine.load_component(app, component)?;
+                    let granted = capabilities
+                        .component(&component.name)
+                        .context("capabilities were configured for every component")?;
+                    let (c, outcome) = engine.load_component_with(app, component, granted)?;
                     let how = match outcome {
                         CacheOutcome::Hit => "loaded from the compile cache",
                         CacheOutcome::Compiled => "compiled and cached",

@@ -52,6 +52,42 @@ impl TestApp {
     }
 }
 
+/// Run `atoll up` on `app` expecting it to fail at startup: (exit ok?, stderr). A server
+/// that starts instead is killed after 60 s (and reported as a success).
+pub fn up_fails(app: &TestApp, extra_args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
+    let mut child = Command::new(BIN)
+        .arg("up")
+        .arg(app.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra_args)
+        .envs(envs.iter().copied())
+        .env("ATOLL_HOME", shared_home())
+        .env("ATOLL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run atoll");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    let start = Instant::now();
+    let ok = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status.success();
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (ok, reader.join().unwrap_or_default())
+}
+
 /// A running `atoll up`.
 pub struct Running {
     child: Child,
@@ -67,16 +103,36 @@ impl Running {
     }
 
     pub fn start_with(app: TestApp, home: &Path, extra_args: &[&str]) -> Self {
-        Self::start_apps(vec![app], home, extra_args)
+        Self::start_full(vec![app], home, extra_args, &[])
     }
 
     /// Serve several apps from one process.
     pub fn start_apps(apps: Vec<TestApp>, home: &Path, extra_args: &[&str]) -> Self {
+        Self::start_full(apps, home, extra_args, &[])
+    }
+
+    /// Start with extra environment variables (e.g. `ATOLL_VARIABLE_*`).
+    pub fn start_with_env(
+        app: TestApp,
+        home: &Path,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
+        Self::start_full(vec![app], home, extra_args, envs)
+    }
+
+    fn start_full(
+        apps: Vec<TestApp>,
+        home: &Path,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(BIN)
             .arg("up")
             .args(apps.iter().map(|a| a.path()))
             .args(["--listen", "127.0.0.1:0"])
             .args(extra_args)
+            .envs(envs.iter().copied())
             .env("ATOLL_HOME", home)
             .env("ATOLL_LOG", "info")
             .env("ATOLL_TEST_SECRET", "hunter2")

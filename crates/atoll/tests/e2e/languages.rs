@@ -37,12 +37,13 @@ async fn a_python_component_runs_unchanged() {
         return;
     };
     let programs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-programs");
+    let wit = programs.join("python/wit");
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python");
     std::fs::create_dir_all(&out_dir).expect("out dir");
     let wasm = out_dir.join("app.wasm");
     let status = Command::new(&tool)
         .arg("-d")
-        .arg(programs.join("wit"))
+        .arg(&wit)
         .args(["-w", "wasi:http/proxy@0.2.12", "componentize", "app", "-o"])
         .arg(&wasm)
         .current_dir(programs.join("python"))

@@ -2,10 +2,15 @@
 //! real HTTP over loopback.
 
 mod common;
+mod files;
 mod hostile;
+mod keyvalue;
 mod languages;
 mod lifecycle;
 mod limits;
+mod logs;
 mod multi_app;
+mod outbound;
 mod serve;
 mod ui;
+mod variables;

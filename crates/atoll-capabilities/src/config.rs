@@ -1,0 +1,71 @@
+//! `wasi:config/store`: the config keys a component's `variables` render to, read-only.
+//! Two versions of the same interface are linked, so guests built for either work:
+//! `0.2.0-rc.1` (wasmtime's wasi-config, wasmCloud) and `0.2.0-draft-2024-09-27`
+//! (Spin 3). A component without `variables` sees no keys.
+//!
+//! Cost: nothing per instance; each call clones the asked value.
+
+use std::collections::HashMap;
+
+use wasmtime::component::{HasData, Linker};
+
+use crate::{CapabilityView, InstanceCapabilities};
+
+mod rc1 {
+    wasmtime::component::bindgen!({
+        path: "wit/config-rc1",
+        world: "wasi:config/imports",
+    });
+}
+
+mod draft {
+    wasmtime::component::bindgen!({
+        path: "wit/config-2024-09-27",
+        world: "wasi:config/imports",
+    });
+}
+
+/// The rendered config keys of one component.
+pub(crate) type ConfigValues = HashMap<String, String>;
+
+struct HasConfig;
+
+impl HasData for HasConfig {
+    type Data<'a> = &'a mut InstanceCapabilities;
+}
+
+pub(crate) fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    fn view<T: CapabilityView>(t: &mut T) -> &mut InstanceCapabilities {
+        t.capabilities().0
+    }
+    rc1::wasi::config::store::add_to_linker::<T, HasConfig>(linker, view::<T>)?;
+    draft::wasi::config::store::add_to_linker::<T, HasConfig>(linker, view::<T>)?;
+    Ok(())
+}
+
+fn sorted(values: &ConfigValues) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> =
+        values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    all.sort();
+    all
+}
+
+impl rc1::wasi::config::store::Host for &mut InstanceCapabilities {
+    fn get(&mut self, key: String) -> Result<Option<String>, rc1::wasi::config::store::Error> {
+        Ok(self.grants.config.get(&key).cloned())
+    }
+
+    fn get_all(&mut self) -> Result<Vec<(String, String)>, rc1::wasi::config::store::Error> {
+        Ok(sorted(&self.grants.config))
+    }
+}
+
+impl draft::wasi::config::store::Host for &mut InstanceCapabilities {
+    fn get(&mut self, key: String) -> Result<Option<String>, draft::wasi::config::store::Error> {
+        Ok(self.grants.config.get(&key).cloned())
+    }
+
+    fn get_all(&mut self) -> Result<Vec<(String, String)>, draft::wasi::config::store::Error> {
+        Ok(sorted(&self.grants.config))
+    }
+}

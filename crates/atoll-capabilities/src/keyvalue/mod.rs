@@ -1,0 +1,618 @@
+//! `wasi:keyvalue` (`store`, `atomics`, `batch`) at `0.2.0-draft` (the version wasmtime
+//! 48 vendors and wasmCloud guests use) and `0.2.0-draft2` (Spin 3, with compare-and-swap;
+//! `draft2.rs`): the host functions, and the [`Backend`]s that hold the data.
+//!
+//! A component opens only the stores listed in its `key_value_stores`; any other label
+//! gives `access-denied` (and a log line). Each store label maps to a backend in the
+//! runtime config (`[key_value_store.LABEL]`), else to the embedded redb file under the
+//! app's `.atoll/` directory. Keys are namespaced by app and label inside the backend,
+//! so two apps sharing one server never see each other's keys. Values written by
+//! `increment` are decimal text (`"4000"`), on every backend.
+//!
+//! Every backend call is bounded by [`OP_TIMEOUT`]: a backend that is down or hung gives
+//! the guest `other(...)`, never a request stuck past its deadline. Backends reconnect
+//! on their own when the server is back.
+//!
+//! Cost per instance: nothing (the grants are an `Arc` inside the component's
+//! capabilities); opening a bucket is one resource-table entry.
+
+mod draft2;
+mod nats;
+mod postgres;
+mod redb;
+mod redis;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atoll_manifest::{App, Component};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+use crate::error::CapabilityError;
+use crate::runtime_config::{RuntimeConfig, StoreConfig};
+use crate::{CapabilityView, InstanceCapabilities};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit/keyvalue-draft",
+        world: "wasi:keyvalue/imports",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": super::Bucket,
+        },
+        trappable_error_type: {
+            "wasi:keyvalue/store.error" => super::KvError,
+        },
+    });
+}
+
+use bindings::wasi::keyvalue::{atomics, batch, store};
+
+/// Longest a single backend call may take before the guest gets an error.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest key accepted; longer keys are refused before reaching a backend.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest value accepted by `set`, so one guest cannot fill a shared backend at once.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// Keys returned by one `list-keys` call; the cursor pages through the rest.
+pub const LIST_PAGE: usize = 1000;
+/// Keys one batch call may name.
+pub const MAX_BATCH: usize = 1000;
+
+/// A failure of a backend call, as the guest will see it (`other(message)`). Messages
+/// never contain values.
+#[derive(Debug)]
+pub struct BackendError(pub String);
+
+impl<E: std::fmt::Display> From<E> for BackendError {
+    fn from(e: E) -> Self {
+        BackendError(e.to_string())
+    }
+}
+
+pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
+
+/// Where a store's data lives. `ns` is the store's namespace (app and label); every
+/// implementation keeps namespaces apart.
+pub(crate) trait Backend: Send + Sync {
+    fn get<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFut<'a, Option<Vec<u8>>>;
+    fn set<'a>(&'a self, ns: &'a str, key: &'a str, value: Vec<u8>) -> BoxFut<'a, ()>;
+    fn delete<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFut<'a, ()>;
+    fn exists<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFut<'a, bool> {
+        Box::pin(async move { Ok(self.get(ns, key).await?.is_some()) })
+    }
+    /// Up to `limit` keys in key order, skipping the first `offset`; and whether more
+    /// follow.
+    fn list<'a>(
+        &'a self,
+        ns: &'a str,
+        offset: u64,
+        limit: usize,
+    ) -> BoxFut<'a, (Vec<String>, bool)>;
+    /// Add `delta` to the decimal number stored at `key` (0 if absent), atomically.
+    fn increment<'a>(&'a self, ns: &'a str, key: &'a str, delta: i64) -> BoxFut<'a, i64>;
+    /// Read `key` for a later [`Backend::cas_write`]: its value and what the write must
+    /// find unchanged.
+    fn cas_read<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+    ) -> BoxFut<'a, (Option<Vec<u8>>, CasVersion)>;
+    /// Write `value` only if `key` is still as `cas_read` saw it; `false` if it changed.
+    fn cas_write<'a>(
+        &'a self,
+        ns: &'a str,
+        key: &'a str,
+        seen: &'a CasVersion,
+        value: Vec<u8>,
+    ) -> BoxFut<'a, bool>;
+}
+
+/// What a compare-and-swap compares against.
+#[derive(Debug, Clone)]
+pub(crate) enum CasVersion {
+    /// The value read (`None`: absent). Used by backends without revisions.
+    Value(Option<Vec<u8>>),
+    /// The entry's revision (0: absent). NATS KV.
+    Revision(u64),
+}
+
+/// Parse a stored counter.
+pub(crate) fn parse_counter(bytes: Option<&[u8]>) -> Result<i64, BackendError> {
+    match bytes {
+        None => Ok(0),
+        Some(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .ok_or_else(|| BackendError("the value is not a decimal counter".into())),
+    }
+}
+
+/// A store a component may open.
+struct GrantedStore {
+    label: String,
+    namespace: Arc<str>,
+    backend: Arc<dyn Backend>,
+}
+
+/// The stores one component may open.
+#[derive(Default)]
+pub struct KeyValueGrants {
+    stores: Vec<GrantedStore>,
+}
+
+impl std::fmt::Debug for KeyValueGrants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.stores.iter().map(|s| &s.label))
+            .finish()
+    }
+}
+
+/// An open bucket (the `bucket` resource).
+pub struct Bucket {
+    namespace: Arc<str>,
+    backend: Arc<dyn Backend>,
+}
+
+/// The `wasi:keyvalue` error a guest sees. A label the component was not granted is
+/// `access-denied` whether or not the runtime knows it (`no-such-store` would tell a
+/// guest which stores other components have).
+pub enum KvError {
+    /// The component was not granted this store.
+    AccessDenied,
+    /// Anything else: a backend failure, a timeout, a refused key.
+    Other(String),
+}
+
+impl From<wasmtime::component::ResourceTableError> for KvError {
+    fn from(e: wasmtime::component::ResourceTableError) -> Self {
+        KvError::Other(e.to_string())
+    }
+}
+
+impl From<BackendError> for KvError {
+    fn from(e: BackendError) -> Self {
+        KvError::Other(e.0)
+    }
+}
+
+/// The backends of one app, by label.
+pub(crate) struct AppStores {
+    app: String,
+    by_label: Vec<(String, Arc<dyn Backend>)>,
+}
+
+impl AppStores {
+    pub(crate) fn grants_for(&self, component: &Component) -> Arc<KeyValueGrants> {
+        let stores = component
+            .grants
+            .key_value_stores
+            .iter()
+            .filter_map(|label| {
+                let (_, backend) = self.by_label.iter().find(|(l, _)| l == label)?;
+                Some(GrantedStore {
+                    label: label.clone(),
+                    namespace: format!("{}/{}", self.app, label).into(),
+                    backend: backend.clone(),
+                })
+            })
+            .collect();
+        Arc::new(KeyValueGrants { stores })
+    }
+}
+
+/// Configure phase: set up a backend for every store label some component uses.
+pub(crate) async fn configure_app(
+    app: &App,
+    runtime: &RuntimeConfig,
+) -> Result<AppStores, CapabilityError> {
+    let mut labels: Vec<&String> = app
+        .components
+        .values()
+        .flat_map(|c| c.grants.key_value_stores.iter())
+        .collect();
+    labels.sort();
+    labels.dedup();
+    let mut by_label: Vec<(String, Arc<dyn Backend>)> = Vec::new();
+    let mut embedded: Option<Arc<dyn Backend>> = None;
+    for label in labels {
+        let config = runtime
+            .key_value_stores
+            .get(label)
+            .cloned()
+            .unwrap_or(StoreConfig::Redb { path: None });
+        let fail = |reason: String| CapabilityError::KeyValue {
+            label: label.clone(),
+            backend: config.to_string(),
+            reason,
+        };
+        let backend: Arc<dyn Backend> = match &config {
+            StoreConfig::Redb { path: None } => match &embedded {
+                Some(b) => b.clone(),
+                None => {
+                    let path = app.dir.join(".atoll").join("kv.redb");
+                    let b: Arc<dyn Backend> = Arc::new(
+                        redb::RedbBackend::open(&path)
+                            .await
+                            .map_err(|e| fail(e.0))?,
+                    );
+                    embedded = Some(b.clone());
+                    b
+                }
+            },
+            StoreConfig::Redb { path: Some(p) } => {
+                Arc::new(redb::RedbBackend::open(p).await.map_err(|e| fail(e.0))?)
+            }
+            StoreConfig::Redis { url } => {
+                Arc::new(redis::RedisBackend::new(url).map_err(|e| fail(e.0))?)
+            }
+            StoreConfig::Postgres { url } => {
+                Arc::new(postgres::PostgresBackend::new(url).map_err(|e| fail(e.0))?)
+            }
+            StoreConfig::Nats { url } => {
+                Arc::new(nats::NatsBackend::new(url).map_err(|e| fail(e.0))?)
+            }
+        };
+        by_label.push((label.clone(), backend));
+    }
+    Ok(AppStores {
+        app: app.name.clone(),
+        by_label,
+    })
+}
+
+/// The view host functions get: the instance's grants and its resource table.
+pub(crate) struct KeyValueView<'a> {
+    pub(crate) caps: &'a InstanceCapabilities,
+    pub(crate) table: &'a mut ResourceTable,
+}
+
+struct HasKeyValue;
+
+impl HasData for HasKeyValue {
+    type Data<'a> = KeyValueView<'a>;
+}
+
+pub(crate) fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    fn view<T: CapabilityView>(t: &mut T) -> KeyValueView<'_> {
+        let (caps, table) = t.capabilities();
+        KeyValueView { caps, table }
+    }
+    store::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
+    atomics::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
+    batch::add_to_linker::<T, HasKeyValue>(linker, view::<T>)?;
+    draft2::add_to_linker(linker)?;
+    Ok(())
+}
+
+fn check_key(key: &str) -> Result<(), KvError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(KvError::Other(format!(
+            "keys are limited to {MAX_KEY_BYTES} bytes"
+        )));
+    }
+    if key.contains('\0') {
+        return Err(KvError::Other("keys may not contain NUL".into()));
+    }
+    Ok(())
+}
+
+/// Run a backend call under [`OP_TIMEOUT`].
+async fn bounded<T>(fut: BoxFut<'_, T>) -> Result<T, KvError> {
+    match tokio::time::timeout(OP_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(KvError::from),
+        Err(_) => Err(KvError::Other(format!(
+            "the key-value backend did not answer within {OP_TIMEOUT:?}"
+        ))),
+    }
+}
+
+impl KeyValueView<'_> {
+    fn bucket(&self, b: &Resource<Bucket>) -> Result<(Arc<str>, Arc<dyn Backend>), KvError> {
+        let b = self.table.get(b)?;
+        Ok((b.namespace.clone(), b.backend.clone()))
+    }
+
+    fn log_failure(&self, op: &str, e: &KvError) {
+        if let KvError::Other(m) = e {
+            let t = &self.caps.grants.target;
+            tracing::warn!(app = %t.app, component = %t.component, "key-value {op} failed: {m}");
+        }
+    }
+
+    /// Log a failed call once, and pass the result on.
+    fn logged<T>(&self, op: &str, r: Result<T, KvError>) -> Result<T, KvError> {
+        if let Err(e) = &r {
+            self.log_failure(op, e);
+        }
+        r
+    }
+
+    fn open_bucket(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
+        let granted = self
+            .caps
+            .grants
+            .kv
+            .stores
+            .iter()
+            .find(|s| s.label == identifier);
+        match granted {
+            Some(s) => Ok(self.table.push(Bucket {
+                namespace: s.namespace.clone(),
+                backend: s.backend.clone(),
+            })?),
+            None => {
+                let t = &self.caps.grants.target;
+                tracing::warn!(
+                    app = %t.app,
+                    component = %t.component,
+                    kind = %"key_value",
+                    "capability denied: the component may not open key-value store `{}`; add it to key_value_stores",
+                    identifier.escape_debug()
+                );
+                Err(KvError::AccessDenied)
+            }
+        }
+    }
+
+    async fn op_get(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, KvError> {
+        check_key(&key)?;
+        let (ns, backend) = self.bucket(bucket)?;
+        let r = bounded(backend.get(&ns, &key)).await;
+        self.logged("get", r)
+    }
+
+    async fn op_set(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), KvError> {
+        check_key(&key)?;
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(KvError::Other(format!(
+                "values are limited to {MAX_VALUE_BYTES} bytes"
+            )));
+        }
+        let (ns, backend) = self.bucket(bucket)?;
+        let r = bounded(backend.set(&ns, &key, value)).await;
+        self.logged("set", r)
+    }
+
+    async fn op_delete(&mut self, bucket: &Resource<Bucket>, key: String) -> Result<(), KvError> {
+        check_key(&key)?;
+        let (ns, backend) = self.bucket(bucket)?;
+        let r = bounded(backend.delete(&ns, &key)).await;
+        self.logged("delete", r)
+    }
+
+    async fn op_exists(&mut self, bucket: &Resource<Bucket>, key: String) -> Result<bool, KvError> {
+        check_key(&key)?;
+        let (ns, backend) = self.bucket(bucket)?;
+        let r = bounded(backend.exists(&ns, &key)).await;
+        self.logged("exists", r)
+    }
+
+    async fn op_list(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        offset: u64,
+        limit: usize,
+    ) -> Result<(Vec<String>, bool), KvError> {
+        let (ns, backend) = self.bucket(bucket)?;
+        let r = bounded(backend.list(&ns, offset, limit)).await;
+        self.logged("list-keys", r)
+    }
+
+    async fn op_increment(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: String,
+        delta: i64,
+    ) -> Result<i64, KvError> {
+        check_key(&key)?;
+        let (ns, backend) = self.bucket(bucket)?;
+        let r = bounded(backend.increment(&ns, &key, delta)).await;
+        self.logged("increment", r)
+    }
+}
+
+impl store::Host for KeyValueView<'_> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
+        self.open_bucket(identifier)
+    }
+
+    fn convert_error(&mut self, err: KvError) -> wasmtime::Result<store::Error> {
+        Ok(match err {
+            KvError::AccessDenied => store::Error::AccessDenied,
+            KvError::Other(m) => store::Error::Other(m),
+        })
+    }
+}
+
+impl store::HostBucket for KeyValueView<'_> {
+    async fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, KvError> {
+        self.op_get(&bucket, key).await
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), KvError> {
+        self.op_set(&bucket, key, value).await
+    }
+
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), KvError> {
+        self.op_delete(&bucket, key).await
+    }
+
+    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, KvError> {
+        self.op_exists(&bucket, key).await
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> Result<store::KeyResponse, KvError> {
+        let offset = cursor.unwrap_or(0);
+        let (keys, more) = self.op_list(&bucket, offset, LIST_PAGE).await?;
+        let next = offset.saturating_add(keys.len() as u64);
+        Ok(store::KeyResponse {
+            keys,
+            cursor: more.then_some(next),
+        })
+    }
+
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for KeyValueView<'_> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64, KvError> {
+        let delta = i64::try_from(delta)
+            .map_err(|_| KvError::Other("the increment is too large".into()))?;
+        let v = self.op_increment(&bucket, key, delta).await?;
+        u64::try_from(v).map_err(|_| KvError::Other("the counter is negative".into()))
+    }
+}
+
+impl batch::Host for KeyValueView<'_> {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
+        if keys.len() > MAX_BATCH {
+            return Err(KvError::Other(format!(
+                "a batch is limited to {MAX_BATCH} keys"
+            )));
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let v = self.op_get(&bucket, key.clone()).await?;
+            out.push(v.map(|v| (key, v)));
+        }
+        Ok(out)
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), KvError> {
+        if key_values.len() > MAX_BATCH {
+            return Err(KvError::Other(format!(
+                "a batch is limited to {MAX_BATCH} keys"
+            )));
+        }
+        for (key, value) in key_values {
+            self.op_set(&bucket, key, value).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<(), KvError> {
+        if keys.len() > MAX_BATCH {
+            return Err(KvError::Other(format!(
+                "a batch is limited to {MAX_BATCH} keys"
+            )));
+        }
+        for key in keys {
+            self.op_delete(&bucket, key).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked_before_any_backend() {
+        assert!(check_key("user/42").is_ok());
+        assert!(
+            check_key("../other-app/default/k").is_ok(),
+            "namespaced, so harmless"
+        );
+        assert!(matches!(check_key("a\0b"), Err(KvError::Other(m)) if m.contains("NUL")));
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        assert!(matches!(check_key(&long), Err(KvError::Other(m)) if m.contains("1024")));
+    }
+
+    #[test]
+    fn counters_are_decimal_text() {
+        assert_eq!(parse_counter(None).ok(), Some(0));
+        assert_eq!(parse_counter(Some(b"4000")).ok(), Some(4000));
+        assert_eq!(parse_counter(Some(b"-5")).ok(), Some(-5));
+        assert!(parse_counter(Some(b"v1")).is_err());
+    }
+
+    /// The embedded backend, for real, in a temp dir: namespaces, paging, counters, CAS.
+    #[tokio::test]
+    async fn the_embedded_backend_keeps_namespaces_apart() {
+        let dir = tempfile::tempdir().expect("temp");
+        let b = redb::RedbBackend::open(&dir.path().join("kv.redb"))
+            .await
+            .expect("open");
+        b.set("a/default", "k", b"1".to_vec()).await.expect("set");
+        b.set("a/default", "l", b"2".to_vec()).await.expect("set");
+        b.set("ab/default", "k", b"3".to_vec()).await.expect("set");
+        assert_eq!(
+            b.get("a/default", "k").await.expect("get"),
+            Some(b"1".to_vec())
+        );
+        assert_eq!(b.get("a/other", "k").await.expect("get"), None);
+        let (keys, more) = b.list("a/default", 0, 1).await.expect("list");
+        assert_eq!((keys, more), (vec!["k".to_string()], true));
+        let (keys, more) = b.list("a/default", 1, 1).await.expect("list");
+        assert_eq!((keys, more), (vec!["l".to_string()], false));
+        assert_eq!(b.increment("a/default", "n", 5).await.expect("incr"), 5);
+        assert_eq!(b.increment("a/default", "n", -7).await.expect("incr"), -2);
+        let (cur, seen) = b.cas_read("a/default", "k").await.expect("read");
+        assert_eq!(cur, Some(b"1".to_vec()));
+        b.set("a/default", "k", b"changed".to_vec())
+            .await
+            .expect("set");
+        assert!(
+            !b.cas_write("a/default", "k", &seen, b"x".to_vec())
+                .await
+                .expect("cas")
+        );
+        let (_, seen) = b.cas_read("a/default", "k").await.expect("read");
+        assert!(
+            b.cas_write("a/default", "k", &seen, b"x".to_vec())
+                .await
+                .expect("cas")
+        );
+        assert_eq!(
+            b.get("a/default", "k").await.expect("get"),
+            Some(b"x".to_vec())
+        );
+    }
+}

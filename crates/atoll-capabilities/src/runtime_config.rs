@@ -1,0 +1,273 @@
+//! The operator's runtime configuration (`atoll up --runtime-config runtime.toml`):
+//! where variable values and key-value stores come from, and outbound HTTP limits. It
+//! is kept apart from the app's manifest, so the same app runs on a laptop (no file:
+//! embedded defaults) and in production (real services).
+//!
+//! ```toml
+//! [variables]
+//! api_token = "..."                 # lower priority than ATOLL_VARIABLE_API_TOKEN
+//!
+//! [key_value_store.default]
+//! type = "redis"                     # redb (default), redis, postgres, nats
+//! url = "redis://127.0.0.1:6379"
+//!
+//! [outbound_http]
+//! connect_timeout = "10s"
+//! first_byte_timeout = "30s"
+//! max_concurrent_requests = 16      # per instance
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::CapabilityError;
+
+/// The parsed runtime configuration. `RuntimeConfig::default()` is what `atoll up` uses
+/// without `--runtime-config`.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Variable values, by variable name.
+    pub variables: BTreeMap<String, String>,
+    /// Key-value stores by label; a label not listed uses the embedded store.
+    pub key_value_stores: BTreeMap<String, StoreConfig>,
+    /// Outbound HTTP limits.
+    pub outbound_http: OutboundConfig,
+    /// The file it was read from, for messages.
+    pub path: Option<PathBuf>,
+}
+
+impl std::fmt::Display for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfig::Redb { path: Some(p) } => write!(f, "redb file {}", p.display()),
+            StoreConfig::Redb { path: None } => f.write_str("the embedded redb store"),
+            StoreConfig::Redis { .. } => f.write_str("redis"),
+            StoreConfig::Postgres { .. } => f.write_str("postgres"),
+            StoreConfig::Nats { .. } => f.write_str("nats"),
+        }
+    }
+}
+
+/// Where one key-value store lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// A redb file (default: `<app dir>/.atoll/kv.redb`).
+    Redb {
+        /// The file; relative to the runtime config's directory.
+        path: Option<PathBuf>,
+    },
+    /// A Redis server, `redis://host:port[/db]`.
+    Redis {
+        /// The server's URL.
+        url: String,
+    },
+    /// A PostgreSQL database, `postgres://user@host:port/db`.
+    Postgres {
+        /// The connection URL.
+        url: String,
+    },
+    /// NATS JetStream key-value buckets, `nats://host:port`.
+    Nats {
+        /// The server's URL.
+        url: String,
+    },
+}
+
+/// Limits of outbound HTTP requests, the same for every component.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboundConfig {
+    /// Longest wait for a connection (a guest may ask for less, never more).
+    pub connect_timeout: Duration,
+    /// Longest wait for the response head after connecting.
+    pub first_byte_timeout: Duration,
+    /// Longest wait between two chunks of the response body.
+    pub between_bytes_timeout: Duration,
+    /// Requests one instance may have in flight at once; more fail with
+    /// `connection-limit-reached` instead of queueing.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(30),
+            between_bytes_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 16,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    #[serde(default)]
+    key_value_store: BTreeMap<String, StoreConfig>,
+    #[serde(default)]
+    outbound_http: RawOutbound,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    connect_timeout: Option<String>,
+    first_byte_timeout: Option<String>,
+    between_bytes_timeout: Option<String>,
+    max_concurrent_requests: Option<usize>,
+}
+
+impl RuntimeConfig {
+    /// Read and check a runtime config file.
+    pub fn load(path: &Path) -> Result<Self, CapabilityError> {
+        let bad = |reason: String| CapabilityError::RuntimeConfig {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        // The message names the line and column but never quotes the text: the file may
+        // hold secrets.
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| {
+            let at = e.span().map(|s| {
+                let before = text.get(..s.start).unwrap_or(&text);
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(" at line {line}, column {col}")
+            });
+            bad(format!(
+                "{}{}",
+                e.message().trim_end(),
+                at.unwrap_or_default()
+            ))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut key_value_stores = raw.key_value_store;
+        for store in key_value_stores.values_mut() {
+            if let StoreConfig::Redb { path: Some(p) } = store
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
+            }
+        }
+        let mut outbound_http = OutboundConfig::default();
+        let dur =
+            |s: &Option<String>, key: &str, into: &mut Duration| -> Result<(), CapabilityError> {
+                if let Some(s) = s {
+                    let d = atoll_manifest::parse_duration(s)
+                        .map_err(|e| bad(format!("outbound_http.{key}: {e}")))?;
+                    if d.is_zero() {
+                        return Err(bad(format!("outbound_http.{key} must be more than 0")));
+                    }
+                    *into = d;
+                }
+                Ok(())
+            };
+        let o = &raw.outbound_http;
+        dur(
+            &o.connect_timeout,
+            "connect_timeout",
+            &mut outbound_http.connect_timeout,
+        )?;
+        dur(
+            &o.first_byte_timeout,
+            "first_byte_timeout",
+            &mut outbound_http.first_byte_timeout,
+        )?;
+        dur(
+            &o.between_bytes_timeout,
+            "between_bytes_timeout",
+            &mut outbound_http.between_bytes_timeout,
+        )?;
+        if let Some(n) = o.max_concurrent_requests {
+            if n == 0 {
+                return Err(bad(
+                    "outbound_http.max_concurrent_requests must be at least 1".into(),
+                ));
+            }
+            outbound_http.max_concurrent_requests = n;
+        }
+        Ok(Self {
+            variables: raw.variables,
+            key_value_stores,
+            outbound_http,
+            path: Some(path.to_path_buf()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<RuntimeConfig, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("runtime.toml");
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        RuntimeConfig::load(&path).map_err(|e| {
+            e.to_string()
+                .replace(&dir.path().display().to_string(), "$DIR")
+        })
+    }
+
+    #[test]
+    fn a_full_config_loads() {
+        let rc = load(
+            r#"
+[variables]
+token = "abc"
+
+[key_value_store.default]
+type = "redis"
+url = "redis://127.0.0.1:6379"
+
+[key_value_store.local]
+type = "redb"
+path = "data/kv.redb"
+
+[outbound_http]
+connect_timeout = "2s"
+max_concurrent_requests = 4
+"#,
+        )
+        .expect("valid");
+        assert_eq!(rc.variables["token"], "abc");
+        assert!(
+            matches!(&rc.key_value_stores["default"], StoreConfig::Redis { url } if url == "redis://127.0.0.1:6379")
+        );
+        match &rc.key_value_stores["local"] {
+            StoreConfig::Redb { path: Some(p) } => {
+                assert!(p.is_absolute() && p.ends_with("data/kv.redb"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rc.outbound_http.connect_timeout, Duration::from_secs(2));
+        assert_eq!(rc.outbound_http.first_byte_timeout, Duration::from_secs(30));
+        assert_eq!(rc.outbound_http.max_concurrent_requests, 4);
+    }
+
+    #[test]
+    fn mistakes_are_named_without_quoting_the_file() {
+        let e = load("[key_value_store.default]\ntype = \"mongo\"\n").expect_err("unknown type");
+        assert!(
+            e.contains("$DIR/runtime.toml") && e.contains("mongo"),
+            "{e}"
+        );
+        let e = load("[outbound_http]\nconnect_timeout = \"soon\"\n").expect_err("bad duration");
+        assert!(e.contains("outbound_http.connect_timeout"), "{e}");
+        let e = load("[outbound_http]\nmax_concurrent_requests = 0\n").expect_err("zero");
+        assert!(e.contains("at least 1"), "{e}");
+        let e = load("[varibles]\n").expect_err("unknown table");
+        assert!(e.contains("varibles"), "{e}");
+        let e = load("[variables]\ntoken = \"hunter2-secret\nx").expect_err("broken");
+        assert!(
+            !e.contains("hunter2-secret") && e.contains(" at line "),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! `wasi:keyvalue` on every backend: the embedded redb file, and the real Redis,
+//! PostgreSQL and NATS JetStream servers on 127.0.0.1.
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// A name no earlier run used, since the servers keep data between runs.
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{:x}", std::process::id(), nanos % 0xffff_ffff)
+}
+
+fn manifest(app: &str) -> String {
+    format!(
+        r#"
+[app]
+name = "{app}"
+
+[component.kv]
+source = "{{{{KV}}}}"
+key_value_stores = ["default"]
+
+[component.none]
+source = "{{{{KV}}}}"
+
+[component.spin]
+source = "{{{{KV_SPIN}}}}"
+key_value_stores = ["default"]
+
+[[trigger.http]]
+route = "/kv"
+component = "kv"
+
+[[trigger.http]]
+route = "/none"
+component = "none"
+
+[[trigger.http]]
+route = "/spin"
+component = "spin"
+"#
+    )
+}
+
+fn start(app: TestApp, runtime_toml: Option<&str>) -> (Running, Option<tempfile::TempDir>) {
+    match runtime_toml {
+        None => (Running::start(app), None),
+        Some(text) => {
+            let dir = tempfile::tempdir().expect("temp");
+            let rc = dir.path().join("runtime.toml");
+            std::fs::write(&rc, text).expect("write");
+            let running = Running::start_with(
+                app,
+                &shared_home(),
+                &["--runtime-config", rc.to_str().expect("utf8")],
+            );
+            (running, Some(dir))
+        }
+    }
+}
+
+async fn op(c: &HttpClient, server: &Running, query: &str) -> (u16, String) {
+    let r = get(c, &server.url(&format!("/kv?store=default&{query}"))).await;
+    (r.status, r.text())
+}
+
+/// The behaviour every backend must have.
+async fn check_backend(runtime_toml: Option<&str>) {
+    let (a, _rc_a) = start(TestApp::new(&manifest(&unique("kva"))), runtime_toml);
+    let (b, _rc_b) = start(TestApp::new(&manifest(&unique("kvb"))), runtime_toml);
+    let c = client();
+
+    // Basic operations.
+    assert_eq!(op(&c, &a, "op=get&key=k").await, (404, "not found".into()));
+    assert_eq!(
+        op(&c, &a, "op=set&key=k&value=v1").await,
+        (200, "ok".into())
+    );
+    assert_eq!(op(&c, &a, "op=get&key=k").await, (200, "v1".into()));
+    assert_eq!(op(&c, &a, "op=exists&key=k").await, (200, "true".into()));
+    assert_eq!(op(&c, &a, "op=set&key=k2&value=v2").await.0, 200);
+    assert_eq!(op(&c, &a, "op=list").await, (200, "k,k2".into()));
+    assert_eq!(op(&c, &a, "op=delete&key=k2").await.0, 200);
+    assert_eq!(op(&c, &a, "op=exists&key=k2").await, (200, "false".into()));
+    assert_eq!(
+        op(&c, &a, "op=list").await,
+        (200, "k".into()),
+        "a deleted key is listed"
+    );
+    assert_eq!(op(&c, &a, "op=setmany&key=m1,m2&value=x").await.0, 200);
+    assert_eq!(
+        op(&c, &a, "op=getmany&key=m1,nope,m2").await,
+        (200, "m1=x,-,m2=x".into())
+    );
+
+    // The Spin 3 version (0.2.0-draft2) sees the same store.
+    let spin = |q: &str| a.url(&format!("/spin?store=default&{q}"));
+    assert_eq!(get(&c, &spin("op=get&key=k")).await.text(), "v1");
+    assert_eq!(get(&c, &spin("op=list")).await.text(), "k,m1,m2");
+    assert_eq!(
+        get(&c, &spin("op=getmany&key=k,nope")).await.text(),
+        "k=v1,nope=-"
+    );
+    assert_eq!(get(&c, &spin("op=incr&key=neg&by=-5")).await.text(), "-5");
+
+    // Two apps on one backend never see each other's keys.
+    assert_eq!(op(&c, &b, "op=get&key=k").await.0, 404);
+    assert_eq!(op(&c, &b, "op=list").await, (200, "".into()));
+    assert_eq!(op(&c, &b, "op=set&key=k&value=from-b").await.0, 200);
+    assert_eq!(op(&c, &a, "op=get&key=k").await, (200, "v1".into()));
+    // Tenant-prefix tricks are just keys.
+    assert_eq!(
+        op(&c, &b, &format!("op=get&key=../{}/k", "kva")).await.0,
+        404
+    );
+
+    // Deny by default: an ungranted label, and a component with no grant.
+    let r = get(&c, &a.url("/kv?store=other&op=get&key=k")).await;
+    assert_eq!((r.status, r.text().as_str()), (403, "access-denied"));
+    let r = get(&c, &a.url("/none?store=default&op=get&key=k")).await;
+    assert_eq!((r.status, r.text().as_str()), (403, "access-denied"));
+    let r = get(&c, &a.url("/spin?store=other&op=get&key=k")).await;
+    assert_eq!((r.status, r.text().as_str()), (403, "access-denied"));
+    assert!(a.wait_for_log("capability denied", Duration::from_secs(5)));
+
+    // Atomic increments under concurrency: 8 clients x 500.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let c = c.clone();
+        let url = a.url("/kv?store=default&op=incr&key=counter");
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..500 {
+                let r = get(&c, &url).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    assert_eq!(op(&c, &a, "op=get&key=counter").await, (200, "4000".into()));
+    eprintln!("4000 increments in {:?}", started.elapsed());
+
+    // Compare-and-swap (draft2) under concurrency: 4 clients x 50 read-add-swap rounds.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let c = c.clone();
+        let url = a.url("/spin?store=default&op=casadd&key=cas&by=1");
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                let r = get(&c, &url).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    assert_eq!(op(&c, &a, "op=get&key=cas").await, (200, "200".into()));
+    assert_eq!(
+        op(&c, &a, "op=incr&key=k").await.0,
+        500,
+        "a non-numeric value cannot be incremented"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_redb() {
+    check_backend(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis() {
+    check_backend(Some(
+        "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n",
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres() {
+    check_backend(Some(
+        "[key_value_store.default]\ntype = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\n",
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_jetstream() {
+    check_backend(Some(
+        "[key_value_store.default]\ntype = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n",
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_survives_a_restart() {
+    let app = TestApp::new(&manifest(&unique("kvp")));
+    let dir = app.path().to_path_buf();
+    let mut server = Running::start(app);
+    let c = client();
+    assert_eq!(op(&c, &server, "op=set&key=kept&value=yes").await.0, 200);
+    assert!(server.terminate(Duration::from_secs(30)).is_some());
+    assert!(dir.join(".atoll/kv.redb").exists());
+    let manifest_text = std::fs::read_to_string(dir.join("atoll.toml")).expect("manifest");
+    // Same directory, new process.
+    let again = TestApp {
+        dir: tempfile::tempdir().expect("temp"),
+    };
+    std::fs::write(again.path().join("atoll.toml"), &manifest_text).expect("write");
+    std::fs::create_dir_all(again.path().join(".atoll")).expect("mkdir");
+    std::fs::copy(
+        dir.join(".atoll/kv.redb"),
+        again.path().join(".atoll/kv.redb"),
+    )
+    .expect("copy");
+    drop(server);
+    let server = Running::start(again);
+    assert_eq!(
+        op(&c, &server, "op=get&key=kept").await,
+        (200, "yes".into())
+    );
+}
+
+/// A free port on 127.0.0.1 (nothing listens on it right after this returns).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Point `type` at a port where nothing listens: the guest gets an error within the
+/// backend timeout and other requests are served. Then, if `start` is given, bring a real
+/// server up on that port and check the same atoll recovers.
+async fn check_down_then_up(kind: &str, url: &str, start: Option<std::process::Command>) {
+    let (server, _rc) = start_app_with_store(kind, url);
+    let c = client();
+    let started = Instant::now();
+    let (status, body) = op(&c, &server, "op=set&key=k&value=v").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.starts_with("other:"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Other requests are served meanwhile.
+    assert_eq!(
+        get(&c, &server.url("/none?store=default&op=get&key=k"))
+            .await
+            .status,
+        403
+    );
+
+    let Some(mut cmd) = start else { return };
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the backend server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = (0, String::new());
+    while Instant::now() < deadline {
+        last = op(&c, &server, "op=set&key=k&value=v").await;
+        if last.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let read = op(&c, &server, "op=get&key=k").await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(last.0, 200, "did not recover: {}", last.1);
+    assert_eq!(read, (200, "v".into()));
+}
+
+fn start_app_with_store(kind: &str, url: &str) -> (Running, Option<tempfile::TempDir>) {
+    start(
+        TestApp::new(&manifest(&unique("kvd"))),
+        Some(&format!(
+            "[key_value_store.default]\ntype = \"{kind}\"\nurl = \"{url}\"\n"
+        )),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_fast_and_recovers() {
+    let port = free_port();
+    let mut cmd = std::process::Command::new("redis-server");
+    cmd.args([
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    check_down_then_up("redis", &format!("redis://127.0.0.1:{port}"), Some(cmd)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_down_fails_fast_and_recovers() {
+    let port = free_port();
+    let store = tempfile::tempdir().expect("temp");
+    let mut cmd = std::process::Command::new("nats-server");
+    cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store.path());
+    check_down_then_up("nats", &format!("nats://127.0.0.1:{port}"), Some(cmd)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_fails_fast() {
+    let port = free_port();
+    check_down_then_up(
+        "postgres",
+        &format!("postgres://postgres@127.0.0.1:{port}/test"),
+        None,
+    )
+    .await;
+}
