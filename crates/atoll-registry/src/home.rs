@@ -41,6 +41,12 @@ impl AtollHome {
         Self::new(root.clone(), root)
     }
 
+    /// The user's settings file (`config.toml` in the config dir), e.g.
+    /// `registry = "http://127.0.0.1:8080"`.
+    pub fn config_file(&self) -> PathBuf {
+        self.config.join("config.toml")
+    }
+
     /// Directory of publisher keys.
     pub fn keys_dir(&self) -> PathBuf {
         self.config.join("keys")

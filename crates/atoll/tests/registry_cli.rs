@@ -357,7 +357,22 @@ fn up_serves_a_package_source_through_the_lockfile() {
             "1.2.0",
         ],
     ));
-    ok(atoll(&home, &app, url, &["add", "acme:hello@^1"]));
+    // `atoll add` writes the component into the app's manifest, keeping what is there.
+    std::fs::write(
+        app.join("atoll.toml"),
+        "# my app\n[app]\nname = \"from-registry\"\n\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"hello\"\n",
+    )
+    .expect("manifest");
+    let out = ok(atoll(&home, &app, url, &["add", "acme:hello@^1.2"]));
+    assert!(out.contains("component `hello`"), "{out}");
+    let written = std::fs::read_to_string(app.join("atoll.toml")).expect("manifest");
+    assert!(written.starts_with("# my app\n[app]\n"), "{written}");
+    assert!(
+        written.contains(
+            "[component.hello]\nsource = { package = \"acme:hello\", version = \"^1.2\" }"
+        ),
+        "{written}"
+    );
     drop(registry); // From here on, everything is offline.
 
     let manifest = |req: &str| {
@@ -365,7 +380,6 @@ fn up_serves_a_package_source_through_the_lockfile() {
             "[app]\nname = \"from-registry\"\n[component.web]\nsource = {{ package = \"acme:hello\", version = \"{req}\" }}\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n"
         )
     };
-    std::fs::write(app.join("atoll.toml"), manifest("^1.2")).expect("manifest");
     let mut child = Command::new(ATOLL)
         .args(["up", "--listen", "127.0.0.1:0"])
         .arg(&app)
@@ -438,4 +452,40 @@ fn up_serves_a_package_source_through_the_lockfile() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("atoll pull"), "{err}");
+}
+
+/// Without --registry or ATOLL_REGISTRY, the registry comes from the user's config file.
+#[test]
+fn the_registry_can_come_from_the_user_config() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::start(&tmp.path().join("data"));
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    let search = || {
+        Command::new(ATOLL)
+            .args(["search", "anything"])
+            .env("ATOLL_HOME", &home)
+            .env_remove("ATOLL_REGISTRY")
+            .output()
+            .expect("run atoll search")
+    };
+    let out = search();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config.toml"),
+        "the error says where to configure it: {err}"
+    );
+
+    std::fs::write(
+        home.join("config.toml"),
+        format!("registry = \"{}\"\n", registry.url),
+    )
+    .expect("config");
+    let out = search();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

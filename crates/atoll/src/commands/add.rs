@@ -1,5 +1,6 @@
-//! `atoll add ns:name@^1.2`: resolve, download and verify a package, cache it, and
-//! record it in `atoll.lock`.
+//! `atoll add ns:name@^1.2`: resolve, download and verify a package, cache it, record it
+//! in `atoll.lock`, and point a component of `atoll.toml` at it (editing the file in
+//! place, comments and layout kept).
 
 use std::path::PathBuf;
 
@@ -15,9 +16,13 @@ use super::share::{RegistryArg, runtime};
 pub struct AddCommand {
     /// namespace:name, optionally @REQ (e.g. acme:auth@^1.2); newest by default.
     spec: String,
-    /// The app directory (where atoll.lock is written).
+    /// The app directory (where atoll.toml and atoll.lock are).
     #[arg(long, default_value = ".")]
     dir: PathBuf,
+    /// The component to use the package as [default: the one already using it, else
+    /// the package's name without its namespace].
+    #[arg(long)]
+    component: Option<String>,
     #[command(flatten)]
     registry: RegistryArg,
 }
@@ -26,9 +31,25 @@ impl AddCommand {
     pub fn execute(self) -> anyhow::Result<()> {
         let spec = PackageSpec::parse(&self.spec)?;
         let lock_path = lockfile_path(&self.dir);
-        // Read the lockfile first, so a broken one fails before any download.
+        // Read the lockfile and the manifest first, so a broken one fails before any
+        // download, and nothing is written unless everything verified.
         let mut lock = Lockfile::load_or_default(&lock_path)?;
-        let client = self.registry.client()?;
+        let manifest_path = self.dir.join(atoll_manifest::MANIFEST_FILE);
+        let manifest = match std::fs::read_to_string(&manifest_path) {
+            Ok(text) => Some(text.parse::<toml_edit::DocumentMut>().map_err(|e| {
+                anyhow::anyhow!("{} is not valid TOML: {e}", manifest_path.display())
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "cannot read {}: {e}",
+                    manifest_path.display()
+                ));
+            }
+        };
+        // An app that already locks packages keeps using the registry they came from.
+        let recorded = lock.packages.first().map(|p| p.registry.clone());
+        let client = self.registry.client_or(recorded.as_deref())?;
         let added = runtime()?.block_on(client.add(&spec))?;
         let locked = added.locked.clone();
         lock.upsert(added.locked);
@@ -47,10 +68,82 @@ impl AddCommand {
         } else {
             spec.req.to_string()
         };
-        println!(
-            "use it in atoll.toml: source = {{ package = \"{}\", version = \"{req}\" }}",
-            locked.name
-        );
+        match manifest {
+            Some(mut doc) => {
+                let name =
+                    use_in_manifest(&mut doc, &locked.name, &req, self.component.as_deref())?;
+                std::fs::write(&manifest_path, doc.to_string()).map_err(|e| {
+                    anyhow::anyhow!("cannot write {}: {e}", manifest_path.display())
+                })?;
+                println!(
+                    "component `{name}` in {} now uses {}@{req}",
+                    manifest_path.display(),
+                    locked.name
+                );
+            }
+            None => println!(
+                "use it in atoll.toml: source = {{ package = \"{}\", version = \"{req}\" }}",
+                locked.name
+            ),
+        }
         Ok(())
     }
+}
+
+/// Point a component at `package`: the one named `--component`, else the one already
+/// using the package, else a new `[component.NAME]` named after the package. Returns the
+/// component's name.
+fn use_in_manifest(
+    doc: &mut toml_edit::DocumentMut,
+    package: &str,
+    req: &str,
+    wanted: Option<&str>,
+) -> anyhow::Result<String> {
+    use toml_edit::{InlineTable, Item, Table, Value};
+    let components = doc
+        .entry("component")
+        .or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        })
+        .as_table_mut()
+        .ok_or_else(|| anyhow::anyhow!("`component` in atoll.toml is not a table"))?;
+    let uses_package = |item: &Item| {
+        item.get("source")
+            .and_then(|s| s.get("package"))
+            .and_then(|p| p.as_str())
+            == Some(package)
+    };
+    let name = match wanted {
+        Some(n) => n.to_string(),
+        None => components
+            .iter()
+            .find(|(_, item)| uses_package(item))
+            .map(|(k, _)| k.to_string())
+            .unwrap_or_else(|| package.split(':').nth(1).unwrap_or(package).to_string()),
+    };
+    let mut source = InlineTable::new();
+    source.insert("package", Value::from(package));
+    source.insert("version", Value::from(req));
+    match components.get_mut(&name) {
+        Some(existing) => {
+            let is_other_path = existing.get("source").is_some_and(|s| s.as_str().is_some());
+            if is_other_path && wanted.is_none() {
+                anyhow::bail!(
+                    "component `{name}` in atoll.toml already has a source of its own; choose the component with --component NAME"
+                );
+            }
+            let table = existing.as_table_like_mut().ok_or_else(|| {
+                anyhow::anyhow!("`component.{name}` in atoll.toml is not a table")
+            })?;
+            table.insert("source", Item::Value(Value::InlineTable(source)));
+        }
+        None => {
+            let mut t = Table::new();
+            t.insert("source", Item::Value(Value::InlineTable(source)));
+            components.insert(&name, Item::Table(t));
+        }
+    }
+    Ok(name)
 }

@@ -24,13 +24,44 @@ impl RegistryArg {
     }
 
     /// Like [`Self::client`], falling back to `default` (e.g. the registry recorded in
-    /// atoll.lock) when neither --registry nor ATOLL_REGISTRY is given.
+    /// the app's atoll.lock) when neither --registry nor ATOLL_REGISTRY is given, and
+    /// then to `registry = "..."` in the user's config file.
     pub fn client_or(&self, default: Option<&str>) -> anyhow::Result<Client> {
-        let url =
-            self.registry.as_deref().or(default).context(
-                "no registry given: pass --registry http://HOST:PORT or set ATOLL_REGISTRY",
-            )?;
-        Ok(Client::new(url, atoll_home())?)
+        let home = atoll_home();
+        let configured = user_registry(&home)?;
+        let url = self
+            .registry
+            .as_deref()
+            .or(default)
+            .or(configured.as_deref())
+            .with_context(|| {
+                format!(
+                    "no registry given: pass --registry http://HOST:PORT, set ATOLL_REGISTRY, or put registry = \"http://HOST:PORT\" in {}",
+                    home.config_file().display()
+                )
+            })?;
+        Ok(Client::new(url, home)?)
+    }
+}
+
+/// `registry = "URL"` from the user's config file, if it has one.
+fn user_registry(home: &AtollHome) -> anyhow::Result<Option<String>> {
+    let path = home.config_file();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    };
+    let doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{} is not valid TOML: {e}", path.display()))?;
+    match doc.get("registry") {
+        None => Ok(None),
+        Some(item) if item.is_str() => Ok(item.as_str().map(String::from)),
+        Some(_) => Err(anyhow::anyhow!(
+            "`registry` in {} must be a string like \"http://127.0.0.1:8080\"",
+            path.display()
+        )),
     }
 }
 
