@@ -1,13 +1,13 @@
 //! A loaded component and the per-instance store it runs in.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use atoll_capabilities::{CapabilityView, ComponentCapabilities, InstanceCapabilities};
 use atoll_manifest::{Component as ManifestComponent, Limits};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -25,7 +25,7 @@ pub struct InstanceState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: InstanceLimits,
     /// What the manifest granted: config, outbound HTTP policy, key-value stores.
     caps: InstanceCapabilities,
 }
@@ -117,11 +117,10 @@ impl LoadedComponent {
         // Prepare phase of the capabilities: a few Arc clones, two small boxes for
         // stdout/stderr, and one `open` per mounted directory (only if `files` is set).
         self.capabilities.configure_wasi(&mut wasi);
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(usize::try_from(self.limits.memory).unwrap_or(usize::MAX))
-            .table_elements(MAX_TABLE_ELEMENTS)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = InstanceLimits {
+            memory_limit: usize::try_from(self.limits.memory).unwrap_or(usize::MAX),
+            memory_used: 0,
+        };
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         let state = InstanceState {
@@ -142,6 +141,54 @@ impl LoadedComponent {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| Ok(account.tick()));
         store
+    }
+}
+
+/// The memory limit of one instance, summed over all of its linear memories (a component
+/// may embed several core modules, each with a memory of its own), and its table limit.
+struct InstanceLimits {
+    memory_limit: usize,
+    memory_used: usize,
+}
+
+/// A guest tried to grow its memory past its limit; the instance traps.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "memory limit reached: growing by {grow} bytes would bring the instance to {total} bytes, over its limit of {limit} bytes"
+)]
+pub struct MemoryLimitExceeded {
+    grow: usize,
+    total: usize,
+    limit: usize,
+}
+
+impl ResourceLimiter for InstanceLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grow = desired.saturating_sub(current);
+        let total = self.memory_used.saturating_add(grow);
+        if total > self.memory_limit {
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                grow,
+                total,
+                limit: self.memory_limit,
+            }));
+        }
+        self.memory_used = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
 
@@ -167,6 +214,10 @@ struct CpuAccount {
     ticks_left: u64,
     ticks_used: u64,
     heavy: bool,
+    /// When the account was opened; `resumed` counts from here.
+    base: Instant,
+    /// Nanoseconds after `base` at which the guest last came back from a yield.
+    resumed: Arc<AtomicU64>,
 }
 
 impl CpuAccount {
@@ -177,28 +228,50 @@ impl CpuAccount {
             ticks_left: ticks,
             ticks_used: 0,
             heavy: false,
+            base: Instant::now(),
+            resumed: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// Called by wasmtime each time the running guest sees the epoch advance.
     fn tick(&mut self) -> UpdateDeadline {
-        self.ticks_left = self.ticks_left.saturating_sub(1);
+        // Count the tick only if the guest has been running since it last resumed: after
+        // a host call that waited (key-value, outbound HTTP, a sleep), the first check
+        // comes late, and waiting is not CPU.
+        let now = self.base.elapsed();
+        let since_resume =
+            now.saturating_sub(Duration::from_nanos(self.resumed.load(Ordering::Relaxed)));
+        if since_resume <= EPOCH_TICK * 3 / 2 {
+            self.ticks_left = self.ticks_left.saturating_sub(1);
+            self.ticks_used += 1;
+        }
         if self.ticks_left == 0 {
             return UpdateDeadline::Interrupt;
         }
-        self.ticks_used += 1;
         if !self.heavy && self.ticks_used > HEAVY_AFTER_TICKS {
             self.heavy = true;
             self.share.heavy.fetch_add(1, Ordering::Relaxed);
         }
         let others_light =
             self.share.alive.load(Ordering::Relaxed) > self.share.heavy.load(Ordering::Relaxed);
-        if self.heavy && others_light {
-            UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(THROTTLE)))
+        let (resumed, base) = (self.resumed.clone(), self.base);
+        let pause = if self.heavy && others_light {
+            Some(THROTTLE)
         } else {
-            // tokio's own yield puts the task behind the others that are ready.
-            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
-        }
+            None
+        };
+        UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                match pause {
+                    Some(d) => tokio::time::sleep(d).await,
+                    // tokio's own yield puts the task behind the others that are ready.
+                    None => tokio::task::yield_now().await,
+                }
+                let at = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                resumed.store(at, Ordering::Relaxed);
+            }),
+        )
     }
 }
 
@@ -242,16 +315,11 @@ pub fn classify_error(e: &wasmtime::Error) -> FailureKind {
     {
         return FailureKind::Capacity;
     }
-    let msg = e.to_string();
-    if msg.contains("forcing trap when growing memory") {
-        return FailureKind::MemoryLimit;
-    }
     for cause in e.chain() {
         if cause.is::<wasmtime::PoolConcurrencyLimitError>() {
             return FailureKind::Capacity;
         }
-        let s = cause.to_string();
-        if s.contains("forcing trap when growing memory") {
+        if cause.is::<MemoryLimitExceeded>() {
             return FailureKind::MemoryLimit;
         }
     }

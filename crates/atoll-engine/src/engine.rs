@@ -276,6 +276,10 @@ fn wasmtime_config(config: &EngineConfig, pooling: bool) -> Config {
             .total_tables(n.saturating_mul(8))
             .total_stacks(n)
             .max_memory_size(atoll_manifest_max_memory())
+            // One instance cannot take a large share of the pool's slots.
+            .max_memories_per_component(16)
+            .max_tables_per_component(64)
+            .max_core_instances_per_component(64)
             .max_unused_warm_slots(n.min(256))
             // Reset only the pages a request dirtied instead of madvising the slot away
             // (see PERF.md): keep up to 4 MiB resident, scan with PAGEMAP_SCAN where the

@@ -55,7 +55,8 @@ pub(crate) async fn handle(
 
     // Admission: beyond the component's concurrency limit, answer at once.
     let Ok(permit) = component.permits.clone().try_acquire_owned() else {
-        tracing::warn!(app = %component.app, component = %component.loaded.name(), "over the concurrency limit; answering 503");
+        // Debug, not warn: under overload a line per refused request would flood the log.
+        tracing::debug!(app = %component.app, component = %component.loaded.name(), "over the concurrency limit; answering 503");
         let mut resp = plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "the component is at its concurrency limit; retry shortly\n",
@@ -101,6 +102,7 @@ pub(crate) async fn handle(
     let app_name = component.app.clone();
     let timeout = component.loaded.limits().timeout;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let exceeded_in_guest = exceeded.clone();
     let mut guest = Box::pin(async move {
         let run = async {
             let proxy = pre.instantiate_async(&mut store).await?;
@@ -116,7 +118,13 @@ pub(crate) async fn handle(
         };
         drop(store);
         let _ = done_tx.send(matches!(outcome, Outcome::Finished));
-        if matches!(outcome, Outcome::Finished) {
+        // No penalty for failures the guest did not cause: a full instance pool, or a
+        // client whose body went over the cap.
+        let guest_caused = !matches!(
+            outcome,
+            Outcome::Finished | Outcome::Failed(FailureKind::Capacity, _)
+        ) && !exceeded_in_guest.load(Ordering::Relaxed);
+        if !guest_caused {
             drop(permit);
         } else {
             // A failed instance keeps its concurrency slot a while longer, so a component
@@ -149,7 +157,10 @@ pub(crate) async fn handle(
         response = &mut receiver => First::Response(response),
     };
     let response = match first {
-        First::Finished(outcome) => receiver.try_recv().map_err(|_| outcome),
+        // The guest is done. If it failed, nothing has been sent yet: answer with the
+        // failure rather than a response whose body would then be cut off.
+        First::Finished(Outcome::Finished) => receiver.try_recv().map_err(|_| Outcome::Finished),
+        First::Finished(failed) => Err(failed),
         First::Response(Ok(response)) => {
             tokio::spawn(guest);
             Ok(response)

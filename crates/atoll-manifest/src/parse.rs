@@ -515,9 +515,10 @@ impl Cx<'_> {
             let key = join(path, "memory");
             let bytes = match m.get_ref() {
                 DeValue::String(s) => parse_size(s).map_err(|e| self.err(m.span(), &key, e))?,
-                DeValue::Integer(i) => i.as_str().parse::<u64>().map_err(|_| {
-                    self.err(m.span(), &key, "memory must be a positive number of bytes")
-                })?,
+                DeValue::Integer(i) => u64::from_str_radix(&i.as_str().replace('_', ""), i.radix())
+                    .map_err(|_| {
+                        self.err(m.span(), &key, "memory must be a positive number of bytes")
+                    })?,
                 _ => return Err(self.type_err(m, &key, "a size like \"64MiB\"")),
             };
             if !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes) {
@@ -548,9 +549,7 @@ impl Cx<'_> {
                 .get_ref()
                 .as_integer()
                 .ok_or_else(|| self.type_err(c, &key, "a positive integer"))?;
-            let n: u32 = n
-                .as_str()
-                .parse()
+            let n: u32 = u32::from_str_radix(&n.as_str().replace('_', ""), n.radix())
                 .ok()
                 .filter(|n| (1..=100_000).contains(n))
                 .ok_or_else(|| {

@@ -94,6 +94,12 @@ component = "api"
         app.http_triggers[0].route,
         atoll_manifest::Route::Prefix("/api".into())
     );
+    // Integers in any TOML radix mean what they say.
+    let text = "[app]\nname = \"a\"\n[component.c]\nsource = \"c.wasm\"\nlimits = { memory = 0x4000000, max_concurrency = 0o20 }\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n";
+    let app = atoll_manifest::parse(text.into(), Path::new("atoll.toml"), Path::new("/x"))
+        .expect("valid");
+    assert_eq!(app.components["c"].limits.memory, 64 << 20);
+    assert_eq!(app.components["c"].limits.max_concurrency, Some(16));
     // Limits default when not given.
     let text = "[app]\nname = \"a\"\n[component.c]\nsource = \"c.wasm\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n";
     let app = atoll_manifest::parse(text.into(), Path::new("atoll.toml"), Path::new("/x"))

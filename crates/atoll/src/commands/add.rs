@@ -53,6 +53,21 @@ impl AddCommand {
         let added = runtime()?.block_on(client.add(&spec))?;
         let locked = added.locked.clone();
         lock.upsert(added.locked);
+        // Suggest a caret requirement when none was typed.
+        let req = if spec.req == VersionReq::STAR {
+            format!("^{}", locked.version)
+        } else {
+            spec.req.to_string()
+        };
+        // Edit the manifest in memory first: if that fails, neither file is written.
+        let edited = match manifest {
+            Some(mut doc) => {
+                let name =
+                    use_in_manifest(&mut doc, &locked.name, &req, self.component.as_deref())?;
+                Some((name, doc))
+            }
+            None => None,
+        };
         lock.save(&lock_path)?;
         println!(
             "added {}@{} to {} (sha256 {}, publisher {})",
@@ -62,16 +77,8 @@ impl AddCommand {
             locked.sha256,
             locked.publisher
         );
-        // Suggest a caret requirement when none was typed.
-        let req = if spec.req == VersionReq::STAR {
-            format!("^{}", locked.version)
-        } else {
-            spec.req.to_string()
-        };
-        match manifest {
-            Some(mut doc) => {
-                let name =
-                    use_in_manifest(&mut doc, &locked.name, &req, self.component.as_deref())?;
+        match edited {
+            Some((name, doc)) => {
                 std::fs::write(&manifest_path, doc.to_string()).map_err(|e| {
                     anyhow::anyhow!("cannot write {}: {e}", manifest_path.display())
                 })?;
@@ -138,6 +145,8 @@ fn use_in_manifest(
                 anyhow::anyhow!("`component.{name}` in atoll.toml is not a table")
             })?;
             table.insert("source", Item::Value(Value::InlineTable(source)));
+            // A registry package is not built here.
+            table.remove("build");
         }
         None => {
             let mut t = Table::new();
