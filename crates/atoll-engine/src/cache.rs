@@ -30,7 +30,14 @@ pub(crate) fn load_or_compile(
     bytes: &[u8],
 ) -> Result<(Component, CacheOutcome), String> {
     let path = artifact_path(engine, dir, bytes);
-    if path.exists() {
+    // Only a directory that this user owns and nobody else can write is trusted: a
+    // cached artifact is native code. Anything else compiles in memory, as if uncached.
+    if let Err(why) = private_dir(dir) {
+        tracing::warn!(dir = %dir.display(), "not using the compile cache: {why}");
+        let component = Component::new(engine, bytes).map_err(|e| error_chain(&e))?;
+        return Ok((component, CacheOutcome::Uncached));
+    }
+    if private_file(&path).is_ok() {
         // SAFETY: the file is one this module wrote (named by content and engine hash, in
         // a directory only the user can write), and wasmtime checks that it was produced
         // by a compatible engine before using it.
@@ -46,7 +53,7 @@ pub(crate) fn load_or_compile(
     let artifact = engine
         .precompile_component(bytes)
         .map_err(|e| error_chain(&e))?;
-    match write_atomically(dir, &path, &artifact) {
+    match write_atomically(dir, &path, &artifact).and_then(|()| private_dir(dir)) {
         Ok(()) => {
             // SAFETY: as above; we produced these bytes a moment ago.
             match unsafe { Component::deserialize_file(engine, &path) } {
@@ -64,12 +71,65 @@ pub(crate) fn load_or_compile(
     }
 }
 
+/// Ok if `dir` is missing (it will be created private) or is a real directory owned by
+/// this user and not writable by group or others.
+#[cfg(unix)]
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() {
+        return Err(std::io::Error::other("it is not a directory (a symlink?)"));
+    }
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(
+            "it is owned by another user or writable by others; use a private directory (--cache-dir or ATOLL_HOME)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn private_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Ok if `path` is a regular file (not a symlink) owned by this user.
+#[cfg(unix)]
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.is_file() && meta.uid() == me && meta.mode() & 0o022 == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("not a private regular file"))
+    }
+}
+
+#[cfg(not(unix))]
+fn private_file(path: &Path) -> std::io::Result<()> {
+    std::fs::metadata(path).map(|_| ())
+}
+
 fn write_atomically(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
     create_private_dir(dir)?;
     let mut tmp = tempfile_in(dir)?;
-    tmp.1.write_all(data)?;
-    tmp.1.sync_all()?;
-    std::fs::rename(&tmp.0, path)
+    let written = tmp
+        .1
+        .write_all(data)
+        .and_then(|()| tmp.1.sync_all())
+        .and_then(|()| std::fs::rename(&tmp.0, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp.0);
+    }
+    written
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

@@ -111,7 +111,7 @@ impl UpCommand {
             let local = listener.local_addr()?;
 
             let engine = Engine::new(EngineConfig {
-                cache_dir: Some(self.cache_dir.clone().unwrap_or_else(default_cache_dir)),
+                cache_dir: self.cache_dir.clone().or_else(default_cache_dir),
                 ..EngineConfig::default()
             })?;
             let mut loaded_apps = Vec::new();
@@ -216,16 +216,23 @@ fn resolve_packages(app: &mut atoll_manifest::App) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn default_cache_dir() -> PathBuf {
+/// The compile cache directory, or `None` when the user has no home to keep one in (a
+/// shared directory such as /tmp is never used: cached artifacts are native code).
+fn default_cache_dir() -> Option<PathBuf> {
     if let Some(home) = std::env::var_os("ATOLL_HOME") {
-        return PathBuf::from(home).join("cache");
+        return Some(PathBuf::from(home).join("cache"));
     }
     if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(xdg).join("atoll");
+        return Some(PathBuf::from(xdg).join("atoll"));
     }
     match std::env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".cache/atoll"),
-        None => std::env::temp_dir().join("atoll-cache"),
+        Some(home) => Some(PathBuf::from(home).join(".cache/atoll")),
+        None => {
+            tracing::warn!(
+                "no HOME, ATOLL_HOME or --cache-dir: compiling components on every start"
+            );
+            None
+        }
     }
 }
 

@@ -63,6 +63,30 @@ async fn second_start_loads_from_the_compile_cache() {
     assert_eq!(get(&client(), &third.url("/")).await.status, 200);
 }
 
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_directory_others_can_write_is_not_trusted() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().expect("temp home");
+    let cache = home.path().join("cache");
+    std::fs::create_dir_all(&cache).expect("cache dir");
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let server = Running::start_with(TestApp::new(HELLO), home.path(), &[]);
+    assert!(
+        server.logs().contains("not using the compile cache"),
+        "{}",
+        server.logs()
+    );
+    assert!(
+        server.logs().contains("compiled (no cache)"),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(get(&client(), &server.url("/")).await.status, 200);
+    // Nothing was written into it.
+    assert_eq!(std::fs::read_dir(&cache).expect("read cache").count(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
     let mut server = Running::start(TestApp::new(
