@@ -23,6 +23,8 @@ pub struct HttpConfig {
     pub shutdown_grace: Duration,
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
+    /// Connections open at once; beyond this, new ones wait in the listen backlog.
+    pub max_connections: usize,
     /// Concurrency limit for components whose manifest sets none.
     pub default_max_concurrency: u32,
 }
@@ -35,6 +37,7 @@ impl Default for HttpConfig {
             max_body_bytes: 64 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
             default_max_concurrency: (cores * 100).min(1000),
         }
     }
@@ -65,15 +68,22 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        // An idle or stalled HTTP/2 peer is pinged, and dropped if it does not answer.
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
     let state = Arc::new(ServerState { apps, config });
     let graceful = GracefulShutdown::new();
+    // A cap on open connections, so a flood of idle ones cannot exhaust file descriptors.
+    let connections = Arc::new(tokio::sync::Semaphore::new(
+        state.config.max_connections.max(1),
+    ));
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+            accepted = accept(&listener, &connections) => {
+                let (stream, permit) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         // Out of file descriptors and similar: back off instead of spinning.
@@ -91,6 +101,7 @@ pub async fn serve(
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(e) = conn.await {
                         tracing::debug!("connection ended with an error: {e}");
                     }
@@ -109,4 +120,18 @@ pub async fn serve(
         tracing::warn!("in-flight requests did not finish within {grace:?}; closing them");
     }
     Ok(())
+}
+
+/// Wait for a connection slot, then accept one connection.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<tokio::sync::Semaphore>,
+) -> std::io::Result<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+    let permit = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| std::io::Error::other("connection slots closed"))?;
+    let (stream, _peer) = listener.accept().await?;
+    Ok((stream, permit))
 }
