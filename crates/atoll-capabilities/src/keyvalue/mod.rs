@@ -94,12 +94,19 @@ pub(crate) trait Backend: Send + Sync {
     /// Add `delta` to the decimal number stored at `key` (0 if absent), atomically.
     fn increment<'a>(&'a self, ns: &'a str, key: &'a str, delta: i64) -> BoxFut<'a, i64>;
     /// Read `key` for a later [`Backend::cas_write`]: its value and what the write must
-    /// find unchanged.
+    /// find unchanged. By default the value itself is the version (the write compares
+    /// values); backends with revisions (NATS) override this.
     fn cas_read<'a>(
         &'a self,
         ns: &'a str,
         key: &'a str,
-    ) -> BoxFut<'a, (Option<Vec<u8>>, CasVersion)>;
+    ) -> BoxFut<'a, (Option<Vec<u8>>, CasVersion)> {
+        let read = self.get(ns, key);
+        Box::pin(async move {
+            let v = read.await?;
+            Ok((v.clone(), CasVersion::Value(v)))
+        })
+    }
     /// Write `value` only if `key` is still as `cas_read` saw it; `false` if it changed.
     fn cas_write<'a>(
         &'a self,

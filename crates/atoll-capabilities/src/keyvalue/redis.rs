@@ -145,18 +145,6 @@ impl Backend for RedisBackend {
         })
     }
 
-    fn cas_read<'a>(
-        &'a self,
-        ns: &'a str,
-        key: &'a str,
-    ) -> BoxFut<'a, (Option<Vec<u8>>, CasVersion)> {
-        let read = self.get(ns, key);
-        Box::pin(async move {
-            let v = read.await?;
-            Ok((v.clone(), CasVersion::Value(v)))
-        })
-    }
-
     fn cas_write<'a>(
         &'a self,
         ns: &'a str,
