@@ -1,14 +1,23 @@
 //! The listener: accepts connections, serves HTTP/1.1 (keep-alive) and HTTP/2 (h2c, by
 //! prior knowledge) on them, and shuts down gracefully.
+//!
+//! Threading: one acceptor (in the caller's runtime) hands each accepted connection to
+//! one of `workers` event loops, each a thread with its own current-thread tokio runtime
+//! (the one with the fewest open connections gets it). A connection, its requests and
+//! their guest instances then stay on that thread: no work stealing, so no cross-thread
+//! wake-ups on the per-request path. Guests cannot hog a loop: they yield at every epoch
+//! tick and long runners are throttled (see `atoll-engine`'s `CpuShare`).
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::apps::AppSet;
 
@@ -27,18 +36,21 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Concurrency limit for components whose manifest sets none.
     pub default_max_concurrency: u32,
+    /// Event-loop threads serving connections (default: one per core).
+    pub workers: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             max_header_bytes: 64 * 1024,
             max_body_bytes: 64 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
-            default_max_concurrency: (cores * 100).min(1000),
+            default_max_concurrency: u32::try_from(cores * 100).unwrap_or(1000).min(1000),
+            workers: cores,
         }
     }
 }
@@ -46,6 +58,16 @@ impl Default for HttpConfig {
 pub(crate) struct ServerState {
     pub(crate) apps: Arc<AppSet>,
     pub(crate) config: HttpConfig,
+}
+
+/// An accepted connection on its way to a worker, with its connection slot.
+type Handoff = (std::net::TcpStream, OwnedSemaphorePermit);
+
+/// The acceptor's view of one worker.
+struct Worker {
+    connections: Arc<AtomicUsize>,
+    sender: mpsc::UnboundedSender<Handoff>,
+    done: oneshot::Receiver<()>,
 }
 
 /// Serve `apps` on `listener` until `shutdown` completes; then stop accepting, let
@@ -57,27 +79,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .keep_alive(true)
-        .max_buf_size(config.max_header_bytes.max(8192))
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        // An idle or stalled HTTP/2 peer is pinged, and dropped if it does not answer.
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(10));
+    let builder = http_builder(&config);
     let state = Arc::new(ServerState { apps, config });
-    let graceful = GracefulShutdown::new();
+    let mut workers = Vec::new();
+    for i in 0..state.config.workers.max(1) {
+        workers.push(start_worker(i, state.clone(), builder.clone())?);
+    }
     // A cap on open connections, so a flood of idle ones cannot exhaust file descriptors.
-    let connections = Arc::new(tokio::sync::Semaphore::new(
-        state.config.max_connections.max(1),
-    ));
+    let connections = Arc::new(Semaphore::new(state.config.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -94,39 +103,134 @@ pub async fn serve(
                 };
                 // Nagle would hold small responses back by up to 40 ms.
                 let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    crate::request::handle(state.clone(), req)
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    if let Err(e) = conn.await {
-                        tracing::debug!("connection ended with an error: {e}");
+                let stream = match stream.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("cannot hand a connection to a worker: {e}");
+                        continue;
                     }
-                });
+                };
+                // The least busy worker takes it. Relaxed is enough: a stale count only
+                // makes the balance a little less even.
+                let Some(worker) = workers
+                    .iter()
+                    .min_by_key(|w| w.connections.load(Ordering::Relaxed))
+                else {
+                    break;
+                };
+                worker.connections.fetch_add(1, Ordering::Relaxed);
+                if worker.sender.send((stream, permit)).is_err() {
+                    worker.connections.fetch_sub(1, Ordering::Relaxed);
+                    tracing::error!("a worker thread has stopped; refusing the connection");
+                }
             }
             () = &mut shutdown => break,
         }
     }
-    // New connections are refused from here on.
+    // New connections are refused from here on; each worker drains its own.
     drop(listener);
     tracing::info!("shutting down: waiting up to {grace:?} for in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight requests did not finish within {grace:?}; closing them");
+    let mut waiting = Vec::new();
+    for worker in workers {
+        drop(worker.sender);
+        waiting.push(worker.done);
+    }
+    for done in waiting {
+        let _ = done.await;
     }
     Ok(())
+}
+
+fn http_builder(config: &HttpConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .max_buf_size(config.max_header_bytes.max(8192))
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        // An idle or stalled HTTP/2 peer is pinged, and dropped if it does not answer.
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    builder
+}
+
+/// Start worker `index`: a thread running a current-thread runtime that serves the
+/// connections the acceptor sends it, until the acceptor hangs up; then it lets its
+/// in-flight requests finish (up to the grace period) and signals `done`.
+fn start_worker(
+    index: usize,
+    state: Arc<ServerState>,
+    builder: auto::Builder<TokioExecutor>,
+) -> std::io::Result<Worker> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (sender, mut receiver) = mpsc::unbounded_channel::<Handoff>();
+    let (done_tx, done) = oneshot::channel();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    std::thread::Builder::new()
+        .name(format!("atoll-http-{index}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                let graceful = GracefulShutdown::new();
+                while let Some((stream, permit)) = receiver.recv().await {
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            count.fetch_sub(1, Ordering::Relaxed);
+                            tracing::warn!("cannot serve an accepted connection: {e}");
+                            continue;
+                        }
+                    };
+                    let state = state.clone();
+                    let service = hyper::service::service_fn(move |req| {
+                        crate::request::handle(state.clone(), req)
+                    });
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    let count = count.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!("connection ended with an error: {e}");
+                        }
+                        count.fetch_sub(1, Ordering::Relaxed);
+                        drop(permit);
+                    });
+                }
+                let grace = state.config.shutdown_grace;
+                if tokio::time::timeout(grace, graceful.shutdown())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        worker = index,
+                        "in-flight requests did not finish within {grace:?}; closing them"
+                    );
+                }
+            });
+            let _ = done_tx.send(());
+        })?;
+    Ok(Worker {
+        connections,
+        sender,
+        done,
+    })
 }
 
 /// Wait for a connection slot, then accept one connection.
 async fn accept(
     listener: &TcpListener,
-    slots: &Arc<tokio::sync::Semaphore>,
-) -> std::io::Result<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(tokio::net::TcpStream, OwnedSemaphorePermit)> {
     let permit = slots
         .clone()
         .acquire_owned()

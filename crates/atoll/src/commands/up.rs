@@ -38,6 +38,9 @@ pub struct UpCommand {
     /// HTTP limits (see README). Without it, stores are embedded files under DIR/.atoll.
     #[arg(long, value_name = "FILE")]
     runtime_config: Option<PathBuf>,
+    /// Event-loop threads serving connections [default: one per core].
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 impl UpCommand {
@@ -61,6 +64,10 @@ impl UpCommand {
             max_header_bytes: usize::try_from(max_headers)?,
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace),
             ..HttpConfig::default()
+        };
+        let http_config = HttpConfig {
+            workers: self.workers.unwrap_or(http_config.workers).max(1),
+            ..http_config
         };
         let addr: std::net::SocketAddr = self.listen.parse().with_context(|| {
             format!(
