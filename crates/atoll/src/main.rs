@@ -39,6 +39,11 @@ enum Command {
     Registry(commands::registry::RegistryCommand),
 }
 
+/// mimalloc instead of glibc's malloc: per-request instances allocate many small, short-lived
+/// objects (see the workspace Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();

@@ -9,6 +9,10 @@ use http_body_util::{BodyExt, Empty};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
+/// The same allocator as the `atoll` binary, so the benches measure what it runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An engine with atoll's default configuration and one loaded component.
 pub fn load(wasm_path: &str) -> (Engine, LoadedComponent) {
     let manifest = format!(
