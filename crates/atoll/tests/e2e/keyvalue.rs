@@ -1,6 +1,7 @@
 //! `wasi:keyvalue` on every backend: the embedded redb file, and the real Redis,
 //! PostgreSQL and NATS JetStream servers on 127.0.0.1.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -508,4 +509,112 @@ async fn postgres_outage_fails_fast_and_recovers() {
     assert_eq!(last, (200, "yes".into()), "did not recover");
     // The counter kept its value: nothing written during the outage, nothing lost.
     assert_eq!(op(&c, &server, "op=incr&key=n").await, (200, "3".into()));
+}
+
+/// A TCP forwarder to the shared PostgreSQL whose connections can go silent: a frozen
+/// connection keeps both sockets open but moves no more bytes, as after a network
+/// partition or a lost NAT mapping, where no FIN or RST ever arrives. Connections
+/// accepted after the freeze are forwarded normally.
+struct Forwarder {
+    port: u16,
+    frozen: Arc<std::sync::Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>>,
+}
+
+impl Forwarder {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let frozen: Arc<std::sync::Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>> = Arc::default();
+        let flags = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                flags.lock().expect("lock").push(flag.clone());
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pipe(cr, sw, flag.clone()));
+                tokio::spawn(pipe(sr, cw, flag));
+            }
+        });
+        Self { port, frozen }
+    }
+
+    /// Every connection open now goes silent, for good.
+    fn freeze_open_connections(&self) {
+        for flag in self.frozen.lock().expect("lock").iter() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// Copy bytes one way until `frozen`; then hold both ends open and copy nothing.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            let _keep_open = (from, to);
+            std::future::pending::<()>().await;
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A PostgreSQL connection that goes silent without being closed (no FIN, no RST):
+/// calls fail within the backend timeout, and the backend gives up on that connection
+/// and opens a new one, instead of waiting on the dead one until the kernel times it out
+/// minutes later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_silent_connection_is_replaced() {
+    let fwd = Forwarder::start("127.0.0.1:5432".parse().expect("addr")).await;
+    let (server, _rc) = start_app_with_store(
+        "postgres",
+        &format!("postgres://postgres@127.0.0.1:{}/test", fwd.port),
+    );
+    let c = client();
+    assert_eq!(op(&c, &server, "op=incr&key=n").await, (200, "1".into()));
+
+    fwd.freeze_open_connections();
+    let started = Instant::now();
+    let (status, body) = op(&c, &server, "op=incr&key=n").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // The next calls go over a new connection.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = (0, String::new());
+    while Instant::now() < deadline {
+        last = op(&c, &server, "op=get&key=n").await;
+        if last.0 == 200 {
+            break;
+        }
+    }
+    assert_eq!(
+        last.0, 200,
+        "still stuck on the silent connection: {}",
+        last.1
+    );
+    // The increment sent into the frozen connection never reached the server.
+    assert_eq!(last.1, "1");
+    assert_eq!(op(&c, &server, "op=incr&key=n").await, (200, "2".into()));
 }
