@@ -180,7 +180,7 @@ impl WasiHttpHooks for OutboundHttp {
                 return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
             }
             // The slot is held until the connection is done, body included.
-            send::send(request, &target, &addrs, timeouts, slot).await
+            send::send(request, &target, &addrs, deadline, timeouts, slot).await
         })
     }
 }

@@ -64,6 +64,7 @@ impl Target {
 /// The timeouts of one request, already clamped to the operator's limits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
+    /// For the lookup, connecting, TLS and the HTTP handshake together.
     pub(crate) connect: Duration,
     pub(crate) first_byte: Duration,
     pub(crate) between_bytes: Duration,
@@ -98,17 +99,19 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
 /// Send `request` over a new connection to the first of `addrs` that accepts (each one
-/// already checked by the caller; no name is resolved here). `hold` is kept until the
-/// connection is done (the in-flight slot). Returns the response and the future that
-/// drives the rest of the connection, as `WasiHttpHooks::send_request` does.
+/// already checked by the caller; no name is resolved here). Connecting, TLS and the
+/// HTTP handshake must finish by `deadline` (the one [`resolve`] had: the connect timeout
+/// covers the lookup too). `hold` is kept until the connection is done (the in-flight
+/// slot). Returns the response and the future that drives the rest of the connection, as
+/// `WasiHttpHooks::send_request` does.
 pub(crate) async fn send<H: Send + 'static>(
     mut request: http::Request<WasiBody>,
     target: &Target,
     addrs: &[SocketAddr],
+    deadline: Instant,
     timeouts: Timeouts,
     hold: H,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
-    let deadline = Instant::now() + timeouts.connect;
     let tcp = connect_any(addrs, deadline).await?;
     let stream: Box<dyn Stream> = if target.tls {
         let server_name = match target.ip {
