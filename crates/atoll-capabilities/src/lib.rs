@@ -21,7 +21,8 @@
 //!
 //! Key types: [`AppCapabilities`] (the configured app), [`ComponentCapabilities`] (one
 //! component's grants, shared by all its instances), [`InstanceCapabilities`] (what one
-//! store carries), [`RuntimeConfig`].
+//! store carries), [`RuntimeConfig`]. The [`inspect`] module describes grants without
+//! enforcing them, for `atoll inspect`.
 //!
 //! Interface versions: `wasi:config/store` `0.2.0-rc.1` and `0.2.0-draft-2024-09-27`,
 //! `wasi:keyvalue` `0.2.0-draft` and `0.2.0-draft2`, `wasi:logging` `0.1.0-draft`: what
@@ -41,6 +42,7 @@
 mod config;
 mod error;
 mod files;
+pub mod inspect;
 mod keyvalue;
 mod logging;
 mod logs;

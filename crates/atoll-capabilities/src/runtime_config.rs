@@ -15,6 +15,7 @@
 //! connect_timeout = "10s"
 //! first_byte_timeout = "30s"
 //! max_concurrent_requests = 16      # per instance
+//! allow_private_addresses = false   # true: allowed names may resolve to any address
 //! ```
 
 use std::collections::BTreeMap;
@@ -89,6 +90,11 @@ pub struct OutboundConfig {
     /// Requests one instance may have in flight at once; more fail with
     /// `connection-limit-reached` instead of queueing.
     pub max_concurrent_requests: usize,
+    /// Whether an allowed host *name* may resolve to a non-public address (loopback,
+    /// private, link-local...). Off by default, which stops DNS rebinding; an operator
+    /// whose services live on a private network turns it on. IP literals in
+    /// `allowed_outbound_hosts` work either way.
+    pub allow_private_addresses: bool,
 }
 
 impl Default for OutboundConfig {
@@ -98,6 +104,7 @@ impl Default for OutboundConfig {
             first_byte_timeout: Duration::from_secs(30),
             between_bytes_timeout: Duration::from_secs(30),
             max_concurrent_requests: 16,
+            allow_private_addresses: false,
         }
     }
 }
@@ -120,6 +127,7 @@ struct RawOutbound {
     first_byte_timeout: Option<String>,
     between_bytes_timeout: Option<String>,
     max_concurrent_requests: Option<usize>,
+    allow_private_addresses: Option<bool>,
 }
 
 impl RuntimeConfig {
@@ -192,6 +200,9 @@ impl RuntimeConfig {
             }
             outbound_http.max_concurrent_requests = n;
         }
+        if let Some(allow) = o.allow_private_addresses {
+            outbound_http.allow_private_addresses = allow;
+        }
         Ok(Self {
             variables: raw.variables,
             key_value_stores,
@@ -233,6 +244,7 @@ path = "data/kv.redb"
 [outbound_http]
 connect_timeout = "2s"
 max_concurrent_requests = 4
+allow_private_addresses = true
 "#,
         )
         .expect("valid");
@@ -249,6 +261,12 @@ max_concurrent_requests = 4
         assert_eq!(rc.outbound_http.connect_timeout, Duration::from_secs(2));
         assert_eq!(rc.outbound_http.first_byte_timeout, Duration::from_secs(30));
         assert_eq!(rc.outbound_http.max_concurrent_requests, 4);
+        assert!(rc.outbound_http.allow_private_addresses);
+        assert!(
+            !RuntimeConfig::default()
+                .outbound_http
+                .allow_private_addresses
+        );
     }
 
     #[test]
@@ -262,6 +280,11 @@ max_concurrent_requests = 4
         assert!(e.contains("outbound_http.connect_timeout"), "{e}");
         let e = load("[outbound_http]\nmax_concurrent_requests = 0\n").expect_err("zero");
         assert!(e.contains("at least 1"), "{e}");
+        let e =
+            load("[outbound_http]\nallow_private_addresses = \"yes\"\n").expect_err("not a bool");
+        assert!(e.contains("boolean") && e.contains(" at line 2"), "{e}");
+        let e = load("[outbound_http]\nallow_private_address = true\n").expect_err("typo");
+        assert!(e.contains("allow_private_address"), "{e}");
         let e = load("[varibles]\n").expect_err("unknown table");
         assert!(e.contains("varibles"), "{e}");
         let e = load("[variables]\ntoken = \"hunter2-secret\nx").expect_err("broken");

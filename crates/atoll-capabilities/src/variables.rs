@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use atoll_manifest::{App, Component, TemplatePart};
+use atoll_manifest::{App, Component, TemplatePart, Variable};
 
 use crate::error::CapabilityError;
 use crate::runtime_config::RuntimeConfig;
@@ -49,11 +49,7 @@ pub(crate) fn resolve(
 ) -> Result<HashMap<String, Value>, CapabilityError> {
     let mut out = HashMap::new();
     for var in &app.variables {
-        let text = env
-            .get(&env_name(&var.name))
-            .or_else(|| runtime.variables.get(&var.name))
-            .or(var.default.as_ref());
-        match text {
+        match lookup(var, runtime, env) {
             Some(t) => {
                 out.insert(
                     var.name.clone(),
@@ -90,6 +86,17 @@ pub(crate) fn resolve(
         }
     }
     Ok(out)
+}
+
+/// The value of one variable from the first provider that sets it, if any.
+pub(crate) fn lookup<'a>(
+    var: &'a Variable,
+    runtime: &'a RuntimeConfig,
+    env: &'a BTreeMap<String, String>,
+) -> Option<&'a String> {
+    env.get(&env_name(&var.name))
+        .or_else(|| runtime.variables.get(&var.name))
+        .or(var.default.as_ref())
 }
 
 /// Render `component`'s templates: the config keys its guest sees, and the secret values

@@ -25,7 +25,7 @@ mod component;
 mod engine;
 mod error;
 
-pub use check::{ComponentKind, inspect_bytes};
+pub use check::{ComponentFile, ComponentKind, describe_component, inspect_bytes};
 pub use component::{FailureKind, InstanceState, LoadedComponent, classify_error};
 pub use engine::{CacheOutcome, Engine, EngineConfig};
 pub use error::LoadError;

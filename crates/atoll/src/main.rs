@@ -23,6 +23,11 @@ struct Cli {
 enum Command {
     /// Serve an app's HTTP triggers: a fresh, sandboxed instance per request.
     Up(commands::up::UpCommand),
+    /// Run the build command of every component of an app.
+    Build(commands::build::BuildCommand),
+    /// Show each component's imports, exports, size, sha256, routes, and what the
+    /// manifest grants it.
+    Inspect(commands::inspect::InspectCommand),
     /// Manage the ed25519 keys that sign what you publish.
     Key(commands::key::KeyCommand),
     /// Sign a component and publish it to a registry.
@@ -49,6 +54,8 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Up(cmd) => cmd.execute(),
+        Command::Build(cmd) => cmd.execute(),
+        Command::Inspect(cmd) => cmd.execute(),
         Command::Key(cmd) => cmd.execute(),
         Command::Publish(cmd) => cmd.execute(),
         Command::Yank(cmd) => cmd.execute(),

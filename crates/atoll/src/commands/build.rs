@@ -9,6 +9,38 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use atoll_manifest::{App, BuildConfig, Component};
 
+/// `atoll build`: run the build command of every component of an app.
+#[derive(clap::Args)]
+pub struct BuildCommand {
+    /// The app directory, with an atoll.toml [default: .].
+    #[arg(conflicts_with = "file")]
+    dir: Option<std::path::PathBuf>,
+    /// The manifest file (instead of DIR/atoll.toml).
+    #[arg(short = 'f', long = "file")]
+    file: Option<std::path::PathBuf>,
+}
+
+impl BuildCommand {
+    pub fn execute(self) -> anyhow::Result<()> {
+        let path = super::manifest_path(self.dir.as_deref(), self.file.as_deref());
+        let app = atoll_manifest::load(&path)?;
+        let mut n_built = 0;
+        for component in app.components.values() {
+            match &component.build {
+                Some(build) => {
+                    run_build(component, build, "atoll build")?;
+                    n_built += 1;
+                }
+                None => {
+                    tracing::info!(component = %component.name, "no build command; using {}", component.source.display())
+                }
+            }
+        }
+        tracing::info!("built {n_built} component(s) of app `{}`", app.name);
+        Ok(())
+    }
+}
+
 /// Build every component of `app` that needs it.
 pub fn build_stale(app: &App) -> anyhow::Result<()> {
     for component in app.components.values() {

@@ -169,10 +169,15 @@ impl UpCommand {
 /// Point every `source = { package, version }` at the component `atoll.lock` pins for
 /// it, verified against its sha256 in the local cache. Offline: a package missing from
 /// the lockfile or the cache is an error that says which command fetches it.
-fn resolve_packages(app: &mut atoll_manifest::App) -> anyhow::Result<()> {
+///
+/// Returns the locked version of each component that comes from a package, by component.
+pub(crate) fn resolve_packages(
+    app: &mut atoll_manifest::App,
+) -> anyhow::Result<BTreeMap<String, String>> {
     use atoll_registry::{Lockfile, PackageName, lockfile::LOCKFILE};
+    let mut versions = BTreeMap::new();
     if app.components.values().all(|c| c.package.is_none()) {
-        return Ok(());
+        return Ok(versions);
     }
     let lock_path = app.dir.join(LOCKFILE);
     let lock = Lockfile::load_or_default(&lock_path)?;
@@ -214,13 +219,14 @@ fn resolve_packages(app: &mut atoll_manifest::App) -> anyhow::Result<()> {
             })?;
         tracing::info!(app = %app.name, component = %component.name, "using {}@{} from {}", package.name, locked.version, path.display());
         resolved.push((component.name.clone(), path));
+        versions.insert(component.name.clone(), locked.version.clone());
     }
     for (name, path) in resolved {
         if let Some(c) = app.components.get_mut(&name) {
             c.source = path;
         }
     }
-    Ok(())
+    Ok(versions)
 }
 
 /// The compile cache directory, or `None` when the user has no home to keep one in (a

@@ -1,6 +1,7 @@
 //! `wasi:keyvalue` on every backend: the embedded redb file, and the real Redis,
 //! PostgreSQL and NATS JetStream servers on 127.0.0.1.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -325,4 +326,295 @@ async fn postgres_down_fails_fast() {
         None,
     )
     .await;
+}
+
+/// A PostgreSQL server owned by one test: its own data directory (a temp dir) and port,
+/// so it can be stopped and started without touching the shared server on 5432. The
+/// tests run as root and postgres refuses root, so as root its tools run as the
+/// `postgres` user (`runuser`), which owns the data directory.
+struct OwnPostgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+    as_root: bool,
+}
+
+impl OwnPostgres {
+    /// `initdb` a fresh cluster (trust auth, user `postgres`) on a free port.
+    fn init() -> Self {
+        let mut bins: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
+            .collect();
+        bins.sort();
+        let bin = bins
+            .pop()
+            .expect("initdb and pg_ctl under /usr/lib/postgresql/*/bin");
+        let as_root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let dir = tempfile::tempdir().expect("temp");
+        if as_root {
+            let chown = std::process::Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status()
+                .expect("run chown");
+            assert!(chown.success(), "chown postgres {}", dir.path().display());
+        }
+        let pg = Self {
+            dir,
+            bin,
+            port: free_port(),
+            as_root,
+        };
+        let data = pg.data();
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// A command running one of the server's tools, as `postgres` when we are root.
+    fn command(&self, tool: &str) -> std::process::Command {
+        let tool = self.bin.join(tool);
+        if self.as_root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(tool);
+            c
+        } else {
+            std::process::Command::new(tool)
+        }
+    }
+
+    /// Run a tool; panics with its output if it fails.
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self
+            .command(tool)
+            .args(args)
+            .output()
+            .expect("run a PostgreSQL tool");
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Start it on its port (loopback only) and wait until it accepts connections.
+    fn start(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"],
+        );
+    }
+
+    /// Stop it the way a crash would: every backend killed, no clean shutdown.
+    fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        // Never leave a server behind, even when the test failed half-way.
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// A test-owned PostgreSQL goes down under a serving app (killed as in a crash) and comes
+/// back on the same port: meanwhile the guest gets an error and the request a 5xx well
+/// within the backend timeout, other requests are served, and afterwards the same atoll
+/// process serves again with the data written before the outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_fails_fast_and_recovers() {
+    let pg = OwnPostgres::init();
+    pg.start();
+    let (server, _rc) = start_app_with_store("postgres", &pg.url());
+    let c = client();
+    assert_eq!(op(&c, &server, "op=incr&key=n").await, (200, "1".into()));
+    assert_eq!(op(&c, &server, "op=incr&key=n").await, (200, "2".into()));
+    assert_eq!(
+        op(&c, &server, "op=set&key=kept&value=yes").await,
+        (200, "ok".into())
+    );
+
+    pg.stop();
+    // The first call meets the dead connection, the next ones a refused reconnect.
+    for idx in 0..3 {
+        let started = Instant::now();
+        let (status, body) = op(&c, &server, "op=incr&key=n").await;
+        let took = started.elapsed();
+        assert!(
+            (500..600).contains(&status),
+            "call {idx} during the outage: {status} {body}"
+        );
+        assert!(body.starts_with("other:"), "{body}");
+        assert!(took < Duration::from_secs(7), "call {idx} took {took:?}");
+    }
+    assert_eq!(
+        get(&c, &server.url("/none?store=default&op=get&key=k"))
+            .await
+            .status,
+        403,
+        "other requests are served during the outage"
+    );
+
+    pg.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = (0, String::new());
+    while Instant::now() < deadline {
+        last = op(&c, &server, "op=get&key=kept").await;
+        if last.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(last, (200, "yes".into()), "did not recover");
+    // The counter kept its value: nothing written during the outage, nothing lost.
+    assert_eq!(op(&c, &server, "op=incr&key=n").await, (200, "3".into()));
+}
+
+/// A TCP forwarder to the shared PostgreSQL whose connections can go silent: a frozen
+/// connection keeps both sockets open but moves no more bytes, as after a network
+/// partition or a lost NAT mapping, where no FIN or RST ever arrives. Connections
+/// accepted after the freeze are forwarded normally.
+struct Forwarder {
+    port: u16,
+    frozen: Arc<std::sync::Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>>,
+}
+
+impl Forwarder {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let frozen: Arc<std::sync::Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>> = Arc::default();
+        let flags = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                flags.lock().expect("lock").push(flag.clone());
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pipe(cr, sw, flag.clone()));
+                tokio::spawn(pipe(sr, cw, flag));
+            }
+        });
+        Self { port, frozen }
+    }
+
+    /// Every connection open now goes silent, for good.
+    fn freeze_open_connections(&self) {
+        for flag in self.frozen.lock().expect("lock").iter() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// Copy bytes one way until `frozen`; then hold both ends open and copy nothing.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            let _keep_open = (from, to);
+            std::future::pending::<()>().await;
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A PostgreSQL connection that goes silent without being closed (no FIN, no RST):
+/// calls fail within the backend timeout, and the backend gives up on that connection
+/// and opens a new one, instead of waiting on the dead one until the kernel times it out
+/// minutes later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_silent_connection_is_replaced() {
+    let fwd = Forwarder::start("127.0.0.1:5432".parse().expect("addr")).await;
+    let (server, _rc) = start_app_with_store(
+        "postgres",
+        &format!("postgres://postgres@127.0.0.1:{}/test", fwd.port),
+    );
+    let c = client();
+    assert_eq!(op(&c, &server, "op=incr&key=n").await, (200, "1".into()));
+
+    fwd.freeze_open_connections();
+    let started = Instant::now();
+    let (status, body) = op(&c, &server, "op=incr&key=n").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // The next calls go over a new connection.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = (0, String::new());
+    while Instant::now() < deadline {
+        last = op(&c, &server, "op=get&key=n").await;
+        if last.0 == 200 {
+            break;
+        }
+    }
+    assert_eq!(
+        last.0, 200,
+        "still stuck on the silent connection: {}",
+        last.1
+    );
+    // The increment sent into the frozen connection never reached the server.
+    assert_eq!(last.1, "1");
+    assert_eq!(op(&c, &server, "op=incr&key=n").await, (200, "2".into()));
 }

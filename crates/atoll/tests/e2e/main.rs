@@ -4,6 +4,7 @@
 mod common;
 mod files;
 mod hostile;
+mod inspect;
 mod keyvalue;
 mod languages;
 mod lifecycle;

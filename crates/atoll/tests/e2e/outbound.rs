@@ -48,9 +48,18 @@ async fn upstream_handle(
 
 impl Upstream {
     async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// The same server, listening on `ip` instead of 127.0.0.1.
+    async fn start_on(ip: std::net::IpAddr) -> Self {
+        let up = Self::start_at(SocketAddr::new(ip, 0)).await;
+        assert_eq!(up.addr.ip(), ip);
+        up
+    }
+
+    async fn start_at(at: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(at).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let h = hits.clone();
@@ -282,4 +291,160 @@ async fn timeouts_and_the_in_flight_cap_hold() {
     )
     .await;
     assert_eq!(r.text(), "ok 2 limited 0 other 0\n");
+}
+
+/// A host *name* other than `localhost` that resolves, offline, to loopback addresses
+/// only: the machine's own hostname (127.0.0.1 or 127.0.1.1 in /etc/hosts on Debian
+/// and in containers), else Debian's `ip6-localhost`. Panics when there is none, since
+/// the tests below would prove nothing without one.
+fn loopback_name() -> (String, std::net::IpAddr) {
+    use std::net::ToSocketAddrs;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    for name in [hostname.as_str(), "ip6-localhost", "ip6-loopback"] {
+        if name.is_empty() || name == "localhost" || name.contains(|c: char| c.is_ascii_uppercase())
+        {
+            continue;
+        }
+        let Ok(addrs) = (name, 80).to_socket_addrs() else {
+            continue;
+        };
+        let ips: Vec<std::net::IpAddr> = addrs.map(|a| a.ip()).collect();
+        if !ips.is_empty() && ips.iter().all(|ip| ip.is_loopback()) {
+            return (name.to_string(), ips[0]);
+        }
+    }
+    panic!(
+        "no host name other than localhost resolves to loopback here (hostname `{hostname}`); \
+         add one to /etc/hosts"
+    );
+}
+
+fn named_manifest(name: &str, port: u16) -> String {
+    format!(
+        r#"
+[app]
+name = "rebind"
+
+[component.named]
+source = "{{{{OUTBOUND}}}}"
+allowed_outbound_hosts = ["http://{name}:{port}"]
+
+[component.local]
+source = "{{{{OUTBOUND}}}}"
+allowed_outbound_hosts = ["http://localhost:{port}"]
+
+[component.tls]
+source = "{{{{OUTBOUND}}}}"
+allowed_outbound_hosts = ["https://127.0.0.1:{port}"]
+
+[[trigger.http]]
+route = "/named"
+component = "named"
+
+[[trigger.http]]
+route = "/local"
+component = "local"
+
+[[trigger.http]]
+route = "/tls"
+component = "tls"
+"#
+    )
+}
+
+/// DNS rebinding, with the resolver this machine has: an allowed *name* that resolves to
+/// a loopback address is refused after resolution, naming the address, and the server
+/// behind it never sees the request. The operator's `allow_private_addresses` lets the
+/// very same request through (so the denial was the address check, not a failed lookup).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_resolves_to_a_private_address_is_denied() {
+    let (name, ip) = loopback_name();
+    let up = Upstream::start_on(ip).await;
+    let port = up.addr.port();
+    let target = format!("http://{name}:{port}/ok");
+
+    let server = Running::start(TestApp::new(&named_manifest(&name, port)));
+    let c = client();
+    let r = call(&c, &server.url("/named"), &target, &[]).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+    assert_eq!(up.hits(), 0, "the denied request reached the server");
+    let needle = format!("`{name}` resolves to {ip}, a loopback address");
+    assert!(
+        server.wait_for_log(&needle, Duration::from_secs(5)),
+        "no `{needle}` in:\n{}",
+        server.logs()
+    );
+    let line = server
+        .logs()
+        .lines()
+        .find(|l| l.contains(&needle))
+        .map(String::from)
+        .unwrap_or_default();
+    assert!(
+        line.contains("capability denied")
+            && line.contains("component=named")
+            && line.contains(&format!("resolved={ip}"))
+            && line.contains("kind=outbound_http"),
+        "{line}"
+    );
+
+    drop(server);
+
+    // The operator opts in: the same name now reaches the same server.
+    let runtime = tempfile::tempdir().expect("temp");
+    let rc = runtime.path().join("runtime.toml");
+    std::fs::write(&rc, "[outbound_http]\nallow_private_addresses = true\n").expect("write");
+    let hits_before = up.hits();
+    let server = Running::start_with(
+        TestApp::new(&named_manifest(&name, port)),
+        &shared_home(),
+        &["--runtime-config", rc.to_str().expect("utf8")],
+    );
+    let r = call(&c, &server.url("/named"), &target, &[]).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "status 200\nupstream ok")
+    );
+    assert_eq!(up.hits(), hits_before + 1);
+}
+
+/// `localhost` grants keep working (only loopback answers are accepted for it), and an
+/// `https` grant really speaks TLS: against a plain-HTTP server it fails in the TLS
+/// handshake instead of sending the request in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localhost_is_reachable_and_https_means_tls() {
+    let up = Upstream::start().await;
+    let port = up.addr.port();
+    let server = Running::start(TestApp::new(&named_manifest("localhost", port)));
+    let c = client();
+    let r = call(
+        &c,
+        &server.url("/local"),
+        &format!("http://localhost:{port}/ok"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "status 200\nupstream ok")
+    );
+    assert_eq!(up.hits(), 1);
+
+    let r = call(
+        &c,
+        &server.url("/tls"),
+        &format!("https://127.0.0.1:{port}/ok"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("Tls"), "{}", r.text());
+    assert_eq!(
+        up.hits(),
+        1,
+        "a TLS request reached the server as plain HTTP"
+    );
 }

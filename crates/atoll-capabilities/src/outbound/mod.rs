@@ -8,17 +8,36 @@
 //! component and URL. Redirects are never followed here: a 3xx goes back to the guest,
 //! and if the guest follows it, its next request is checked like any other.
 //!
-//! Not done here (yet): filtering the *resolved* IP addresses of an allowed name (DNS
-//! rebinding); the connection goes wherever the system resolver says.
+//! An allowed *name* is then resolved once, and every address it resolves to must be
+//! public unicast (`addresses.rs`): one loopback, private, link-local (cloud metadata),
+//! CGNAT, multicast, documentation or otherwise reserved address among the answers, in
+//! IPv4 or any IPv6 form that embeds one, and the request is denied the same way, with
+//! a log line naming that address. The connection then goes to exactly the checked
+//! addresses (`send.rs`; no second resolution), so a name that rebinds between the
+//! check and the connect cannot reach anything new. Exceptions: a URL host that is an
+//! IP literal was named by the grant itself and is used as is; `localhost` may resolve
+//! to loopback addresses only; and the operator can allow every address with
+//! `allow_private_addresses = true` under `[outbound_http]` in the runtime config.
+//! wasmtime-wasi-http's own sender (which resolves by itself) is not compiled in.
+//!
+//! Not done here: HTTP proxies, connection pooling (an instance lives for one request),
+//! HTTP/2 to upstreams.
 //!
 //! Cost: nothing until a guest sends a request; the first one in an instance allocates
-//! the instance's in-flight counter.
+//! the instance's in-flight counter. Each request costs a lookup (names only) and a new
+//! connection.
+
+mod addresses;
+mod send;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use atoll_manifest::{AllowedHost, Denial, check_url};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+use addresses::{Destinations, check_resolved};
+use send::{Target, Timeouts};
 
 use crate::logs::LogTarget;
 use crate::runtime_config::OutboundConfig;
@@ -112,23 +131,56 @@ impl WasiHttpHooks for OutboundHttp {
         let limits = policy.config;
         let guest = options.unwrap_or_default();
         let clamp = |asked: Option<std::time::Duration>, max: std::time::Duration| {
-            Some(asked.map_or(max, |a| a.min(max)))
+            asked.map_or(max, |a| a.min(max))
         };
-        let options = RequestOptions {
-            connect_timeout: clamp(guest.connect_timeout, limits.connect_timeout),
-            first_byte_timeout: clamp(guest.first_byte_timeout, limits.first_byte_timeout),
-            between_bytes_timeout: clamp(guest.between_bytes_timeout, limits.between_bytes_timeout),
+        let timeouts = Timeouts {
+            connect: clamp(guest.connect_timeout, limits.connect_timeout),
+            first_byte: clamp(guest.first_byte_timeout, limits.first_byte_timeout),
+            between_bytes: clamp(guest.between_bytes_timeout, limits.between_bytes_timeout),
         };
+        let Some(target) = Target::of(uri) else {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestUriInvalid) });
+        };
+        // What the name may resolve to. An IP literal passed `check_url`, so a grant names
+        // that very address; it is not resolved and needs no filter.
+        let destinations = if limits.allow_private_addresses {
+            Destinations::Any
+        } else if target.host == "localhost" {
+            Destinations::Loopback
+        } else {
+            Destinations::Public
+        };
+        let policy = policy.clone();
         Box::new(async move {
-            use http_body_util::BodyExt;
-            let (resp, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            let io: IoFuture = Box::new(async move {
-                // The slot is held until the connection is done, body included.
-                let _slot = slot;
-                io.await
-            });
-            Ok((resp.map(BodyExt::boxed_unsync), io))
+            let deadline = tokio::time::Instant::now() + timeouts.connect;
+            let addrs = send::resolve(&target, deadline).await?;
+            if target.ip.is_none()
+                && let Err((addr, class)) = check_resolved(&addrs, destinations)
+            {
+                let url = request.uri().to_string();
+                let why = match destinations {
+                    Destinations::Loopback => format!(
+                        "`localhost` resolves to {}, which is not a loopback address",
+                        addr.ip()
+                    ),
+                    _ => format!(
+                        "`{}` resolves to {}, a {class} address; grant that IP literally in allowed_outbound_hosts, or set allow_private_addresses = true under [outbound_http] in the runtime config",
+                        target.host,
+                        addr.ip()
+                    ),
+                };
+                tracing::warn!(
+                    app = %policy.target.app,
+                    component = %policy.target.component,
+                    kind = %"outbound_http",
+                    url = %policy.target.redact(&url),
+                    resolved = %addr.ip(),
+                    "capability denied: outbound HTTP request refused: {why}"
+                );
+                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            }
+            // The slot is held until the connection is done, body included.
+            send::send(request, &target, &addrs, deadline, timeouts, slot).await
         })
     }
 }

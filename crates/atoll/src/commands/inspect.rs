@@ -1,0 +1,370 @@
+//! `atoll inspect`: what each component of an app is (size, sha256, WIT imports and
+//! exports), which routes reach it, and what the manifest grants it, with variables
+//! resolved as `atoll up` would. Secret values are never printed.
+//!
+//! The facts come from the libraries: `atoll_engine::describe_component` (the file),
+//! `atoll_capabilities::inspect` (config values, stores, imports against grants) and the
+//! manifest's model; this file only gathers and prints them. The `--json` shape is
+//! documented in the README; `format` changes when a field changes meaning or goes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use atoll_capabilities::inspect::{
+    ConfigEntry, ImportFinding, ShownValue, StoreEntry, config_entries, import_findings,
+    store_entries,
+};
+use atoll_engine::ComponentFile;
+use atoll_manifest::{App, Component, MountSource};
+use clap::Args;
+use serde_json::{Value, json};
+
+/// Version of the `--json` output.
+const JSON_FORMAT: u32 = 1;
+
+/// Show each component's imports, exports, size, sha256, routes and grants.
+#[derive(Args)]
+pub struct InspectCommand {
+    /// The app directory, with an atoll.toml [default: .].
+    #[arg(conflicts_with = "file")]
+    dir: Option<PathBuf>,
+    /// The manifest file (instead of DIR/atoll.toml).
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// Only this component.
+    #[arg(long, value_name = "NAME")]
+    component: Option<String>,
+    /// Print JSON (the shape is documented in the README) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The runtime config `atoll up` would use: variable values and store backends.
+    #[arg(long, value_name = "FILE")]
+    runtime_config: Option<PathBuf>,
+}
+
+/// Everything shown about one component.
+struct Report<'a> {
+    component: &'a Component,
+    locked_version: Option<&'a str>,
+    file: ComponentFile,
+    routes: Vec<String>,
+    config: Vec<ConfigEntry>,
+    stores: Vec<StoreEntry>,
+    findings: Vec<ImportFinding>,
+    max_concurrency: u32,
+}
+
+impl InspectCommand {
+    pub fn execute(self) -> anyhow::Result<()> {
+        let path = super::manifest_path(self.dir.as_deref(), self.file.as_deref());
+        let mut app = atoll_manifest::load(&path)?;
+        let locked = super::up::resolve_packages(&mut app)?;
+        let runtime = match &self.runtime_config {
+            Some(p) => atoll_capabilities::RuntimeConfig::load(p)?,
+            None => atoll_capabilities::RuntimeConfig::default(),
+        };
+        // Only the binary reads the environment; the same providers as `atoll up`.
+        let env_variables: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with(atoll_capabilities::ENV_PREFIX))
+            .collect();
+
+        let selected: Vec<&Component> = match &self.component {
+            None => app.components.values().collect(),
+            Some(name) => match app.components.get(name) {
+                Some(c) => vec![c],
+                None => {
+                    let names: Vec<&str> = app.components.keys().map(String::as_str).collect();
+                    let hint = match atoll_manifest::did_you_mean(name, &names) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("its components are: {}", names.join(", ")),
+                    };
+                    anyhow::bail!(
+                        "app `{}` ({}) has no component `{name}`; {hint}",
+                        app.name,
+                        app.manifest_path().display()
+                    );
+                }
+            },
+        };
+        let default_concurrency = atoll_http::HttpConfig::default().default_max_concurrency;
+        let mut reports = Vec::new();
+        for component in selected {
+            let file = atoll_engine::describe_component(&app, component)?;
+            let routes = app
+                .http_triggers
+                .iter()
+                .filter(|t| t.component == component.name)
+                .map(|t| t.route.to_string())
+                .collect();
+            reports.push(Report {
+                component,
+                locked_version: locked.get(&component.name).map(String::as_str),
+                findings: import_findings(component, &file.imports),
+                file,
+                routes,
+                config: config_entries(&app, component, &runtime, &env_variables),
+                stores: store_entries(component, &runtime),
+                max_concurrency: component
+                    .limits
+                    .max_concurrency
+                    .unwrap_or(default_concurrency),
+            });
+        }
+
+        let out = if self.json {
+            let mut s = serde_json::to_string_pretty(&to_json(&app, &reports))
+                .context("cannot encode the report as JSON")?;
+            s.push('\n');
+            s
+        } else {
+            to_text(&app, &reports)
+        };
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        match stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            // `atoll inspect | head` is fine.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => r.context("cannot write to stdout"),
+        }
+    }
+}
+
+fn to_json(app: &App, reports: &[Report<'_>]) -> Value {
+    let components: Vec<Value> = reports
+        .iter()
+        .map(|r| {
+            let c = r.component;
+            let package = c.package.as_ref().map(|p| {
+                json!({ "name": p.name, "version": p.version, "locked": r.locked_version })
+            });
+            let files: Vec<Value> = c
+                .grants
+                .files
+                .iter()
+                .map(|f| match &f.source {
+                    MountSource::Dir(d) => {
+                        json!({ "source": d, "destination": f.destination, "glob": false })
+                    }
+                    MountSource::Glob(g) => {
+                        json!({ "source": g, "destination": f.destination, "glob": true })
+                    }
+                })
+                .collect();
+            let environment: serde_json::Map<String, Value> = c
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            let variables: Vec<Value> = r
+                .config
+                .iter()
+                .map(|e| {
+                    let (value, secret, missing) = match &e.value {
+                        ShownValue::Plain(v) => (Value::String(v.clone()), false, Value::Null),
+                        ShownValue::Secret => (Value::Null, true, Value::Null),
+                        ShownValue::Missing(var) => {
+                            (Value::Null, false, Value::String(var.clone()))
+                        }
+                    };
+                    json!({ "key": e.key, "template": e.template, "value": value, "secret": secret, "missing": missing })
+                })
+                .collect();
+            let findings: Vec<Value> = r
+                .findings
+                .iter()
+                .map(|f| {
+                    json!({ "kind": f.kind.as_str(), "grant": f.grant, "interfaces": f.interfaces, "message": f.message })
+                })
+                .collect();
+            json!({
+                "name": c.name,
+                "source": { "path": c.source.display().to_string(), "written": c.source_written, "package": package },
+                "size": r.file.size,
+                "sha256": r.file.sha256,
+                "exports": r.file.exports,
+                "imports": r.file.imports,
+                "routes": r.routes,
+                "grants": {
+                    "allowed_outbound_hosts": c.grants.allowed_outbound_hosts.iter().map(|h| h.written.as_str()).collect::<Vec<_>>(),
+                    "key_value_stores": r.stores.iter().map(|s| json!({ "label": s.label, "backend": s.backend })).collect::<Vec<_>>(),
+                    "files": files,
+                    "environment": environment,
+                    "variables": variables,
+                },
+                "limits": {
+                    "memory_bytes": c.limits.memory,
+                    "timeout_ms": u64::try_from(c.limits.timeout.as_millis()).unwrap_or(u64::MAX),
+                    "max_concurrency": r.max_concurrency,
+                    "max_concurrency_is_default": c.limits.max_concurrency.is_none(),
+                },
+                "findings": findings,
+            })
+        })
+        .collect();
+    json!({
+        "format": JSON_FORMAT,
+        "app": {
+            "name": app.name,
+            "version": app.version,
+            "manifest": app.manifest_path().display().to_string(),
+            "hosts": app.hosts,
+        },
+        "components": components,
+    })
+}
+
+fn to_text(app: &App, reports: &[Report<'_>]) -> String {
+    let mut s = String::new();
+    let version = if app.version.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", app.version)
+    };
+    let _ = writeln!(
+        s,
+        "app {}{version} ({})",
+        app.name,
+        app.manifest_path().display()
+    );
+    if !app.hosts.is_empty() {
+        let _ = writeln!(s, "hosts {}", app.hosts.join(", "));
+    }
+    for r in reports {
+        let c = r.component;
+        let _ = writeln!(s, "\ncomponent {}", c.name);
+        match &c.package {
+            Some(p) => {
+                let locked = r
+                    .locked_version
+                    .map(|v| format!(", locked at {v}"))
+                    .unwrap_or_default();
+                field(
+                    &mut s,
+                    "package",
+                    &[format!("{} {}{locked}", p.name, p.version)],
+                );
+                field(&mut s, "file", &[c.source.display().to_string()]);
+            }
+            None => field(&mut s, "source", &[c.source.display().to_string()]),
+        }
+        field(&mut s, "size", &[format!("{} bytes", r.file.size)]);
+        field(&mut s, "sha256", std::slice::from_ref(&r.file.sha256));
+        field(&mut s, "routes", &or_none(r.routes.clone()));
+        field(&mut s, "exports", &or_none(r.file.exports.clone()));
+        field(&mut s, "imports", &or_none(r.file.imports.clone()));
+        let _ = writeln!(s, "  grants");
+        let hosts = c
+            .grants
+            .allowed_outbound_hosts
+            .iter()
+            .map(|h| h.written.clone())
+            .collect();
+        sub(&mut s, "allowed_outbound_hosts", &or_none(hosts));
+        let stores = r
+            .stores
+            .iter()
+            .map(|st| format!("{} ({})", st.label, st.backend))
+            .collect();
+        sub(&mut s, "key_value_stores", &or_none(stores));
+        let files = c
+            .grants
+            .files
+            .iter()
+            .map(|f| match &f.source {
+                MountSource::Dir(d) => format!("{d} -> {} (read-only)", f.destination),
+                MountSource::Glob(g) => {
+                    format!("{g} -> {} (matching files, read-only)", f.destination)
+                }
+            })
+            .collect();
+        sub(&mut s, "files", &or_none(files));
+        let env = c
+            .environment
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        sub(&mut s, "environment", &or_none(env));
+        let vars = r
+            .config
+            .iter()
+            .map(|e| match &e.value {
+                ShownValue::Plain(v) => format!("{} = {v:?}", e.key),
+                ShownValue::Secret => format!("{} = <secret>  ({})", e.key, e.template),
+                ShownValue::Missing(var) => format!(
+                    "{} = <missing: set {} or `{var}` in the runtime config>  ({})",
+                    e.key,
+                    atoll_capabilities::env_name(var),
+                    e.template
+                ),
+            })
+            .collect();
+        sub(&mut s, "variables", &or_none(vars));
+        let concurrency = if c.limits.max_concurrency.is_none() {
+            format!("{} (default)", r.max_concurrency)
+        } else {
+            r.max_concurrency.to_string()
+        };
+        field(
+            &mut s,
+            "limits",
+            &[format!(
+                "memory {}, timeout {:?}, max_concurrency {concurrency}",
+                size(c.limits.memory),
+                c.limits.timeout
+            )],
+        );
+        if !r.findings.is_empty() {
+            let _ = writeln!(s, "  findings");
+            for f in &r.findings {
+                let what = if f.interfaces.is_empty() {
+                    format!("`{}`", f.grant)
+                } else {
+                    f.interfaces.join(", ")
+                };
+                let _ = writeln!(s, "    ! {what}: {}", f.message);
+            }
+        }
+    }
+    s
+}
+
+fn or_none(items: Vec<String>) -> Vec<String> {
+    if items.is_empty() {
+        vec!["none".to_string()]
+    } else {
+        items
+    }
+}
+
+/// `  name     first\n           second\n`.
+fn field(s: &mut String, name: &str, lines: &[String]) {
+    write_lines(s, 2, 10, name, lines);
+}
+
+/// A grant line, under `grants`.
+fn sub(s: &mut String, name: &str, lines: &[String]) {
+    write_lines(s, 4, 24, name, lines);
+}
+
+fn write_lines(s: &mut String, indent: usize, width: usize, name: &str, lines: &[String]) {
+    for (idx, line) in lines.iter().enumerate() {
+        let label = if idx == 0 { name } else { "" };
+        let _ = writeln!(s, "{:indent$}{label:<width$}{line}", "");
+    }
+}
+
+/// Bytes in the largest unit that divides them (as a manifest would say it).
+fn size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (n, unit) in UNITS {
+        if bytes >= n && bytes.is_multiple_of(n) {
+            return format!("{}{unit}", bytes / n);
+        }
+    }
+    format!("{bytes} bytes")
+}
