@@ -194,17 +194,23 @@ impl ResourceLimiter for InstanceLimits {
 
 /// A guest that has run this many epoch ticks (of CPU, not waiting) in one request
 /// counts as CPU-heavy.
-const HEAVY_AFTER_TICKS: u64 = 5;
-/// While other instances are alive, a CPU-heavy guest sleeps this long after each tick it
-/// runs, so it gets about a tenth of a core and cannot starve light requests.
-const THROTTLE: Duration = Duration::from_millis(90);
+const HEAVY_AFTER_TICKS: u64 = 3;
+/// While other requests are being served, a CPU-heavy guest sleeps this long after each
+/// tick it runs, so it gets about a twentieth of a core and cannot starve light requests.
+const THROTTLE: Duration = Duration::from_millis(190);
 
-/// Shared by every store of an engine: how many instances are alive, and how many of
-/// them are CPU-heavy. Two relaxed atomic updates per request.
+/// Shared by every store of an engine: how many instances are alive, how many of them
+/// are CPU-heavy, and how many light ones have finished. Three relaxed atomic updates per
+/// request.
 #[derive(Debug, Default)]
 pub struct CpuShare {
     alive: AtomicUsize,
     heavy: AtomicUsize,
+    /// Light instances dropped so far. A heavy guest that sees it move between two of its
+    /// ticks knows others are being served, even if none is alive at that instant (each
+    /// event loop runs one instance at a time, so while a heavy guest runs, the requests
+    /// queued behind it on its own loop have no instance yet).
+    light_done: AtomicU64,
 }
 
 /// One store's share of the CPU: its remaining ticks before the timeout, and whether
@@ -214,6 +220,8 @@ struct CpuAccount {
     ticks_left: u64,
     ticks_used: u64,
     heavy: bool,
+    /// `CpuShare::light_done` at this account's previous tick.
+    light_seen: u64,
     /// When the account was opened; `resumed` counts from here.
     base: Instant,
     /// Nanoseconds after `base` at which the guest last came back from a yield.
@@ -223,11 +231,13 @@ struct CpuAccount {
 impl CpuAccount {
     fn open(share: Arc<CpuShare>, ticks: u64) -> Self {
         share.alive.fetch_add(1, Ordering::Relaxed);
+        let light_seen = share.light_done.load(Ordering::Relaxed);
         Self {
             share,
             ticks_left: ticks,
             ticks_used: 0,
             heavy: false,
+            light_seen,
             base: Instant::now(),
             resumed: Arc::new(AtomicU64::new(0)),
         }
@@ -252,8 +262,10 @@ impl CpuAccount {
             self.heavy = true;
             self.share.heavy.fetch_add(1, Ordering::Relaxed);
         }
-        let others_light =
-            self.share.alive.load(Ordering::Relaxed) > self.share.heavy.load(Ordering::Relaxed);
+        let light_done = self.share.light_done.load(Ordering::Relaxed);
+        let others_light = light_done != self.light_seen
+            || self.share.alive.load(Ordering::Relaxed) > self.share.heavy.load(Ordering::Relaxed);
+        self.light_seen = light_done;
         let (resumed, base) = (self.resumed.clone(), self.base);
         let pause = if self.heavy && others_light {
             Some(THROTTLE)
@@ -280,6 +292,8 @@ impl Drop for CpuAccount {
         self.share.alive.fetch_sub(1, Ordering::Relaxed);
         if self.heavy {
             self.share.heavy.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.share.light_done.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
