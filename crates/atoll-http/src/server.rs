@@ -190,17 +190,21 @@ fn start_worker(
                         }
                     };
                     let state = state.clone();
-                    let service = hyper::service::service_fn(move |req| {
-                        crate::request::handle(state.clone(), req)
-                    });
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    let conn = graceful.watch(conn);
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
                     let count = count.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!("connection ended with an error: {e}");
+                        let limit = state.config.header_read_timeout;
+                        if await_protocol(&stream, limit).await {
+                            let service = hyper::service::service_fn(move |req| {
+                                crate::request::handle(state.clone(), req)
+                            });
+                            let conn = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!("connection ended with an error: {e}");
+                            }
                         }
                         count.fetch_sub(1, Ordering::Relaxed);
                         drop(permit);
@@ -224,6 +228,39 @@ fn start_worker(
         sender,
         done,
     })
+}
+
+/// The first bytes of every HTTP/2 connection (prior knowledge).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Wait, at most `limit`, until the client has sent enough to tell HTTP/1 from HTTP/2:
+/// the whole HTTP/2 preface, or a first byte that departs from it. Only peeks: hyper
+/// reads the bytes again. hyper-util's own protocol sniffing has no timer, so without
+/// this a client that sends nothing, or part of the preface, would hold its connection
+/// slot forever; after it, HTTP/1's header timeout and HTTP/2's pings take over.
+/// False when the client is too slow or hangs up.
+async fn await_protocol(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) | Err(_) => return false,
+        };
+        if n == 0 {
+            return false;
+        }
+        if n == H2_PREFACE.len() || buf[..n] != H2_PREFACE[..n] {
+            return true;
+        }
+        // Part of the preface so far; peek sees the same bytes until more arrive.
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(5)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
 }
 
 /// Wait for a connection slot, then accept one connection.

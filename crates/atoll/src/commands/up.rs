@@ -38,6 +38,10 @@ pub struct UpCommand {
     /// HTTP limits (see README). Without it, stores are embedded files under DIR/.atoll.
     #[arg(long, value_name = "FILE")]
     runtime_config: Option<PathBuf>,
+    /// Seconds a client gets to send a request head (and, on a new connection, its first
+    /// bytes); slower ones are disconnected.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
     /// Event-loop threads serving connections [default: one per core].
     #[arg(long)]
     workers: Option<usize>,
@@ -67,6 +71,7 @@ impl UpCommand {
         };
         let http_config = HttpConfig {
             workers: self.workers.unwrap_or(http_config.workers).max(1),
+            header_read_timeout: std::time::Duration::from_secs(self.header_timeout.max(1)),
             ..http_config
         };
         let addr: std::net::SocketAddr = self.listen.parse().with_context(|| {

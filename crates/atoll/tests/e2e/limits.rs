@@ -159,3 +159,47 @@ fn raw_request(addr: std::net::SocketAddr, req: &str) -> String {
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A client that connects and sends nothing, or only part of the HTTP/2 preface, or half
+/// a request head, is disconnected after `--header-timeout`; others are served meanwhile.
+#[tokio::test]
+async fn slow_clients_are_disconnected_after_the_header_timeout() {
+    use std::io::{Read, Write};
+    let server = Running::start_with(
+        TestApp::new(ECHO),
+        &shared_home(),
+        &["--header-timeout", "1"],
+    );
+    let started = std::time::Instant::now();
+    let mut slow = Vec::new();
+    for first in ["", "PRI * HTTP/2.0\r\n", "GET / HTTP/1.1\r\nhost: x\r\n"] {
+        let mut s = std::net::TcpStream::connect(server.addr).expect("connect");
+        s.write_all(first.as_bytes()).expect("write");
+        s.set_read_timeout(Some(Duration::from_secs(8)))
+            .expect("timeout");
+        slow.push((first, s));
+    }
+    // Meanwhile, a normal client is served.
+    let r = get(&client(), &server.url("/")).await;
+    assert_eq!(r.status, 200);
+    for (first, mut s) in slow {
+        let mut out = Vec::new();
+        let read = s.read_to_end(&mut out);
+        let took = started.elapsed();
+        assert!(
+            read.is_ok()
+                || matches!(read, Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "connection that sent {first:?} was not closed by the server: {read:?}"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "connection that sent {first:?} was closed only after {took:?}"
+        );
+        // Nothing was served on it, except perhaps a 408 to the half request head.
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "unexpected answer to {first:?}: {text}"
+        );
+    }
+}
