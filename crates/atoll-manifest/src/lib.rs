@@ -25,5 +25,5 @@ pub use grants::{
     TemplatePart, Variable, check_url, parse_template,
 };
 pub use model::*;
-pub use parse::{MANIFEST_FILE, load, parse};
+pub use parse::{MANIFEST_FILE, check_name, load, parse};
 pub use units::{parse_duration, parse_size};

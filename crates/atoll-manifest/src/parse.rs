@@ -656,8 +656,8 @@ fn article(type_str: &str) -> String {
 }
 
 /// App and component names: lowercase ASCII letters, digits, `-` and `_`, starting with
-/// a letter; they show up in logs, paths and URLs.
-fn check_name(name: &str) -> Result<(), String> {
+/// a letter; they show up in logs, paths and URLs. The error says what is allowed.
+pub fn check_name(name: &str) -> Result<(), String> {
     let ok = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name

@@ -153,6 +153,32 @@ fn publish_add_pull_search_through_the_cli() {
         "{lock}"
     );
 
+    // A component name that atoll.toml could not hold is refused, and nothing changes.
+    let (toml_before, lock_before) = (
+        std::fs::read_to_string(app.join("atoll.toml")).ok(),
+        std::fs::read_to_string(app.join("atoll.lock")).ok(),
+    );
+    let out = atoll(
+        &user,
+        &app,
+        url,
+        &["add", "acme:hello@^1", "--component", "Bad Name"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--component: name `Bad Name` is not valid"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(app.join("atoll.toml")).ok(),
+        toml_before
+    );
+    assert_eq!(
+        std::fs::read_to_string(app.join("atoll.lock")).ok(),
+        lock_before
+    );
+
     // Another machine pulls what the lockfile says.
     let other = tmp.path().join("other");
     let out = ok(atoll(&other, &app, url, &["pull"]));

@@ -30,6 +30,9 @@ pub struct AddCommand {
 impl AddCommand {
     pub fn execute(self) -> anyhow::Result<()> {
         let spec = PackageSpec::parse(&self.spec)?;
+        if let Some(name) = &self.component {
+            atoll_manifest::check_name(name).map_err(|e| anyhow::anyhow!("--component: {e}"))?;
+        }
         let lock_path = lockfile_path(&self.dir);
         // Read the lockfile and the manifest first, so a broken one fails before any
         // download, and nothing is written unless everything verified.
@@ -130,6 +133,13 @@ fn use_in_manifest(
             .map(|(k, _)| k.to_string())
             .unwrap_or_else(|| package.split(':').nth(1).unwrap_or(package).to_string()),
     };
+    if wanted.is_none() {
+        atoll_manifest::check_name(&name).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot name a component after package `{package}`: {e}; choose a name with --component NAME"
+            )
+        })?;
+    }
     let mut source = InlineTable::new();
     source.insert("package", Value::from(package));
     source.insert("version", Value::from(req));
