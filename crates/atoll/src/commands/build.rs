@@ -66,7 +66,9 @@ fn needs_build(component: &Component, build: &BuildConfig) -> anyhow::Result<Opt
         }
     };
     for pattern in &build.watch {
-        let full = build.workdir.join(pattern);
+        // The directory is literal (it may hold `[`, `*` or `?`); only the pattern globs.
+        let dir = glob::Pattern::escape(&build.workdir.to_string_lossy());
+        let full = Path::new(&dir).join(pattern);
         let full = full.to_string_lossy();
         let paths = glob::glob(&full).with_context(|| {
             format!(
@@ -132,4 +134,45 @@ fn run_build(component: &Component, build: &BuildConfig, reason: &str) -> anyhow
     }
     tracing::info!(component = %component.name, "built in {:.1?}", started.elapsed());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An app directory whose name has glob characters is taken literally.
+    #[test]
+    fn watch_patterns_glob_only_below_a_literal_directory() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("app[1]");
+        std::fs::create_dir_all(dir.join("src")).expect("mkdir");
+        std::fs::write(
+            dir.join("atoll.toml"),
+            r#"
+[app]
+name = "globby"
+
+[component.web]
+source = "out.wasm"
+build = { command = "true", watch = ["src/*.rs"] }
+
+[[trigger.http]]
+route = "/..."
+component = "web"
+"#,
+        )
+        .expect("manifest");
+        std::fs::write(dir.join("out.wasm"), b"old").expect("source");
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(dir.join("src/lib.rs"), b"// newer").expect("watched file");
+        let app = atoll_manifest::load(&dir.join("atoll.toml")).expect("manifest loads");
+        let component = &app.components["web"];
+        let build = component.build.as_ref().expect("build config");
+        let why = needs_build(component, build).expect("patterns are valid");
+        assert!(
+            why.as_deref()
+                .is_some_and(|w| w.ends_with("lib.rs changed")),
+            "{why:?}"
+        );
+    }
 }
