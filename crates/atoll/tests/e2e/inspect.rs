@@ -352,6 +352,34 @@ fn secrets_stay_out_of_errors() {
     assert!(!out.status.success(), "{stdout}");
     assert!(stderr.contains(" at line "), "{stderr}");
     assert_no_secret("broken runtime config", &stdout, &stderr);
+
+    // A secret written without quotes (TOML reads a number or a boolean): named by kind
+    // and line, never shown, in text and JSON mode.
+    for (value, kind) in [
+        (crate::variables::NUMERIC_SECRET, "a number"),
+        ("false", "a boolean"),
+    ] {
+        std::fs::write(&rc, format!("[variables]\ndb_password = {value}\n")).expect("write");
+        for json in [false, true] {
+            let mut args = vec!["--runtime-config", rc.as_str()];
+            if json {
+                args.insert(0, "--json");
+            }
+            let out = inspect(&app, &args);
+            let (stdout, stderr) = text(&out);
+            assert!(!out.status.success(), "{stdout}");
+            assert!(
+                stderr.contains("variable `db_password` under [variables] must be a string")
+                    && stderr.contains(kind)
+                    && stderr.contains(" at line 2"),
+                "{stderr}"
+            );
+            assert!(
+                !stdout.contains(value) && !stderr.contains(value),
+                "the secret leaked\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            );
+        }
+    }
 }
 
 #[test]
