@@ -138,12 +138,7 @@ pub(crate) async fn send<H: Send + 'static>(
         .map_err(|_| Error::ConnectionTimeout)??;
 
     // On the wire the request line carries the path only (the authority is in `host`).
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
+    *request.uri_mut() = origin_form(request.uri())?;
 
     // Drive the connection while waiting for the response head.
     let mut conn = Box::pin(conn);
@@ -192,6 +187,29 @@ pub(crate) async fn send<H: Send + 'static>(
         })
     });
     Ok((response, io))
+}
+
+/// The origin-form request target of `uri` (`/path?query`), built from its parsed path
+/// and query rather than re-parsed from text: an empty path is `/`, a bare `?query` (legal
+/// in a wasi:http `path-with-query`) becomes `/?query`, and anything not starting with
+/// `/` or `?` is refused, so the request line can never become an absolute-form or
+/// asterisk-form target.
+pub(crate) fn origin_form(uri: &http::Uri) -> Result<http::Uri, Error> {
+    let pq = uri.path_and_query().map_or("", |p| p.as_str());
+    let target = if pq.is_empty() {
+        http::uri::PathAndQuery::from_static("/")
+    } else if pq.starts_with('/') {
+        match uri.path_and_query() {
+            Some(p) => p.clone(),
+            None => http::uri::PathAndQuery::from_static("/"),
+        }
+    } else if pq.starts_with('?') {
+        http::uri::PathAndQuery::try_from(format!("/{pq}"))
+            .map_err(|_| Error::HttpRequestUriInvalid)?
+    } else {
+        return Err(Error::HttpRequestUriInvalid);
+    };
+    Ok(http::Uri::from(target))
 }
 
 /// Connect to the first address that accepts, in the resolver's order, before `deadline`.
@@ -274,5 +292,58 @@ impl Body for TimedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.incoming.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(uri: http::Uri) -> Result<String, Error> {
+        origin_form(&uri).map(|u| u.to_string())
+    }
+
+    #[test]
+    fn the_request_target_is_origin_form() {
+        let full = |pq: &str| {
+            http::Uri::builder()
+                .scheme("http")
+                .authority("127.0.0.1:8080")
+                .path_and_query(pq)
+                .build()
+                .expect("valid URI")
+        };
+        assert_eq!(target(full("/a/b?c=d")).ok().as_deref(), Some("/a/b?c=d"));
+        assert_eq!(target(full("?a=b")).ok().as_deref(), Some("/?a=b"));
+        assert_eq!(target(full("/")).ok().as_deref(), Some("/"));
+        assert_eq!(
+            target("http://127.0.0.1:8080".parse().expect("uri"))
+                .ok()
+                .as_deref(),
+            Some("/")
+        );
+        // Never an absolute-form or asterisk-form target: a path that does not start
+        // with `/` or `?` is refused, whatever it looks like.
+        let mut refused = Vec::new();
+        for odd in ["*", "http://evil.example/x", "evil.example/x"] {
+            let uri = http::Uri::from_parts({
+                let mut p = http::uri::Parts::default();
+                p.scheme = Some(http::uri::Scheme::HTTP);
+                p.authority = Some(http::uri::Authority::from_static("127.0.0.1"));
+                p.path_and_query = http::uri::PathAndQuery::try_from(odd).ok();
+                p
+            });
+            if let Ok(uri) = uri
+                && uri.path_and_query().is_some()
+            {
+                assert!(
+                    matches!(target(uri.clone()), Err(Error::HttpRequestUriInvalid)),
+                    "{uri}"
+                );
+                refused.push(odd);
+            }
+        }
+        // At least one of them can be built as a path, so the check above really ran.
+        assert!(!refused.is_empty(), "no odd path could be built");
     }
 }

@@ -41,6 +41,7 @@ async fn upstream_handle(
             tokio::time::sleep(Duration::from_millis(300)).await;
             *resp.body_mut() = Full::new(Bytes::from_static(b"held"));
         }
+        "/" => *resp.body_mut() = Full::new(Bytes::from(format!("target {}", req.uri()))),
         _ => *resp.status_mut() = http::StatusCode::NOT_FOUND,
     }
     Ok(resp)
@@ -215,6 +216,28 @@ async fn only_granted_hosts_are_reachable() {
     .await;
     assert_eq!(r.text(), "status 200\nupstream ok");
     assert_eq!(up.hits(), 2);
+}
+
+/// A URL with a query and no path (`http://host:port?a=b`, path-with-query `?a=b`) is a
+/// legal request: it goes out as `GET /?a=b`, as wasmtime's default sender sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_without_a_path_is_sent_as_origin_form() {
+    let up = Upstream::start().await;
+    let port = up.addr.port();
+    let server = Running::start(TestApp::new(&manifest(port)));
+    let c = client();
+    let r = call(
+        &c,
+        &server.url("/allowed"),
+        &format!("http://127.0.0.1:{port}?a=b"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "status 200\ntarget /?a=b")
+    );
+    assert_eq!(up.hits(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
