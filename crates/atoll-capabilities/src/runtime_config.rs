@@ -78,6 +78,11 @@ pub enum StoreConfig {
     },
 }
 
+/// The longest any outbound timeout may be set to. Longer values are refused when the
+/// runtime config loads: past this they are surely a typo, and a duration that does not
+/// fit next to an `Instant` would panic where it is added to one.
+pub const MAX_OUTBOUND_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Limits of outbound HTTP requests, the same for every component.
 #[derive(Debug, Clone, Copy)]
 pub struct OutboundConfig {
@@ -191,6 +196,12 @@ impl RuntimeConfig {
                         .map_err(|e| bad(format!("outbound_http.{key}: {e}")))?;
                     if d.is_zero() {
                         return Err(bad(format!("outbound_http.{key} must be more than 0")));
+                    }
+                    if d > MAX_OUTBOUND_TIMEOUT {
+                        return Err(bad(format!(
+                            "outbound_http.{key} is `{s}`; it may be at most {}s (1h)",
+                            MAX_OUTBOUND_TIMEOUT.as_secs()
+                        )));
                     }
                     *into = d;
                 }
@@ -326,6 +337,18 @@ allow_private_addresses = true
         );
         let e = load("[outbound_http]\nconnect_timeout = \"soon\"\n").expect_err("bad duration");
         assert!(e.contains("outbound_http.connect_timeout"), "{e}");
+        for absurd in ["61m", "2h", "18446744073709551615h", "3601s"] {
+            let e = load(&format!(
+                "[outbound_http]\nconnect_timeout = \"{absurd}\"\n"
+            ))
+            .expect_err("too long");
+            assert!(
+                e.contains("outbound_http.connect_timeout") && e.contains("at most 3600s (1h)"),
+                "{e}"
+            );
+        }
+        let rc = load("[outbound_http]\nbetween_bytes_timeout = \"1h\"\n").expect("1h is allowed");
+        assert_eq!(rc.outbound_http.between_bytes_timeout, MAX_OUTBOUND_TIMEOUT);
         let e = load("[outbound_http]\nmax_concurrent_requests = 0\n").expect_err("zero");
         assert!(e.contains("at least 1"), "{e}");
         let e =

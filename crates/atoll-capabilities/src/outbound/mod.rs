@@ -152,7 +152,7 @@ impl WasiHttpHooks for OutboundHttp {
         };
         let policy = policy.clone();
         Box::new(async move {
-            let deadline = tokio::time::Instant::now() + timeouts.connect;
+            let deadline = send::deadline(tokio::time::Instant::now(), timeouts.connect);
             let addrs = send::resolve(&target, deadline).await?;
             if target.ip.is_none()
                 && let Err((addr, class)) = check_resolved(&addrs, destinations)

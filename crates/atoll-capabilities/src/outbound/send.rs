@@ -27,6 +27,8 @@ use tokio::time::Instant;
 use tokio_rustls::rustls::{self, pki_types::ServerName};
 use wasmtime_wasi_http::{Error, WasiBody};
 
+use crate::runtime_config::MAX_OUTBOUND_TIMEOUT;
+
 /// Where a request goes, taken from its URL.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
@@ -59,6 +61,16 @@ impl Target {
             tls,
         })
     }
+}
+
+/// `now + d`, never panicking: a `d` that does not fit is cut to the longest timeout an
+/// operator may set ([`MAX_OUTBOUND_TIMEOUT`], which the runtime config enforces anyway),
+/// and past even that the deadline is `now` (the request times out rather than the
+/// process panicking).
+pub(crate) fn deadline(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(MAX_OUTBOUND_TIMEOUT))
+        .unwrap_or(now)
 }
 
 /// The timeouts of one request, already clamped to the operator's limits.
@@ -271,7 +283,9 @@ impl Body for TimedBody {
         let this = &mut *self;
         match Pin::new(&mut this.incoming).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.timer.as_mut().reset(Instant::now() + this.gap);
+                this.timer
+                    .as_mut()
+                    .reset(deadline(Instant::now(), this.gap));
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) if e.is_timeout() => {
@@ -301,6 +315,16 @@ mod tests {
 
     fn target(uri: http::Uri) -> Result<String, Error> {
         origin_form(&uri).map(|u| u.to_string())
+    }
+
+    #[test]
+    fn deadlines_never_overflow() {
+        let now = Instant::now();
+        assert_eq!(
+            deadline(now, Duration::from_secs(2)),
+            now + Duration::from_secs(2)
+        );
+        assert_eq!(deadline(now, Duration::MAX), now + MAX_OUTBOUND_TIMEOUT);
     }
 
     #[test]
