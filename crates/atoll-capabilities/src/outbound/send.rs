@@ -82,13 +82,41 @@ pub(crate) struct Timeouts {
     pub(crate) between_bytes: Duration,
 }
 
-/// Resolve `target` once: its IP literal as is, or a name through the system resolver,
-/// within `deadline`. The caller checks every address before [`send`] connects to them.
-pub(crate) async fn resolve(target: &Target, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
+/// Where names are looked up: the system resolver in production ([`SystemResolver`]),
+/// a scripted one in tests. Only [`resolve`] calls it, once per request.
+pub(crate) trait Resolve: Send + Sync {
+    /// Every address `host` resolves to, with `port`.
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>>;
+}
+
+/// `getaddrinfo`, on tokio's blocking pool.
+pub(crate) struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+}
+
+/// Resolve `target` once: its IP literal as is, or a name through `resolver`, within
+/// `deadline`. The caller checks every address before [`send`] connects to them.
+pub(crate) async fn resolve(
+    resolver: &dyn Resolve,
+    target: &Target,
+    deadline: Instant,
+) -> Result<Vec<SocketAddr>, Error> {
     if let Some(ip) = target.ip {
         return Ok(vec![SocketAddr::new(ip, target.port)]);
     }
-    let lookup = tokio::net::lookup_host((target.host.as_str(), target.port));
+    let lookup = resolver.lookup(&target.host, target.port);
     let addrs: Vec<SocketAddr> = match tokio::time::timeout_at(deadline, lookup).await {
         Err(_) => return Err(Error::DnsTimeout),
         Ok(Err(e)) => {
@@ -97,7 +125,7 @@ pub(crate) async fn resolve(target: &Target, deadline: Instant) -> Result<Vec<So
                 info_code: None,
             });
         }
-        Ok(Ok(addrs)) => addrs.collect(),
+        Ok(Ok(addrs)) => addrs,
     };
     if addrs.is_empty() {
         return Err(Error::DestinationNotFound);

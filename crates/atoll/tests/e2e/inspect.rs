@@ -61,9 +61,16 @@ fn setup(manifest: &str) -> (TestApp, tempfile::TempDir, String) {
     (app, runtime, rc)
 }
 
+/// `atoll inspect` with no `ATOLL_VARIABLE_*` inherited from the developer's
+/// environment: only what a test sets reaches it.
+fn atoll_inspect() -> Command {
+    let mut c = atoll_command();
+    c.arg("inspect");
+    c
+}
+
 fn inspect(app: &TestApp, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("inspect")
+    atoll_inspect()
         .arg(app.path())
         .args(args)
         .env("ATOLL_HOME", shared_home())
@@ -300,8 +307,7 @@ fn non_secret_values_show_and_secrets_never_do() {
         vec!["--json", "--runtime-config", rc.as_str()],
         vec!["--component", "config", "--runtime-config", rc.as_str()],
     ] {
-        let out = Command::new(BIN)
-            .arg("inspect")
+        let out = atoll_inspect()
             .arg(app.path())
             .args(&args)
             .env("ATOLL_HOME", shared_home())
@@ -370,8 +376,7 @@ fn an_unset_variable_is_reported_even_when_no_template_uses_it() {
     );
 
     // Set, the finding goes.
-    let out = Command::new(BIN)
-        .arg("inspect")
+    let out = atoll_inspect()
         .arg(app.path())
         .args(["--json", "--runtime-config", &rc])
         .env("ATOLL_HOME", shared_home())

@@ -459,8 +459,8 @@ impl Drop for OwnPostgres {
 }
 
 /// A test-owned PostgreSQL goes down under a serving app (killed as in a crash) and comes
-/// back on the same port: meanwhile the guest gets an error and the request a 5xx well
-/// within the backend timeout, other requests are served, and afterwards the same atoll
+/// back on the same port: meanwhile the guest gets an error and the request a 5xx in
+/// under 3 s (the backend timeout is 5 s), other requests are served, and afterwards the same atoll
 /// process serves again with the data written before the outage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_fails_fast_and_recovers() {
@@ -486,7 +486,10 @@ async fn postgres_outage_fails_fast_and_recovers() {
             "call {idx} during the outage: {status} {body}"
         );
         assert!(body.starts_with("other:"), "{body}");
-        assert!(took < Duration::from_secs(7), "call {idx} took {took:?}");
+        // A stopped server closes the connection and refuses new ones: each call fails
+        // at once, far below the 5 s backend timeout (the 3 s connect budget is the most
+        // a reconnect can take).
+        assert!(took < Duration::from_secs(3), "call {idx} took {took:?}");
     }
     assert_eq!(
         get(&c, &server.url("/none?store=default&op=get&key=k"))

@@ -318,29 +318,45 @@ async fn timeouts_and_the_in_flight_cap_hold() {
 
 /// A host *name* other than `localhost` that resolves, offline, to loopback addresses
 /// only: the machine's own hostname (127.0.0.1 or 127.0.1.1 in /etc/hosts on Debian
-/// and in containers), else Debian's `ip6-localhost`. Panics when there is none, since
-/// the tests below would prove nothing without one.
+/// and in containers), else Debian's `ip6-localhost` / `ip6-loopback`. When there is
+/// none, the test fails (it is not skipped: it would prove nothing) with what was tried
+/// and how to fix the machine. The resolve-check-connect path itself is also covered
+/// without any of this by the unit tests in `atoll-capabilities` (`outbound::tests`,
+/// with a scripted resolver).
 fn loopback_name() -> (String, std::net::IpAddr) {
     use std::net::ToSocketAddrs;
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_ascii_lowercase())
         .unwrap_or_default();
+    let mut tried = Vec::new();
     for name in [hostname.as_str(), "ip6-localhost", "ip6-loopback"] {
         if name.is_empty() || name == "localhost" || name.contains(|c: char| c.is_ascii_uppercase())
         {
             continue;
         }
-        let Ok(addrs) = (name, 80).to_socket_addrs() else {
-            continue;
+        let ips: Vec<std::net::IpAddr> = match (name, 80).to_socket_addrs() {
+            Ok(addrs) => addrs.map(|a| a.ip()).collect(),
+            Err(e) => {
+                tried.push(format!("`{name}`: {e}"));
+                continue;
+            }
         };
-        let ips: Vec<std::net::IpAddr> = addrs.map(|a| a.ip()).collect();
         if !ips.is_empty() && ips.iter().all(|ip| ip.is_loopback()) {
             return (name.to_string(), ips[0]);
         }
+        tried.push(format!("`{name}` -> {ips:?}"));
     }
     panic!(
-        "no host name other than localhost resolves to loopback here (hostname `{hostname}`); \
-         add one to /etc/hosts"
+        "this test needs a host name other than `localhost` that resolves to loopback \
+         addresses only, and none does here. Tried: {}. Fix: add `{}` to /etc/hosts. The \
+         test is not skipped, since without such a name it would prove nothing about \
+         resolved addresses.",
+        tried.join("; "),
+        if hostname.is_empty() {
+            "::1 ip6-localhost".to_string()
+        } else {
+            format!("127.0.1.1 {hostname}")
+        }
     );
 }
 
