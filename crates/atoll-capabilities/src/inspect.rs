@@ -90,6 +90,41 @@ pub fn config_entries(
     entries
 }
 
+/// An app variable that no provider gives a value: `atoll up` refuses to start. Found for
+/// every declared variable, whether or not a component's template uses it (`atoll up`
+/// resolves them all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsetVariable {
+    /// The variable's name in `[variables]`.
+    pub name: String,
+    /// The environment variable that would set it (`ATOLL_VARIABLE_...`).
+    pub env: String,
+    /// What it means, and how to set it.
+    pub message: String,
+}
+
+/// The variables of `app` with no value from `env`, `runtime` or a default, in manifest
+/// order: the ones `atoll up` would stop on.
+pub fn unset_variables(
+    app: &App,
+    runtime: &RuntimeConfig,
+    env: &BTreeMap<String, String>,
+) -> Vec<UnsetVariable> {
+    app.variables
+        .iter()
+        .filter(|v| variables::lookup(v, runtime, env).is_none())
+        .map(|v| UnsetVariable {
+            name: v.name.clone(),
+            env: variables::env_name(&v.name),
+            message: format!(
+                "variable `{}` has no value: `atoll up` will refuse to start; {}",
+                v.name,
+                variables::how_to_set(&v.name, runtime)
+            ),
+        })
+        .collect()
+}
+
 /// One granted key-value store and where its data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreEntry {
@@ -259,6 +294,7 @@ name = "a"
 greeting = { default = "hello" }
 token = { required = true, secret = true }
 region = { required = true }
+unused = { required = true, secret = true }
 
 [component.c]
 source = "c.wasm"
@@ -293,6 +329,31 @@ component = "c"
         assert_eq!(by_key("mixed").value, ShownValue::Secret);
         assert_eq!(by_key("where").value, ShownValue::Missing("region".into()));
         assert!(!format!("{entries:?}").contains("from-file"));
+    }
+
+    #[test]
+    fn variables_without_a_value_are_found_even_when_no_template_uses_them() {
+        let app = app(APP);
+        let mut runtime = RuntimeConfig::default();
+        runtime.variables.insert("token".into(), "from-file".into());
+        let unset = unset_variables(&app, &runtime, &BTreeMap::new());
+        let names: Vec<&str> = unset.iter().map(|u| u.name.as_str()).collect();
+        // `greeting` has a default, `token` a runtime-config value; `unused` is in no
+        // template and `atoll up` still requires it.
+        assert_eq!(names, ["region", "unused"]);
+        assert_eq!(unset[1].env, "ATOLL_VARIABLE_UNUSED");
+        assert!(
+            unset[1]
+                .message
+                .starts_with("variable `unused` has no value: `atoll up` will refuse to start; set the environment variable ATOLL_VARIABLE_UNUSED"),
+            "{}",
+            unset[1].message
+        );
+        let env = BTreeMap::from([
+            ("ATOLL_VARIABLE_REGION".to_string(), "eu".to_string()),
+            ("ATOLL_VARIABLE_UNUSED".to_string(), "x".to_string()),
+        ]);
+        assert_eq!(unset_variables(&app, &runtime, &env), []);
     }
 
     #[test]

@@ -78,6 +78,11 @@ pub enum StoreConfig {
     },
 }
 
+/// The longest any outbound timeout may be set to. Longer values are refused when the
+/// runtime config loads: past this they are surely a typo, and a duration that does not
+/// fit next to an `Instant` would panic where it is added to one.
+pub const MAX_OUTBOUND_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Limits of outbound HTTP requests, the same for every component.
 #[derive(Debug, Clone, Copy)]
 pub struct OutboundConfig {
@@ -112,8 +117,10 @@ impl Default for OutboundConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// Read as any TOML value, so a value of the wrong type is reported by our own
+    /// message (serde's quotes the value it found, and these may be secrets).
     #[serde(default)]
-    variables: BTreeMap<String, String>,
+    variables: BTreeMap<String, toml::Spanned<toml::Value>>,
     #[serde(default)]
     key_value_store: BTreeMap<String, StoreConfig>,
     #[serde(default)]
@@ -141,19 +148,37 @@ impl RuntimeConfig {
             std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
         // The message names the line and column but never quotes the text: the file may
         // hold secrets.
+        let at = |start: usize| {
+            let before = text.get(..start).unwrap_or(&text);
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(" at line {line}, column {col}")
+        };
         let raw: RawConfig = toml::from_str(&text).map_err(|e| {
-            let at = e.span().map(|s| {
-                let before = text.get(..s.start).unwrap_or(&text);
-                let line = before.matches('\n').count() + 1;
-                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                format!(" at line {line}, column {col}")
-            });
+            let at = e.span().map(|s| at(s.start));
             bad(format!(
                 "{}{}",
-                e.message().trim_end(),
+                scrub(e.message().trim_end()),
                 at.unwrap_or_default()
             ))
         })?;
+        let mut variables = BTreeMap::new();
+        for (name, value) in raw.variables {
+            let start = value.span().start;
+            match value.into_inner() {
+                toml::Value::String(s) => {
+                    variables.insert(name, s);
+                }
+                other => {
+                    // Only the kind, never the value: `db_password = 123456` is a secret.
+                    return Err(bad(format!(
+                        "variable `{name}` under [variables] must be a string, not {} (quote it: `{name} = \"...\"`){}",
+                        kind_of(&other),
+                        at(start)
+                    )));
+                }
+            }
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let mut key_value_stores = raw.key_value_store;
         for store in key_value_stores.values_mut() {
@@ -171,6 +196,12 @@ impl RuntimeConfig {
                         .map_err(|e| bad(format!("outbound_http.{key}: {e}")))?;
                     if d.is_zero() {
                         return Err(bad(format!("outbound_http.{key} must be more than 0")));
+                    }
+                    if d > MAX_OUTBOUND_TIMEOUT {
+                        return Err(bad(format!(
+                            "outbound_http.{key} is `{s}`; it may be at most {}s (1h)",
+                            MAX_OUTBOUND_TIMEOUT.as_secs()
+                        )));
                     }
                     *into = d;
                 }
@@ -204,12 +235,40 @@ impl RuntimeConfig {
             outbound_http.allow_private_addresses = allow;
         }
         Ok(Self {
-            variables: raw.variables,
+            variables,
             key_value_stores,
             outbound_http,
             path: Some(path.to_path_buf()),
         })
     }
+}
+
+/// The kind of a TOML value, for messages that must not show the value.
+fn kind_of(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "a number",
+        toml::Value::Float(_) => "a number",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a date",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+/// A deserializer message without the value it found: serde writes ``invalid type:
+/// integer `123456`, expected a string``, and anywhere in this file that value may be a
+/// secret. The kind (`integer`) and what was expected stay.
+fn scrub(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((found, expected)) = rest.split_once(", expected ")
+        {
+            let kind = found.split(['`', '"']).next().unwrap_or_default().trim();
+            return format!("{prefix}{kind}, expected {expected}");
+        }
+    }
+    message.to_string()
 }
 
 #[cfg(test)]
@@ -278,6 +337,18 @@ allow_private_addresses = true
         );
         let e = load("[outbound_http]\nconnect_timeout = \"soon\"\n").expect_err("bad duration");
         assert!(e.contains("outbound_http.connect_timeout"), "{e}");
+        for absurd in ["61m", "2h", "18446744073709551615h", "3601s"] {
+            let e = load(&format!(
+                "[outbound_http]\nconnect_timeout = \"{absurd}\"\n"
+            ))
+            .expect_err("too long");
+            assert!(
+                e.contains("outbound_http.connect_timeout") && e.contains("at most 3600s (1h)"),
+                "{e}"
+            );
+        }
+        let rc = load("[outbound_http]\nbetween_bytes_timeout = \"1h\"\n").expect("1h is allowed");
+        assert_eq!(rc.outbound_http.between_bytes_timeout, MAX_OUTBOUND_TIMEOUT);
         let e = load("[outbound_http]\nmax_concurrent_requests = 0\n").expect_err("zero");
         assert!(e.contains("at least 1"), "{e}");
         let e =
@@ -287,6 +358,35 @@ allow_private_addresses = true
         assert!(e.contains("allow_private_address"), "{e}");
         let e = load("[varibles]\n").expect_err("unknown table");
         assert!(e.contains("varibles"), "{e}");
+        // Values of the wrong type: the kind and the line, never the value.
+        for (value, kind) in [
+            ("123456", "a number"),
+            ("987.654", "a number"),
+            ("true", "a boolean"),
+            ("[\"hunter2-secret\"]", "an array"),
+            ("{ v = \"hunter2-secret\" }", "a table"),
+        ] {
+            let e = load(&format!("[variables]\nok = \"x\"\ntoken = {value}\n"))
+                .expect_err("not a string");
+            assert!(
+                e.contains("variable `token`")
+                    && e.contains(kind)
+                    && e.contains("quote it")
+                    && e.contains(" at line 3"),
+                "{e}"
+            );
+            assert!(!e.contains(value) && !e.contains("hunter2"), "{e}");
+        }
+        // The same anywhere else in the file: serde's own message loses the value.
+        let e = load("[outbound_http]\nmax_concurrent_requests = \"hunter2-secret\"\n")
+            .expect_err("not a number");
+        assert!(
+            e.contains("invalid type: string, expected") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = load("[key_value_store.default]\ntype = \"redis\"\nurl = 8675309\n")
+            .expect_err("not a string");
+        assert!(e.contains("integer") && !e.contains("8675309"), "{e}");
         let e = load("[variables]\ntoken = \"hunter2-secret\nx").expect_err("broken");
         assert!(
             !e.contains("hunter2-secret") && e.contains(" at line "),

@@ -60,32 +60,36 @@ pub(crate) fn resolve(
                 );
             }
             None => {
-                let runtime_hint = match &runtime.path {
-                    Some(p) => format!(
-                        "add `{} = \"...\"` under `[variables]` in {}",
-                        var.name,
-                        p.display()
-                    ),
-                    None => format!(
-                        "pass a runtime config with `--runtime-config FILE` that sets `{}` under `[variables]`",
-                        var.name
-                    ),
-                };
                 return Err(app
                     .diagnostic(
                         var.span.clone(),
                         format!("variable `{}` is required but has no value", var.name),
                     )
                     .key(format!("variables.{}", var.name))
-                    .help(format!(
-                        "set the environment variable {} before `atoll up`, or {runtime_hint}",
-                        env_name(&var.name)
-                    ))
+                    .help(how_to_set(&var.name, runtime))
                     .into());
             }
         }
     }
     Ok(out)
+}
+
+/// How to give `name` a value, for messages: the environment variable, or the runtime
+/// config (the one in use, or `--runtime-config`).
+pub(crate) fn how_to_set(name: &str, runtime: &RuntimeConfig) -> String {
+    let runtime_hint = match &runtime.path {
+        Some(p) => format!(
+            "add `{name} = \"...\"` under `[variables]` in {}",
+            p.display()
+        ),
+        None => format!(
+            "pass a runtime config with `--runtime-config FILE` that sets `{name}` under `[variables]`"
+        ),
+    };
+    format!(
+        "set the environment variable {} before `atoll up`, or {runtime_hint}",
+        env_name(name)
+    )
 }
 
 /// The value of one variable from the first provider that sets it, if any.

@@ -46,7 +46,10 @@ impl NatsBackend {
     /// Check the URL; connecting waits for the first use.
     pub(crate) fn new(url: &str) -> Result<Self, BackendError> {
         if !url.starts_with("nats://") && !url.starts_with("tls://") {
-            return Err(BackendError(format!("`{url}` is not a nats:// URL")));
+            // Not quoted: the URL may hold a password.
+            return Err(BackendError(
+                "the URL must start with nats:// or tls://".into(),
+            ));
         }
         Ok(Self {
             url: url.to_string(),

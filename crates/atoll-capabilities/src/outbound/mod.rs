@@ -36,11 +36,38 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use atoll_manifest::{AllowedHost, Denial, check_url};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
-use addresses::{Destinations, check_resolved};
-use send::{Target, Timeouts};
+use addresses::{Destinations, NonPublic, check_resolved};
+use send::{Resolve, Target, Timeouts};
 
 use crate::logs::LogTarget;
 use crate::runtime_config::OutboundConfig;
+
+/// Why [`checked_addresses`] gives no addresses.
+#[derive(Debug)]
+enum Refused {
+    /// The lookup failed or timed out.
+    Failed(wasmtime_wasi_http::Error),
+    /// One answer is outside `destinations`: that address and its class.
+    Denied(std::net::SocketAddr, NonPublic),
+}
+
+/// Resolve `target` once with `resolver` and check every answer against
+/// `destinations` (an IP literal is used as is: the grant named it). The result is what
+/// [`send::send`] connects to; nothing resolves the name again.
+async fn checked_addresses(
+    resolver: &dyn Resolve,
+    target: &Target,
+    destinations: Destinations,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<std::net::SocketAddr>, Refused> {
+    let addrs = send::resolve(resolver, target, deadline)
+        .await
+        .map_err(Refused::Failed)?;
+    if target.ip.is_none() {
+        check_resolved(&addrs, destinations).map_err(|(a, c)| Refused::Denied(a, c))?;
+    }
+    Ok(addrs)
+}
 
 /// What a component may reach, shared by all its instances.
 #[derive(Debug)]
@@ -152,35 +179,237 @@ impl WasiHttpHooks for OutboundHttp {
         };
         let policy = policy.clone();
         Box::new(async move {
-            let deadline = tokio::time::Instant::now() + timeouts.connect;
-            let addrs = send::resolve(&target, deadline).await?;
-            if target.ip.is_none()
-                && let Err((addr, class)) = check_resolved(&addrs, destinations)
+            let deadline = send::deadline(tokio::time::Instant::now(), timeouts.connect);
+            let addrs = match checked_addresses(
+                &send::SystemResolver,
+                &target,
+                destinations,
+                deadline,
+            )
+            .await
             {
-                let url = request.uri().to_string();
-                let why = match destinations {
-                    Destinations::Loopback => format!(
-                        "`localhost` resolves to {}, which is not a loopback address",
-                        addr.ip()
-                    ),
-                    _ => format!(
-                        "`{}` resolves to {}, a {class} address; grant that IP literally in allowed_outbound_hosts, or set allow_private_addresses = true under [outbound_http] in the runtime config",
-                        target.host,
-                        addr.ip()
-                    ),
-                };
-                tracing::warn!(
-                    app = %policy.target.app,
-                    component = %policy.target.component,
-                    kind = %"outbound_http",
-                    url = %policy.target.redact(&url),
-                    resolved = %addr.ip(),
-                    "capability denied: outbound HTTP request refused: {why}"
-                );
-                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
-            }
+                Ok(addrs) => addrs,
+                Err(Refused::Failed(e)) => return Err(e),
+                Err(Refused::Denied(addr, class)) => {
+                    let url = request.uri().to_string();
+                    let why = match destinations {
+                        Destinations::Loopback => format!(
+                            "`localhost` resolves to {}, which is not a loopback address",
+                            addr.ip()
+                        ),
+                        _ => format!(
+                            "`{}` resolves to {}, a {class} address; grant that IP literally in allowed_outbound_hosts, or set allow_private_addresses = true under [outbound_http] in the runtime config",
+                            target.host,
+                            addr.ip()
+                        ),
+                    };
+                    tracing::warn!(
+                        app = %policy.target.app,
+                        component = %policy.target.component,
+                        kind = %"outbound_http",
+                        url = %policy.target.redact(&url),
+                        resolved = %addr.ip(),
+                        "capability denied: outbound HTTP request refused: {why}"
+                    );
+                    return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+                }
+            };
             // The slot is held until the connection is done, body included.
             send::send(request, &target, &addrs, deadline, timeouts, slot).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A resolver that gives its scripted answers in turn (the last one from then on),
+    /// and counts its lookups.
+    struct Scripted {
+        answers: Vec<Vec<SocketAddr>>,
+        calls: AtomicUsize,
+    }
+
+    impl Scripted {
+        fn new(answers: Vec<Vec<SocketAddr>>) -> Self {
+            Self {
+                answers,
+                calls: AtomicUsize::new(0),
+            }
+        }
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Resolve for Scripted {
+        fn lookup<'a>(
+            &'a self,
+            _host: &'a str,
+            _port: u16,
+        ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+            let i = self.calls.fetch_add(1, Ordering::SeqCst);
+            let answer = self.answers[i.min(self.answers.len() - 1)].clone();
+            Box::pin(async move { Ok(answer) })
+        }
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("socket address")
+    }
+
+    fn target(url: &str) -> Target {
+        Target::of(&url.parse().expect("uri")).expect("target")
+    }
+
+    fn soon() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(5)
+    }
+
+    #[tokio::test]
+    async fn one_private_answer_among_public_ones_is_refused() {
+        let t = target("http://api.example.com/");
+        let r = Scripted::new(vec![vec![
+            addr("93.184.216.34:80"),
+            addr("10.0.0.5:80"),
+            addr("8.8.8.8:80"),
+        ]]);
+        match checked_addresses(&r, &t, Destinations::Public, soon()).await {
+            Err(Refused::Denied(a, NonPublic::Private)) => assert_eq!(a, addr("10.0.0.5:80")),
+            other => panic!("{other:?}"),
+        }
+        // The same in IPv6 forms that embed a private IPv4 address.
+        let r = Scripted::new(vec![vec![
+            addr("[2606:4700::1111]:80"),
+            addr("[::ffff:127.0.0.1]:80"),
+        ]]);
+        assert!(matches!(
+            checked_addresses(&r, &t, Destinations::Public, soon()).await,
+            Err(Refused::Denied(_, NonPublic::Loopback))
+        ));
+        // `localhost` answering a public address is refused too.
+        let r = Scripted::new(vec![vec![addr("127.0.0.1:80"), addr("8.8.8.8:80")]]);
+        assert!(matches!(
+            checked_addresses(&r, &target("http://localhost/"), Destinations::Loopback, soon())
+                .await,
+            Err(Refused::Denied(a, _)) if a == addr("8.8.8.8:80")
+        ));
+        // All public: allowed, every answer kept.
+        let r = Scripted::new(vec![vec![addr("93.184.216.34:80"), addr("8.8.8.8:80")]]);
+        let ok = checked_addresses(&r, &t, Destinations::Public, soon())
+            .await
+            .map_err(|e| format!("{e:?}"));
+        assert_eq!(ok, Ok(vec![addr("93.184.216.34:80"), addr("8.8.8.8:80")]));
+    }
+
+    #[tokio::test]
+    async fn a_name_is_looked_up_once_so_a_rebinding_answer_is_never_seen() {
+        // First a public answer, then (a rebinding server's second reply) loopback.
+        let r = Scripted::new(vec![
+            vec![addr("93.184.216.34:80")],
+            vec![addr("127.0.0.1:80")],
+        ]);
+        let t = target("http://rebind.example/");
+        let addrs = checked_addresses(&r, &t, Destinations::Public, soon())
+            .await
+            .map_err(|e| format!("{e:?}"));
+        assert_eq!(addrs, Ok(vec![addr("93.184.216.34:80")]));
+        assert_eq!(r.calls(), 1);
+        // An IP literal is not looked up at all.
+        let r = Scripted::new(vec![vec![addr("10.0.0.1:80")]]);
+        let addrs = checked_addresses(
+            &r,
+            &target("http://127.0.0.1:8080/"),
+            Destinations::Public,
+            soon(),
+        )
+        .await
+        .map_err(|e| format!("{e:?}"));
+        assert_eq!(addrs, Ok(vec![addr("127.0.0.1:8080")]));
+        assert_eq!(r.calls(), 0);
+    }
+
+    /// A one-request HTTP server: answers `200 ok` and records the request head.
+    async fn answering_server() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let at = listener.local_addr().expect("addr");
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                log.lock()
+                    .expect("lock")
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+        });
+        (at, seen)
+    }
+
+    #[tokio::test]
+    async fn the_connection_goes_to_the_checked_address() {
+        let (checked, seen_checked) = answering_server().await;
+        let (other, seen_other) = answering_server().await;
+        // The second answer would point elsewhere; it is never asked for.
+        let r = Scripted::new(vec![vec![checked], vec![other]]);
+        let url = format!("http://rebind.test:{}/x?y=1", checked.port());
+        let t = target(&url);
+        let deadline = soon();
+        let addrs = checked_addresses(&r, &t, Destinations::Loopback, deadline)
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .expect("loopback answers pass a loopback-only check");
+        let body = http_body_util::Empty::<bytes::Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let request = http::Request::builder()
+            .uri(&url)
+            .body(body)
+            .expect("request");
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_secs(5),
+            between_bytes: Duration::from_secs(5),
+        };
+        let (response, io) = send::send(request, &t, &addrs, deadline, timeouts, ())
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .expect("sent");
+        tokio::spawn(Box::into_pin(io));
+        assert_eq!(response.status(), 200);
+        let got = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .expect("body")
+            .to_bytes();
+        assert_eq!(&got[..], b"ok");
+        assert_eq!(r.calls(), 1, "the name was looked up again");
+        let heads = seen_checked.lock().expect("lock").clone();
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        assert!(heads[0].starts_with("GET /x?y=1 HTTP/1.1\r\n"), "{heads:?}");
+        assert!(seen_other.lock().expect("lock").is_empty());
     }
 }

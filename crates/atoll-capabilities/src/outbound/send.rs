@@ -27,6 +27,8 @@ use tokio::time::Instant;
 use tokio_rustls::rustls::{self, pki_types::ServerName};
 use wasmtime_wasi_http::{Error, WasiBody};
 
+use crate::runtime_config::MAX_OUTBOUND_TIMEOUT;
+
 /// Where a request goes, taken from its URL.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
@@ -61,6 +63,16 @@ impl Target {
     }
 }
 
+/// `now + d`, never panicking: a `d` that does not fit is cut to the longest timeout an
+/// operator may set ([`MAX_OUTBOUND_TIMEOUT`], which the runtime config enforces anyway),
+/// and past even that the deadline is `now` (the request times out rather than the
+/// process panicking).
+pub(crate) fn deadline(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(MAX_OUTBOUND_TIMEOUT))
+        .unwrap_or(now)
+}
+
 /// The timeouts of one request, already clamped to the operator's limits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
@@ -70,13 +82,41 @@ pub(crate) struct Timeouts {
     pub(crate) between_bytes: Duration,
 }
 
-/// Resolve `target` once: its IP literal as is, or a name through the system resolver,
-/// within `deadline`. The caller checks every address before [`send`] connects to them.
-pub(crate) async fn resolve(target: &Target, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
+/// Where names are looked up: the system resolver in production ([`SystemResolver`]),
+/// a scripted one in tests. Only [`resolve`] calls it, once per request.
+pub(crate) trait Resolve: Send + Sync {
+    /// Every address `host` resolves to, with `port`.
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>>;
+}
+
+/// `getaddrinfo`, on tokio's blocking pool.
+pub(crate) struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+}
+
+/// Resolve `target` once: its IP literal as is, or a name through `resolver`, within
+/// `deadline`. The caller checks every address before [`send`] connects to them.
+pub(crate) async fn resolve(
+    resolver: &dyn Resolve,
+    target: &Target,
+    deadline: Instant,
+) -> Result<Vec<SocketAddr>, Error> {
     if let Some(ip) = target.ip {
         return Ok(vec![SocketAddr::new(ip, target.port)]);
     }
-    let lookup = tokio::net::lookup_host((target.host.as_str(), target.port));
+    let lookup = resolver.lookup(&target.host, target.port);
     let addrs: Vec<SocketAddr> = match tokio::time::timeout_at(deadline, lookup).await {
         Err(_) => return Err(Error::DnsTimeout),
         Ok(Err(e)) => {
@@ -85,7 +125,7 @@ pub(crate) async fn resolve(target: &Target, deadline: Instant) -> Result<Vec<So
                 info_code: None,
             });
         }
-        Ok(Ok(addrs)) => addrs.collect(),
+        Ok(Ok(addrs)) => addrs,
     };
     if addrs.is_empty() {
         return Err(Error::DestinationNotFound);
@@ -138,12 +178,7 @@ pub(crate) async fn send<H: Send + 'static>(
         .map_err(|_| Error::ConnectionTimeout)??;
 
     // On the wire the request line carries the path only (the authority is in `host`).
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
+    *request.uri_mut() = origin_form(request.uri())?;
 
     // Drive the connection while waiting for the response head.
     let mut conn = Box::pin(conn);
@@ -192,6 +227,29 @@ pub(crate) async fn send<H: Send + 'static>(
         })
     });
     Ok((response, io))
+}
+
+/// The origin-form request target of `uri` (`/path?query`), built from its parsed path
+/// and query rather than re-parsed from text: an empty path is `/`, a bare `?query` (legal
+/// in a wasi:http `path-with-query`) becomes `/?query`, and anything not starting with
+/// `/` or `?` is refused, so the request line can never become an absolute-form or
+/// asterisk-form target.
+pub(crate) fn origin_form(uri: &http::Uri) -> Result<http::Uri, Error> {
+    let pq = uri.path_and_query().map_or("", |p| p.as_str());
+    let target = if pq.is_empty() {
+        http::uri::PathAndQuery::from_static("/")
+    } else if pq.starts_with('/') {
+        match uri.path_and_query() {
+            Some(p) => p.clone(),
+            None => http::uri::PathAndQuery::from_static("/"),
+        }
+    } else if pq.starts_with('?') {
+        http::uri::PathAndQuery::try_from(format!("/{pq}"))
+            .map_err(|_| Error::HttpRequestUriInvalid)?
+    } else {
+        return Err(Error::HttpRequestUriInvalid);
+    };
+    Ok(http::Uri::from(target))
 }
 
 /// Connect to the first address that accepts, in the resolver's order, before `deadline`.
@@ -253,7 +311,9 @@ impl Body for TimedBody {
         let this = &mut *self;
         match Pin::new(&mut this.incoming).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.timer.as_mut().reset(Instant::now() + this.gap);
+                this.timer
+                    .as_mut()
+                    .reset(deadline(Instant::now(), this.gap));
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) if e.is_timeout() => {
@@ -274,5 +334,68 @@ impl Body for TimedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.incoming.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(uri: http::Uri) -> Result<String, Error> {
+        origin_form(&uri).map(|u| u.to_string())
+    }
+
+    #[test]
+    fn deadlines_never_overflow() {
+        let now = Instant::now();
+        assert_eq!(
+            deadline(now, Duration::from_secs(2)),
+            now + Duration::from_secs(2)
+        );
+        assert_eq!(deadline(now, Duration::MAX), now + MAX_OUTBOUND_TIMEOUT);
+    }
+
+    #[test]
+    fn the_request_target_is_origin_form() {
+        let full = |pq: &str| {
+            http::Uri::builder()
+                .scheme("http")
+                .authority("127.0.0.1:8080")
+                .path_and_query(pq)
+                .build()
+                .expect("valid URI")
+        };
+        assert_eq!(target(full("/a/b?c=d")).ok().as_deref(), Some("/a/b?c=d"));
+        assert_eq!(target(full("?a=b")).ok().as_deref(), Some("/?a=b"));
+        assert_eq!(target(full("/")).ok().as_deref(), Some("/"));
+        assert_eq!(
+            target("http://127.0.0.1:8080".parse().expect("uri"))
+                .ok()
+                .as_deref(),
+            Some("/")
+        );
+        // Never an absolute-form or asterisk-form target: a path that does not start
+        // with `/` or `?` is refused, whatever it looks like.
+        let mut refused = Vec::new();
+        for odd in ["*", "http://evil.example/x", "evil.example/x"] {
+            let uri = http::Uri::from_parts({
+                let mut p = http::uri::Parts::default();
+                p.scheme = Some(http::uri::Scheme::HTTP);
+                p.authority = Some(http::uri::Authority::from_static("127.0.0.1"));
+                p.path_and_query = http::uri::PathAndQuery::try_from(odd).ok();
+                p
+            });
+            if let Ok(uri) = uri
+                && uri.path_and_query().is_some()
+            {
+                assert!(
+                    matches!(target(uri.clone()), Err(Error::HttpRequestUriInvalid)),
+                    "{uri}"
+                );
+                refused.push(odd);
+            }
+        }
+        // At least one of them can be built as a path, so the check above really ran.
+        assert!(!refused.is_empty(), "no odd path could be built");
     }
 }

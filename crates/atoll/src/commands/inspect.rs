@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use atoll_capabilities::inspect::{
-    ConfigEntry, ImportFinding, ShownValue, StoreEntry, config_entries, import_findings,
-    store_entries,
+    ConfigEntry, ImportFinding, ShownValue, StoreEntry, UnsetVariable, config_entries,
+    import_findings, store_entries, unset_variables,
 };
 use atoll_engine::ComponentFile;
 use atoll_manifest::{App, Component, MountSource};
@@ -113,13 +113,15 @@ impl InspectCommand {
             });
         }
 
+        // Every declared variable, used by a template or not: `atoll up` resolves them all.
+        let unset = unset_variables(&app, &runtime, &env_variables);
         let out = if self.json {
-            let mut s = serde_json::to_string_pretty(&to_json(&app, &reports))
+            let mut s = serde_json::to_string_pretty(&to_json(&app, &unset, &reports))
                 .context("cannot encode the report as JSON")?;
             s.push('\n');
             s
         } else {
-            to_text(&app, &reports)
+            to_text(&app, &unset, &reports)
         };
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();
@@ -134,7 +136,7 @@ impl InspectCommand {
     }
 }
 
-fn to_json(app: &App, reports: &[Report<'_>]) -> Value {
+fn to_json(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> Value {
     let components: Vec<Value> = reports
         .iter()
         .map(|r| {
@@ -213,12 +215,16 @@ fn to_json(app: &App, reports: &[Report<'_>]) -> Value {
             "version": app.version,
             "manifest": app.manifest_path().display().to_string(),
             "hosts": app.hosts,
+            "findings": unset
+                .iter()
+                .map(|u| json!({ "kind": "unset_variable", "variable": u.name, "env": u.env, "message": u.message }))
+                .collect::<Vec<_>>(),
         },
         "components": components,
     })
 }
 
-fn to_text(app: &App, reports: &[Report<'_>]) -> String {
+fn to_text(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> String {
     let mut s = String::new();
     let version = if app.version.is_empty() {
         String::new()
@@ -233,6 +239,12 @@ fn to_text(app: &App, reports: &[Report<'_>]) -> String {
     );
     if !app.hosts.is_empty() {
         let _ = writeln!(s, "hosts {}", app.hosts.join(", "));
+    }
+    if !unset.is_empty() {
+        let _ = writeln!(s, "findings");
+        for u in unset {
+            let _ = writeln!(s, "  ! {}", u.message);
+        }
     }
     for r in reports {
         let c = r.component;

@@ -52,10 +52,23 @@ impl TestApp {
     }
 }
 
+/// The `atoll` binary, without the `ATOLL_VARIABLE_*` variables of the environment the
+/// tests run in: a developer's own settings must not change what a test sees. Tests
+/// pass the ones they mean with `.env`.
+pub fn atoll_command() -> Command {
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ATOLL_VARIABLE_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
 /// Run `atoll up` on `app` expecting it to fail at startup: (exit ok?, stderr). A server
 /// that starts instead is killed after 60 s (and reported as a success).
 pub fn up_fails(app: &TestApp, extra_args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
-    let mut child = Command::new(BIN)
+    let mut child = atoll_command()
         .arg("up")
         .arg(app.path())
         .args(["--listen", "127.0.0.1:0"])
@@ -127,7 +140,7 @@ impl Running {
         extra_args: &[&str],
         envs: &[(&str, &str)],
     ) -> Self {
-        let mut child = Command::new(BIN)
+        let mut child = atoll_command()
             .arg("up")
             .args(apps.iter().map(|a| a.path()))
             .args(["--listen", "127.0.0.1:0"])

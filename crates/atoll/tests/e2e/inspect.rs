@@ -61,9 +61,16 @@ fn setup(manifest: &str) -> (TestApp, tempfile::TempDir, String) {
     (app, runtime, rc)
 }
 
+/// `atoll inspect` with no `ATOLL_VARIABLE_*` inherited from the developer's
+/// environment: only what a test sets reaches it.
+fn atoll_inspect() -> Command {
+    let mut c = atoll_command();
+    c.arg("inspect");
+    c
+}
+
 fn inspect(app: &TestApp, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("inspect")
+    atoll_inspect()
         .arg(app.path())
         .args(args)
         .env("ATOLL_HOME", shared_home())
@@ -300,8 +307,7 @@ fn non_secret_values_show_and_secrets_never_do() {
         vec!["--json", "--runtime-config", rc.as_str()],
         vec!["--component", "config", "--runtime-config", rc.as_str()],
     ] {
-        let out = Command::new(BIN)
-            .arg("inspect")
+        let out = atoll_inspect()
             .arg(app.path())
             .args(&args)
             .env("ATOLL_HOME", shared_home())
@@ -318,6 +324,70 @@ fn non_secret_values_show_and_secrets_never_do() {
         );
     }
     drop(rc_dir);
+}
+
+/// A required variable that no template uses and no provider sets: `atoll up` refuses to
+/// start, so inspect must not report a clean app. It lists the variable at app level, in
+/// text and JSON, and the finding goes away once the variable is set.
+#[test]
+fn an_unset_variable_is_reported_even_when_no_template_uses_it() {
+    let manifest = APP.replace(
+        "db_password = { required = true, secret = true }",
+        "db_password = { required = true, secret = true }\norphan = { required = true }",
+    );
+    let (app, _rc_dir, rc) = setup(&manifest);
+    let needle = "variable `orphan` has no value: `atoll up` will refuse to start; set the environment variable ATOLL_VARIABLE_ORPHAN";
+
+    let out = inspect(&app, &["--runtime-config", &rc]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let head = stdout.split("component ").next().unwrap_or_default();
+    assert!(
+        head.contains("findings\n  ! ") && head.contains(needle),
+        "no app-level finding in:\n{stdout}"
+    );
+
+    let out = inspect(&app, &["--json", "--runtime-config", &rc]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("valid JSON");
+    let findings = v["app"]["findings"].as_array().expect("app findings");
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0]["kind"], "unset_variable");
+    assert_eq!(findings[0]["variable"], "orphan");
+    assert_eq!(findings[0]["env"], "ATOLL_VARIABLE_ORPHAN");
+    assert!(
+        findings[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(needle)),
+        "{findings:?}"
+    );
+
+    // What inspect promised: `atoll up` with the same providers refuses to start.
+    let (ok, up_stderr) = up_fails(
+        &app,
+        &["--runtime-config", &rc],
+        &[("ATOLL_VARIABLE_API_TOKEN", ENV_SECRET)],
+    );
+    assert!(!ok, "{up_stderr}");
+    assert!(
+        up_stderr.contains("variable `orphan` is required but has no value"),
+        "{up_stderr}"
+    );
+
+    // Set, the finding goes.
+    let out = atoll_inspect()
+        .arg(app.path())
+        .args(["--json", "--runtime-config", &rc])
+        .env("ATOLL_HOME", shared_home())
+        .env("ATOLL_VARIABLE_API_TOKEN", ENV_SECRET)
+        .env("ATOLL_VARIABLE_ORPHAN", "set")
+        .output()
+        .expect("run atoll inspect");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("valid JSON");
+    assert_eq!(v["app"]["findings"], serde_json::json!([]), "{stdout}");
 }
 
 #[test]
@@ -352,6 +422,34 @@ fn secrets_stay_out_of_errors() {
     assert!(!out.status.success(), "{stdout}");
     assert!(stderr.contains(" at line "), "{stderr}");
     assert_no_secret("broken runtime config", &stdout, &stderr);
+
+    // A secret written without quotes (TOML reads a number or a boolean): named by kind
+    // and line, never shown, in text and JSON mode.
+    for (value, kind) in [
+        (crate::variables::NUMERIC_SECRET, "a number"),
+        ("false", "a boolean"),
+    ] {
+        std::fs::write(&rc, format!("[variables]\ndb_password = {value}\n")).expect("write");
+        for json in [false, true] {
+            let mut args = vec!["--runtime-config", rc.as_str()];
+            if json {
+                args.insert(0, "--json");
+            }
+            let out = inspect(&app, &args);
+            let (stdout, stderr) = text(&out);
+            assert!(!out.status.success(), "{stdout}");
+            assert!(
+                stderr.contains("variable `db_password` under [variables] must be a string")
+                    && stderr.contains(kind)
+                    && stderr.contains(" at line 2"),
+                "{stderr}"
+            );
+            assert!(
+                !stdout.contains(value) && !stderr.contains(value),
+                "the secret leaked\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -459,8 +459,8 @@ impl Drop for OwnPostgres {
 }
 
 /// A test-owned PostgreSQL goes down under a serving app (killed as in a crash) and comes
-/// back on the same port: meanwhile the guest gets an error and the request a 5xx well
-/// within the backend timeout, other requests are served, and afterwards the same atoll
+/// back on the same port: meanwhile the guest gets an error and the request a 5xx in
+/// under 3 s (the backend timeout is 5 s), other requests are served, and afterwards the same atoll
 /// process serves again with the data written before the outage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_fails_fast_and_recovers() {
@@ -486,7 +486,10 @@ async fn postgres_outage_fails_fast_and_recovers() {
             "call {idx} during the outage: {status} {body}"
         );
         assert!(body.starts_with("other:"), "{body}");
-        assert!(took < Duration::from_secs(7), "call {idx} took {took:?}");
+        // A stopped server closes the connection and refuses new ones: each call fails
+        // at once, far below the 5 s backend timeout (the 3 s connect budget is the most
+        // a reconnect can take).
+        assert!(took < Duration::from_secs(3), "call {idx} took {took:?}");
     }
     assert_eq!(
         get(&c, &server.url("/none?store=default&op=get&key=k"))
@@ -518,6 +521,9 @@ async fn postgres_outage_fails_fast_and_recovers() {
 struct Forwarder {
     port: u16,
     frozen: Arc<std::sync::Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>>,
+    /// While set, new connections are accepted and then silent from the first byte (a
+    /// server that accepts but never answers the startup, like one stopped with SIGSTOP).
+    silence_new: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Forwarder {
@@ -528,12 +534,16 @@ impl Forwarder {
         let port = listener.local_addr().expect("addr").port();
         let frozen: Arc<std::sync::Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>> = Arc::default();
         let flags = frozen.clone();
+        let silence_new: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let silent = silence_new.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
                     continue;
                 };
-                let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let flag = Arc::new(std::sync::atomic::AtomicBool::new(
+                    silent.load(std::sync::atomic::Ordering::SeqCst),
+                ));
                 flags.lock().expect("lock").push(flag.clone());
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
@@ -541,7 +551,17 @@ impl Forwarder {
                 tokio::spawn(pipe(sr, cw, flag));
             }
         });
-        Self { port, frozen }
+        Self {
+            port,
+            frozen,
+            silence_new,
+        }
+    }
+
+    /// Make connections accepted from now on silent (`true`), or normal again.
+    fn silence_new_connections(&self, on: bool) {
+        self.silence_new
+            .store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every connection open now goes silent, for good.
@@ -579,7 +599,8 @@ async fn pipe(
 /// A PostgreSQL connection that goes silent without being closed (no FIN, no RST):
 /// calls fail within the backend timeout, and the backend gives up on that connection
 /// and opens a new one, instead of waiting on the dead one until the kernel times it out
-/// minutes later.
+/// minutes later. A server that accepts the new connection but never answers its startup
+/// costs a call at most the connect budget (3 s), not the whole backend timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_silent_connection_is_replaced() {
     let fwd = Forwarder::start("127.0.0.1:5432".parse().expect("addr")).await;
@@ -591,6 +612,7 @@ async fn postgres_silent_connection_is_replaced() {
     assert_eq!(op(&c, &server, "op=incr&key=n").await, (200, "1".into()));
 
     fwd.freeze_open_connections();
+    fwd.silence_new_connections(true);
     let started = Instant::now();
     let (status, body) = op(&c, &server, "op=incr&key=n").await;
     assert_eq!(status, 500, "{body}");
@@ -600,7 +622,19 @@ async fn postgres_silent_connection_is_replaced() {
         started.elapsed()
     );
 
+    // The reconnect reaches a server that never answers the startup: the call fails
+    // when the connect budget runs out, before the 5 s backend timeout.
+    let started = Instant::now();
+    let (status, body) = op(&c, &server, "op=get&key=n").await;
+    let took = started.elapsed();
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("took more than 3s") && took < Duration::from_millis(4500),
+        "took {took:?}: {body}"
+    );
+
     // The next calls go over a new connection.
+    fwd.silence_new_connections(false);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = (0, String::new());
     while Instant::now() < deadline {
@@ -615,6 +649,63 @@ async fn postgres_silent_connection_is_replaced() {
         last.1
     );
     // The increment sent into the frozen connection never reached the server.
+    assert_eq!(last.1, "1");
+    assert_eq!(op(&c, &server, "op=incr&key=n").await, (200, "2".into()));
+}
+
+/// The same silent connection under a component whose timeout (1 s) is shorter than
+/// the backend's own stall limit (4 s): every call is dropped by the component timeout
+/// before the backend gives up on its own, and still the connection is found dead (the
+/// dropped call's probe gets no answer) and replaced, instead of hanging every later
+/// call on it for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_silent_connection_is_replaced_under_a_short_component_timeout() {
+    let fwd = Forwarder::start("127.0.0.1:5432".parse().expect("addr")).await;
+    let short = manifest(&unique("kvshort")).replacen(
+        "key_value_stores = [\"default\"]\n",
+        "key_value_stores = [\"default\"]\nlimits = { timeout = \"1s\" }\n",
+        1,
+    );
+    let (server, _rc) = start(
+        TestApp::new(&short),
+        Some(&format!(
+            "[key_value_store.default]\ntype = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:{}/test\"\n",
+            fwd.port
+        )),
+    );
+    let c = client();
+    assert_eq!(op(&c, &server, "op=incr&key=n").await, (200, "1".into()));
+
+    fwd.freeze_open_connections();
+    let started = Instant::now();
+    let (status, body) = op(&c, &server, "op=incr&key=n").await;
+    assert_ne!(status, 200, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the component timeout is 1 s; took {:?}",
+        started.elapsed()
+    );
+
+    // Each call is cut at 1 s; within the probe's budget (what the first call had left of
+    // the 4 s stall limit) the connection is marked dead and the next call reconnects.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = (0, String::new());
+    while Instant::now() < deadline {
+        last = op(&c, &server, "op=get&key=n").await;
+        if last.0 == 200 {
+            break;
+        }
+    }
+    assert_eq!(
+        last.0, 200,
+        "still stuck on the silent connection: {}",
+        last.1
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "replaced only after {:?}",
+        started.elapsed()
+    );
     assert_eq!(last.1, "1");
     assert_eq!(op(&c, &server, "op=incr&key=n").await, (200, "2".into()));
 }

@@ -41,6 +41,7 @@ async fn upstream_handle(
             tokio::time::sleep(Duration::from_millis(300)).await;
             *resp.body_mut() = Full::new(Bytes::from_static(b"held"));
         }
+        "/" => *resp.body_mut() = Full::new(Bytes::from(format!("target {}", req.uri()))),
         _ => *resp.status_mut() = http::StatusCode::NOT_FOUND,
     }
     Ok(resp)
@@ -217,6 +218,28 @@ async fn only_granted_hosts_are_reachable() {
     assert_eq!(up.hits(), 2);
 }
 
+/// A URL with a query and no path (`http://host:port?a=b`, path-with-query `?a=b`) is a
+/// legal request: it goes out as `GET /?a=b`, as wasmtime's default sender sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_without_a_path_is_sent_as_origin_form() {
+    let up = Upstream::start().await;
+    let port = up.addr.port();
+    let server = Running::start(TestApp::new(&manifest(port)));
+    let c = client();
+    let r = call(
+        &c,
+        &server.url("/allowed"),
+        &format!("http://127.0.0.1:{port}?a=b"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "status 200\ntarget /?a=b")
+    );
+    assert_eq!(up.hits(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_are_not_followed_and_are_rechecked() {
     let up = Upstream::start().await;
@@ -295,29 +318,45 @@ async fn timeouts_and_the_in_flight_cap_hold() {
 
 /// A host *name* other than `localhost` that resolves, offline, to loopback addresses
 /// only: the machine's own hostname (127.0.0.1 or 127.0.1.1 in /etc/hosts on Debian
-/// and in containers), else Debian's `ip6-localhost`. Panics when there is none, since
-/// the tests below would prove nothing without one.
+/// and in containers), else Debian's `ip6-localhost` / `ip6-loopback`. When there is
+/// none, the test fails (it is not skipped: it would prove nothing) with what was tried
+/// and how to fix the machine. The resolve-check-connect path itself is also covered
+/// without any of this by the unit tests in `atoll-capabilities` (`outbound::tests`,
+/// with a scripted resolver).
 fn loopback_name() -> (String, std::net::IpAddr) {
     use std::net::ToSocketAddrs;
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_ascii_lowercase())
         .unwrap_or_default();
+    let mut tried = Vec::new();
     for name in [hostname.as_str(), "ip6-localhost", "ip6-loopback"] {
         if name.is_empty() || name == "localhost" || name.contains(|c: char| c.is_ascii_uppercase())
         {
             continue;
         }
-        let Ok(addrs) = (name, 80).to_socket_addrs() else {
-            continue;
+        let ips: Vec<std::net::IpAddr> = match (name, 80).to_socket_addrs() {
+            Ok(addrs) => addrs.map(|a| a.ip()).collect(),
+            Err(e) => {
+                tried.push(format!("`{name}`: {e}"));
+                continue;
+            }
         };
-        let ips: Vec<std::net::IpAddr> = addrs.map(|a| a.ip()).collect();
         if !ips.is_empty() && ips.iter().all(|ip| ip.is_loopback()) {
             return (name.to_string(), ips[0]);
         }
+        tried.push(format!("`{name}` -> {ips:?}"));
     }
     panic!(
-        "no host name other than localhost resolves to loopback here (hostname `{hostname}`); \
-         add one to /etc/hosts"
+        "this test needs a host name other than `localhost` that resolves to loopback \
+         addresses only, and none does here. Tried: {}. Fix: add `{}` to /etc/hosts. The \
+         test is not skipped, since without such a name it would prove nothing about \
+         resolved addresses.",
+        tried.join("; "),
+        if hostname.is_empty() {
+            "::1 ip6-localhost".to_string()
+        } else {
+            format!("127.0.1.1 {hostname}")
+        }
     );
 }
 

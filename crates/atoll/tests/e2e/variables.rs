@@ -36,6 +36,8 @@ component = "spin"
 "#;
 
 const SECRET: &str = "s3cr3t-Zq9-token";
+/// A secret that TOML reads as an integer when written without quotes.
+pub(crate) const NUMERIC_SECRET: &str = "731904288165";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn granted_keys_are_rendered_and_others_absent() {
@@ -127,6 +129,26 @@ fn secrets_never_appear_in_errors() {
     assert!(stderr.contains("runtime.toml"), "{stderr}");
     assert!(stderr.contains(" at line "), "{stderr}");
     assert!(!stderr.contains(SECRET), "the secret leaked:\n{stderr}");
+
+    // A secret written without quotes is a number or a boolean to TOML: the message says
+    // so, with the line, and never shows the value (serde's own message would).
+    for (value, kind) in [(NUMERIC_SECRET, "a number"), ("true", "a boolean")] {
+        std::fs::write(&rc, format!("[variables]\n\napi_token = {value}\n")).expect("write");
+        let (ok, stderr) = up_fails(
+            &TestApp::new(APP),
+            &["--runtime-config", rc.to_str().expect("utf8")],
+            &[],
+        );
+        assert!(!ok);
+        assert!(
+            stderr.contains("variable `api_token` under [variables] must be a string")
+                && stderr.contains(kind)
+                && stderr.contains("quote it")
+                && stderr.contains(" at line 3"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(value), "the secret leaked:\n{stderr}");
+    }
 
     let broken = APP.replace(
         "source = \"{{CONFIG}}\"\nvariables",

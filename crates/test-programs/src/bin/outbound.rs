@@ -16,7 +16,8 @@ fn header(req: &IncomingRequest, name: &str) -> Option<String> {
 
 fn start(url: &str, first_byte_ms: Option<u64>) -> Result<FutureIncomingResponse, String> {
     let (scheme, rest) = url.split_once("://").ok_or("no scheme")?;
-    let (authority, path) = match rest.find('/') {
+    // `http://host?a=b` has the path-with-query `?a=b`, as a URL library would send it.
+    let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
