@@ -83,17 +83,33 @@ where
 /// its body end as if complete (its store, and with it the body's sender, is simply
 /// dropped), and a client could take a truncated response for a whole one. With it, the
 /// connection is aborted instead (HTTP/1.1: no final chunk; HTTP/2: stream reset).
+///
+/// It also caps the body's size: past `limit` bytes the response is aborted the same way
+/// and the overrun logged once, so a guest streaming without end is stopped by bytes as
+/// well as by its timeout.
 pub struct GuardedBody<B> {
     inner: B,
     guest_ok: Option<tokio::sync::oneshot::Receiver<bool>>,
+    remaining: u64,
+    /// App and component, for the log line when the cap is hit.
+    who: Option<(Arc<str>, Arc<str>)>,
 }
 
 impl<B> GuardedBody<B> {
-    /// Wrap `inner`; `guest_ok` resolves to whether the guest's call succeeded.
-    pub fn new(inner: B, guest_ok: tokio::sync::oneshot::Receiver<bool>) -> Self {
+    /// Wrap `inner`; `guest_ok` resolves to whether the guest's call succeeded; `limit`
+    /// caps the bytes sent; `app` and `component` name the guest in the log.
+    pub fn new(
+        inner: B,
+        guest_ok: tokio::sync::oneshot::Receiver<bool>,
+        limit: u64,
+        app: Arc<str>,
+        component: Arc<str>,
+    ) -> Self {
         Self {
             inner,
             guest_ok: Some(guest_ok),
+            remaining: limit,
+            who: Some((app, component)),
         }
     }
 }
@@ -111,6 +127,18 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if n > this.remaining {
+                    if let Some((app, component)) = this.who.take() {
+                        tracing::error!(%app, %component, "response body over the server's cap (--max-response); aborting the response");
+                    }
+                    this.remaining = 0;
+                    return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(None))));
+                }
+                this.remaining -= n;
+                Poll::Ready(Some(Ok(frame)))
+            }
             Poll::Ready(None) => {
                 let Some(rx) = this.guest_ok.as_mut() else {
                     return Poll::Ready(None);

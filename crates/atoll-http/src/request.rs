@@ -172,7 +172,15 @@ pub(crate) async fn handle(
         return Ok(too_large());
     }
     Ok(match response {
-        Ok(Ok(resp)) => resp.map(|body| Either::Left(GuardedBody::new(body, done_rx))),
+        Ok(Ok(resp)) => resp.map(|body| {
+            Either::Left(GuardedBody::new(
+                body,
+                done_rx,
+                state.config.max_response_bytes,
+                component.app.clone(),
+                component.loaded.name().clone(),
+            ))
+        }),
         Ok(Err(code)) => {
             tracing::error!(app = %component.app, component = %component.loaded.name(), "guest answered with an error: {code:?}");
             plain(

@@ -28,6 +28,8 @@ pub struct HttpConfig {
     pub max_header_bytes: usize,
     /// Largest request body accepted; larger gets 413.
     pub max_body_bytes: u64,
+    /// Largest response body sent; a guest writing more has its response aborted.
+    pub max_response_bytes: u64,
     /// How long in-flight requests may take to finish after shutdown starts.
     pub shutdown_grace: Duration,
     /// How long a client may take to send a request head.
@@ -46,6 +48,7 @@ impl Default for HttpConfig {
         Self {
             max_header_bytes: 64 * 1024,
             max_body_bytes: 64 * 1024 * 1024,
+            max_response_bytes: 1 << 30,
             shutdown_grace: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,

@@ -25,6 +25,10 @@ pub struct UpCommand {
     /// Largest request body accepted, e.g. 64MiB (larger gets 413).
     #[arg(long, default_value = "64MiB")]
     max_body: String,
+    /// Largest response body sent, e.g. 1GiB; a guest writing more has its response
+    /// aborted (connection closed, logged).
+    #[arg(long, default_value = "1GiB")]
+    max_response: String,
     /// Largest request head accepted, e.g. 64KiB (larger gets 431).
     #[arg(long, default_value = "64KiB")]
     max_headers: String,
@@ -63,8 +67,11 @@ impl UpCommand {
             .map_err(|e| anyhow::anyhow!("--max-body: {e}"))?;
         let max_headers = atoll_manifest::parse_size(&self.max_headers)
             .map_err(|e| anyhow::anyhow!("--max-headers: {e}"))?;
+        let max_response = atoll_manifest::parse_size(&self.max_response)
+            .map_err(|e| anyhow::anyhow!("--max-response: {e}"))?;
         let http_config = HttpConfig {
             max_body_bytes: max_body,
+            max_response_bytes: max_response,
             max_header_bytes: usize::try_from(max_headers)?,
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace),
             ..HttpConfig::default()

@@ -203,3 +203,40 @@ async fn slow_clients_are_disconnected_after_the_header_timeout() {
         );
     }
 }
+
+/// A response body over `--max-response` is aborted (never ended as if complete) and
+/// logged; one under it arrives whole.
+#[tokio::test]
+async fn responses_over_the_cap_are_aborted() {
+    let server = Running::start_with(
+        TestApp::new(ECHO),
+        &shared_home(),
+        &["--max-response", "1MiB"],
+    );
+    let c = client();
+    let small = Bytes::from(vec![b'a'; 512 * 1024]);
+    let r = send(&c, "POST", &server.url("/"), small.clone())
+        .await
+        .expect("post under the cap");
+    assert_eq!((r.status, r.body.len()), (200, small.len()));
+
+    let big = Bytes::from(vec![b'b'; 2 * 1024 * 1024]);
+    match send(&c, "POST", &server.url("/"), big.clone()).await {
+        Err(e) => assert!(e.contains("body"), "{e}"),
+        Ok(r) => panic!(
+            "a {} byte response over a 1 MiB cap ended cleanly with status {}",
+            r.body.len(),
+            r.status
+        ),
+    }
+    assert!(
+        server.wait_for_log("over the server's cap", Duration::from_secs(5)),
+        "{}",
+        server.logs()
+    );
+    // The server goes on serving.
+    let r = send(&client(), "POST", &server.url("/"), small.clone())
+        .await
+        .expect("post after");
+    assert_eq!(r.body.len(), small.len());
+}
