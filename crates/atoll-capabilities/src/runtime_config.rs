@@ -15,6 +15,8 @@
 //! connect_timeout = "10s"
 //! first_byte_timeout = "30s"
 //! max_concurrent_requests = 16      # per instance
+//! max_concurrent_requests_per_component = 256   # over all its instances
+//! max_requests_per_second = 1000    # per component
 //! allow_private_addresses = false   # true: allowed names may resolve to any address
 //! ```
 
@@ -95,6 +97,12 @@ pub struct OutboundConfig {
     /// Requests one instance may have in flight at once; more fail with
     /// `connection-limit-reached` instead of queueing.
     pub max_concurrent_requests: usize,
+    /// Requests all instances of one component may have in flight at once; more fail
+    /// with `connection-limit-reached`.
+    pub max_concurrent_requests_per_component: usize,
+    /// Requests one component may start per second (a token bucket, full at start);
+    /// more fail with `connection-limit-reached`.
+    pub max_requests_per_second: u32,
     /// Whether an allowed host *name* may resolve to a non-public address (loopback,
     /// private, link-local...). Off by default, which stops DNS rebinding; an operator
     /// whose services live on a private network turns it on. IP literals in
@@ -109,6 +117,8 @@ impl Default for OutboundConfig {
             first_byte_timeout: Duration::from_secs(30),
             between_bytes_timeout: Duration::from_secs(30),
             max_concurrent_requests: 16,
+            max_concurrent_requests_per_component: 256,
+            max_requests_per_second: 1000,
             allow_private_addresses: false,
         }
     }
@@ -134,6 +144,8 @@ struct RawOutbound {
     first_byte_timeout: Option<String>,
     between_bytes_timeout: Option<String>,
     max_concurrent_requests: Option<usize>,
+    max_concurrent_requests_per_component: Option<usize>,
+    max_requests_per_second: Option<u32>,
     allow_private_addresses: Option<bool>,
 }
 
@@ -231,6 +243,22 @@ impl RuntimeConfig {
             }
             outbound_http.max_concurrent_requests = n;
         }
+        if let Some(n) = o.max_concurrent_requests_per_component {
+            if n == 0 {
+                return Err(bad(
+                    "outbound_http.max_concurrent_requests_per_component must be at least 1".into(),
+                ));
+            }
+            outbound_http.max_concurrent_requests_per_component = n;
+        }
+        if let Some(n) = o.max_requests_per_second {
+            if n == 0 {
+                return Err(bad(
+                    "outbound_http.max_requests_per_second must be at least 1".into(),
+                ));
+            }
+            outbound_http.max_requests_per_second = n;
+        }
         if let Some(allow) = o.allow_private_addresses {
             outbound_http.allow_private_addresses = allow;
         }
@@ -303,6 +331,8 @@ path = "data/kv.redb"
 [outbound_http]
 connect_timeout = "2s"
 max_concurrent_requests = 4
+max_concurrent_requests_per_component = 40
+max_requests_per_second = 50
 allow_private_addresses = true
 "#,
         )
@@ -320,6 +350,8 @@ allow_private_addresses = true
         assert_eq!(rc.outbound_http.connect_timeout, Duration::from_secs(2));
         assert_eq!(rc.outbound_http.first_byte_timeout, Duration::from_secs(30));
         assert_eq!(rc.outbound_http.max_concurrent_requests, 4);
+        assert_eq!(rc.outbound_http.max_concurrent_requests_per_component, 40);
+        assert_eq!(rc.outbound_http.max_requests_per_second, 50);
         assert!(rc.outbound_http.allow_private_addresses);
         assert!(
             !RuntimeConfig::default()

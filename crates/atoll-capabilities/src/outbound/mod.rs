@@ -23,6 +23,9 @@
 //! Not done here: HTTP proxies, connection pooling (an instance lives for one request),
 //! HTTP/2 to upstreams.
 //!
+//! Per component, over all its instances: a cap on requests in flight and a token-bucket
+//! cap on requests started per second (runtime config `[outbound_http]`).
+//!
 //! Cost: nothing until a guest sends a request; the first one in an instance allocates
 //! the instance's in-flight counter. Each request costs a lookup (names only) and a new
 //! connection.
@@ -75,6 +78,10 @@ pub(crate) struct OutboundPolicy {
     pub(crate) allowed: Vec<AllowedHost>,
     pub(crate) config: OutboundConfig,
     pub(crate) target: Arc<LogTarget>,
+    /// Requests in flight across all instances of the component.
+    pub(crate) in_flight: Arc<AtomicUsize>,
+    /// Requests the component may still start this second.
+    pub(crate) rate: RateLimit,
 }
 
 /// The outbound-HTTP state of one instance: its policy and its requests in flight.
@@ -98,11 +105,50 @@ type SendFuture = Box<
 >;
 
 /// Gives a slot back when the request's connection is done.
-struct InFlight(Arc<AtomicUsize>);
+/// A token bucket: up to `per_second` requests in any second, refilled continuously,
+/// starting full. One short lock per outbound request.
+#[derive(Debug)]
+pub(crate) struct RateLimit {
+    per_second: f64,
+    bucket: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl RateLimit {
+    pub(crate) fn new(per_second: u32) -> Self {
+        let per_second = f64::from(per_second.max(1));
+        Self {
+            per_second,
+            bucket: std::sync::Mutex::new((per_second, std::time::Instant::now())),
+        }
+    }
+
+    /// Take one token at `now`; false when none is left.
+    fn take(&self, now: std::time::Instant) -> bool {
+        let mut b = match self.bucket.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (tokens, last) = *b;
+        let refill = now.saturating_duration_since(last).as_secs_f64() * self.per_second;
+        let tokens = (tokens + refill).min(self.per_second);
+        if tokens >= 1.0 {
+            *b = (tokens - 1.0, now);
+            true
+        } else {
+            *b = (tokens, now);
+            false
+        }
+    }
+}
+
+/// Gives a request's slots back (the instance's and the component's) when its
+/// connection is done.
+struct InFlight(Arc<AtomicUsize>, Arc<AtomicUsize>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -152,7 +198,34 @@ impl WasiHttpHooks for OutboundHttp {
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionLimitReached) });
         }
-        let slot = InFlight(counter);
+        // The component's caps, over all its instances: requests in flight, and started
+        // per second. Excess fails at once (no queue), like the instance cap.
+        let component_max = policy.config.max_concurrent_requests_per_component;
+        let over = if policy.in_flight.fetch_add(1, Ordering::AcqRel) >= component_max {
+            Some(format!(
+                "the component already has {component_max} requests in flight"
+            ))
+        } else if !policy.rate.take(std::time::Instant::now()) {
+            Some(format!(
+                "the component has started {} requests in the last second",
+                policy.config.max_requests_per_second
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = over {
+            policy.in_flight.fetch_sub(1, Ordering::AcqRel);
+            counter.fetch_sub(1, Ordering::AcqRel);
+            let url = uri.to_string();
+            tracing::warn!(
+                app = %policy.target.app,
+                component = %policy.target.component,
+                url = %policy.target.redact(&url),
+                "outbound HTTP request refused: {why}"
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionLimitReached) });
+        }
+        let slot = InFlight(counter, policy.in_flight.clone());
 
         // The guest may ask for shorter timeouts, never longer ones.
         let limits = policy.config;
@@ -231,6 +304,22 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+
+    #[test]
+    fn the_rate_limit_starts_full_refills_and_never_exceeds_a_second_of_tokens() {
+        let r = RateLimit::new(3);
+        let t0 = std::time::Instant::now();
+        assert!(r.take(t0) && r.take(t0) && r.take(t0));
+        assert!(!r.take(t0), "a fourth request in the same instant");
+        let ms = Duration::from_millis;
+        assert!(!r.take(t0 + ms(300)), "0.9 tokens is not one");
+        assert!(r.take(t0 + ms(400)), "1.2 tokens");
+        assert!(!r.take(t0 + ms(400)));
+        // A long pause refills to one second's worth, not more.
+        let later = t0 + Duration::from_secs(60);
+        assert!(r.take(later) && r.take(later) && r.take(later));
+        assert!(!r.take(later));
+    }
 
     /// A resolver that gives its scripted answers in turn (the last one from then on),
     /// and counts its lookups.

@@ -316,6 +316,49 @@ async fn timeouts_and_the_in_flight_cap_hold() {
     assert_eq!(r.text(), "ok 2 limited 0 other 0\n");
 }
 
+/// The component's caps hold over all its instances: requests in flight, and started
+/// per second; excess fails at once with `connection-limit-reached`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_component_caps_in_flight_and_per_second() {
+    let up = Upstream::start().await;
+    let port = up.addr.port();
+    let runtime = tempfile::tempdir().expect("temp");
+    let c = client();
+    for (config, expect) in [
+        // Five at once, per-instance cap 16, component cap 3: three go through.
+        (
+            "max_concurrent_requests_per_component = 3\n",
+            "ok 3 limited 2 other 0\n",
+        ),
+        // A rate of 2 per second: the first two of five go through.
+        ("max_requests_per_second = 2\n", "ok 2 limited 3 other 0\n"),
+    ] {
+        let rc = runtime.path().join("runtime.toml");
+        std::fs::write(&rc, format!("[outbound_http]\n{config}")).expect("write");
+        let server = Running::start_with(
+            TestApp::new(&manifest(port)),
+            &shared_home(),
+            &["--runtime-config", rc.to_str().expect("utf8")],
+        );
+        let r = call(
+            &c,
+            &server.url("/allowed"),
+            &format!("http://127.0.0.1:{port}/hold"),
+            &[("x-parallel", "5")],
+        )
+        .await;
+        assert_eq!(r.text(), expect, "with {config}");
+        assert!(
+            server.wait_for_log(
+                "outbound HTTP request refused: the component",
+                Duration::from_secs(5)
+            ),
+            "{}",
+            server.logs()
+        );
+    }
+}
+
 /// A host *name* other than `localhost` that resolves, offline, to loopback addresses
 /// only: the machine's own hostname (127.0.0.1 or 127.0.1.1 in /etc/hosts on Debian
 /// and in containers), else Debian's `ip6-localhost` / `ip6-loopback`. When there is
