@@ -82,7 +82,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
-    let builder = http_builder(&config);
+    // One builder for all workers and connections: a connection's task holds a reference.
+    let builder = Arc::new(http_builder(&config));
     let state = Arc::new(ServerState { apps, config });
     let mut workers = Vec::new();
     for i in 0..state.config.workers.max(1) {
@@ -169,7 +170,7 @@ fn http_builder(config: &HttpConfig) -> auto::Builder<TokioExecutor> {
 fn start_worker(
     index: usize,
     state: Arc<ServerState>,
-    builder: auto::Builder<TokioExecutor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
 ) -> std::io::Result<Worker> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -162,7 +162,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (all, errors, elapsed) = runtime.block_on(async move {
+    let (mut all, errors, elapsed) = runtime.block_on(async move {
         let mut lanes = Vec::new();
         let mut tasks = Vec::new();
         for _ in 0..conns {
@@ -186,7 +186,6 @@ fn main() {
         let _ = pacer.join();
         (all, errors, start.elapsed().as_secs_f64())
     });
-    let mut all = all;
     all.sort_unstable();
     let pct = |p: f64| -> u64 {
         if all.is_empty() {

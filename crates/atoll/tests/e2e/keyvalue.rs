@@ -130,38 +130,18 @@ async fn check_backend(runtime_toml: Option<&str>) {
 
     // Atomic increments under concurrency: 8 clients x 500.
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let c = c.clone();
-        let url = a.url("/kv?store=default&op=incr&key=counter");
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..500 {
-                let r = get(&c, &url).await;
-                assert_eq!(r.status, 200, "{}", r.text());
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("client task");
-    }
+    all_ok(&c, a.url("/kv?store=default&op=incr&key=counter"), 8, 500).await;
     assert_eq!(op(&c, &a, "op=get&key=counter").await, (200, "4000".into()));
     eprintln!("4000 increments in {:?}", started.elapsed());
 
     // Compare-and-swap (draft2) under concurrency: 4 clients x 50 read-add-swap rounds.
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let c = c.clone();
-        let url = a.url("/spin?store=default&op=casadd&key=cas&by=1");
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..50 {
-                let r = get(&c, &url).await;
-                assert_eq!(r.status, 200, "{}", r.text());
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("client task");
-    }
+    all_ok(
+        &c,
+        a.url("/spin?store=default&op=casadd&key=cas&by=1"),
+        4,
+        50,
+    )
+    .await;
     assert_eq!(op(&c, &a, "op=get&key=cas").await, (200, "200".into()));
     assert_eq!(
         op(&c, &a, "op=incr&key=k").await.0,
@@ -708,4 +688,22 @@ async fn postgres_silent_connection_is_replaced_under_a_short_component_timeout(
     );
     assert_eq!(last.1, "1");
     assert_eq!(op(&c, &server, "op=incr&key=n").await, (200, "2".into()));
+}
+
+/// `clients` concurrent clients each GET `url` `rounds` times, one after another; every
+/// answer must be 200.
+async fn all_ok(c: &HttpClient, url: String, clients: usize, rounds: usize) {
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (c, url) = (c.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..rounds {
+                let r = get(&c, &url).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task");
+    }
 }
