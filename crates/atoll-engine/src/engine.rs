@@ -356,6 +356,11 @@ enum MemoryReset {
 impl MemoryReset {
     /// Read the kernel release and the active swap areas of this machine.
     fn for_this_machine() -> Self {
+        if !cfg!(target_os = "linux") {
+            return Self::Zeroing {
+                reason: "PAGEMAP_SCAN exists only on Linux",
+            };
+        }
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok();
         let swaps = std::fs::read_to_string("/proc/swaps").ok();
         Self::choose(release.as_deref(), swaps.as_deref())
