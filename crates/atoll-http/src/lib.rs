@@ -13,6 +13,7 @@
 //! instance pool is full; 504 when a guest runs past its timeout; 500 when a guest traps,
 //! runs out of memory or stack, or returns without a response.
 
+mod affinity;
 mod apps;
 mod body;
 mod request;

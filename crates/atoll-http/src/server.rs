@@ -5,7 +5,8 @@
 //! one of `workers` event loops, each a thread with its own current-thread tokio runtime
 //! (the one with the fewest open connections gets it). A connection, its requests and
 //! their guest instances then stay on that thread: no work stealing, so no cross-thread
-//! wake-ups on the per-request path. Guests cannot hog a loop: they yield at every epoch
+//! wake-ups on the per-request path. With one loop per core, loop i is pinned to core i
+//! (`affinity.rs`). Guests cannot hog a loop: they yield at every epoch
 //! tick and long runners are throttled (see `atoll-engine`'s `CpuShare`).
 
 use std::future::Future;
@@ -40,6 +41,10 @@ pub struct HttpConfig {
     pub default_max_concurrency: u32,
     /// Event-loop threads serving connections (default: one per core).
     pub workers: usize,
+    /// Pin each event loop to a core of its own when there is exactly one loop per core
+    /// the process may use (see `affinity.rs`). With fewer loops than cores they float, so
+    /// that several processes on one big machine do not all crowd the first cores.
+    pub pin_workers: bool,
 }
 
 impl Default for HttpConfig {
@@ -54,6 +59,7 @@ impl Default for HttpConfig {
             max_connections: 10_000,
             default_max_concurrency: u32::try_from(cores * 100).unwrap_or(1000).min(1000),
             workers: cores,
+            pin_workers: true,
         }
     }
 }
@@ -85,9 +91,13 @@ pub async fn serve(
     // One builder for all workers and connections: a connection's task holds a reference.
     let builder = Arc::new(http_builder(&config));
     let state = Arc::new(ServerState { apps, config });
+    let count = state.config.workers.max(1);
+    let cpus = crate::affinity::allowed_cpus();
+    let pin = state.config.pin_workers && cpus.len() == count;
     let mut workers = Vec::new();
-    for i in 0..state.config.workers.max(1) {
-        workers.push(start_worker(i, state.clone(), builder.clone())?);
+    for i in 0..count {
+        let cpu = if pin { cpus.get(i).copied() } else { None };
+        workers.push(start_worker(i, cpu, state.clone(), builder.clone())?);
     }
     // A cap on open connections, so a flood of idle ones cannot exhaust file descriptors.
     let connections = Arc::new(Semaphore::new(state.config.max_connections.max(1)));
@@ -164,11 +174,13 @@ fn http_builder(config: &HttpConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Start worker `index`: a thread running a current-thread runtime that serves the
-/// connections the acceptor sends it, until the acceptor hangs up; then it lets its
-/// in-flight requests finish (up to the grace period) and signals `done`.
+/// Start worker `index` (pinned to `cpu` if given): a thread running a current-thread
+/// runtime that serves the connections the acceptor sends it, until the acceptor hangs
+/// up; then it lets its in-flight requests finish (up to the grace period) and signals
+/// `done`.
 fn start_worker(
     index: usize,
+    cpu: Option<usize>,
     state: Arc<ServerState>,
     builder: Arc<auto::Builder<TokioExecutor>>,
 ) -> std::io::Result<Worker> {
@@ -182,6 +194,14 @@ fn start_worker(
     std::thread::Builder::new()
         .name(format!("atoll-http-{index}"))
         .spawn(move || {
+            if let Some(cpu) = cpu {
+                match crate::affinity::pin_current_thread(cpu) {
+                    Ok(()) => tracing::debug!("event loop {index} pinned to CPU {cpu}"),
+                    Err(e) => {
+                        tracing::debug!("event loop {index} not pinned to CPU {cpu}: {e}")
+                    }
+                }
+            }
             runtime.block_on(async move {
                 let graceful = GracefulShutdown::new();
                 while let Some((stream, permit)) = receiver.recv().await {

@@ -49,6 +49,10 @@ pub struct UpCommand {
     /// Event-loop threads serving connections [default: one per core].
     #[arg(long)]
     workers: Option<usize>,
+    /// Let the OS move event loops between cores. By default, with one loop per core the
+    /// process may use, loop i runs on core i only (fewer loops than cores always float).
+    #[arg(long)]
+    no_pin: bool,
 }
 
 impl UpCommand {
@@ -78,6 +82,7 @@ impl UpCommand {
         };
         let http_config = HttpConfig {
             workers: self.workers.unwrap_or(http_config.workers).max(1),
+            pin_workers: !self.no_pin,
             header_read_timeout: std::time::Duration::from_secs(self.header_timeout.max(1)),
             ..http_config
         };
