@@ -42,8 +42,9 @@ pub struct HttpConfig {
     /// Event-loop threads serving connections (default: one per core).
     pub workers: usize,
     /// Pin each event loop to a core of its own when there is exactly one loop per core
-    /// the process may use (see `affinity.rs`). With fewer loops than cores they float, so
-    /// that several processes on one big machine do not all crowd the first cores.
+    /// the process may use (see `affinity.rs`). Otherwise they float: with fewer loops
+    /// than cores, so that several processes on one big machine do not all crowd the
+    /// first cores; with more, so that the scheduler can spread them.
     pub pin_workers: bool,
 }
 

@@ -50,7 +50,7 @@ pub struct UpCommand {
     #[arg(long)]
     workers: Option<usize>,
     /// Let the OS move event loops between cores. By default, with one loop per core the
-    /// process may use, loop i runs on core i only (fewer loops than cores always float).
+    /// process may use, loop i runs on core i only (any other number of loops floats).
     #[arg(long)]
     no_pin: bool,
 }
