@@ -152,6 +152,19 @@ impl Drop for InFlight {
     }
 }
 
+/// Refuse a request that is over one of the outbound caps: log it (URL redacted like the
+/// guest's output) and fail at once with connection-limit-reached.
+fn over_limit(policy: &OutboundPolicy, uri: &http::Uri, why: &str) -> SendFuture {
+    let url = uri.to_string();
+    tracing::warn!(
+        app = %policy.target.app,
+        component = %policy.target.component,
+        url = %policy.target.redact(&url),
+        "outbound HTTP request refused: {why}"
+    );
+    Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionLimitReached) })
+}
+
 impl WasiHttpHooks for OutboundHttp {
     fn send_request(
         &mut self,
@@ -189,14 +202,11 @@ impl WasiHttpHooks for OutboundHttp {
         let max = policy.config.max_concurrent_requests;
         if counter.fetch_add(1, Ordering::AcqRel) >= max {
             counter.fetch_sub(1, Ordering::AcqRel);
-            let url = uri.to_string();
-            tracing::warn!(
-                app = %policy.target.app,
-                component = %policy.target.component,
-                url = %policy.target.redact(&url),
-                "outbound HTTP request refused: the instance already has {max} requests in flight"
+            return over_limit(
+                policy,
+                uri,
+                &format!("the instance already has {max} requests in flight"),
             );
-            return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionLimitReached) });
         }
         // The component's caps, over all its instances: requests in flight, and started
         // per second. Excess fails at once (no queue), like the instance cap.
@@ -216,14 +226,7 @@ impl WasiHttpHooks for OutboundHttp {
         if let Some(why) = over {
             policy.in_flight.fetch_sub(1, Ordering::AcqRel);
             counter.fetch_sub(1, Ordering::AcqRel);
-            let url = uri.to_string();
-            tracing::warn!(
-                app = %policy.target.app,
-                component = %policy.target.component,
-                url = %policy.target.redact(&url),
-                "outbound HTTP request refused: {why}"
-            );
-            return Box::new(async { Err(wasmtime_wasi_http::Error::ConnectionLimitReached) });
+            return over_limit(policy, uri, &why);
         }
         let slot = InFlight(counter, policy.in_flight.clone());
 
