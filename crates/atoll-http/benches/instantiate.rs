@@ -21,6 +21,18 @@ fn bench(c: &mut Criterion) {
             assert_eq!(&body[..], b"Hello, world!\n");
         })
     });
+    // The same request in parts, to see where its time goes: a store alone (atoll's
+    // per-instance context and limits), then a store with an instance and no call.
+    c.bench_function("part: new store + drop", |b| {
+        b.iter(|| drop(hello.new_store()))
+    });
+    c.bench_function("part: new store + instantiate + drop", |b| {
+        b.iter(|| {
+            let mut store = hello.new_store();
+            rt.block_on(hello.pre().instantiate_async(&mut store))
+                .expect("instantiate");
+        })
+    });
     // The isolation unit of CGI-style serving, for comparison: start a process and wait
     // for it to exit (the smallest one there is, doing nothing).
     c.bench_function("spawn+wait a process (/bin/true)", |b| {
