@@ -16,6 +16,7 @@
 mod affinity;
 mod apps;
 mod body;
+mod cork;
 mod request;
 mod router;
 mod server;

@@ -205,6 +205,7 @@ fn start_worker(
             }
             runtime.block_on(async move {
                 let graceful = GracefulShutdown::new();
+                let flusher = crate::cork::Flusher::start();
                 while let Some((stream, permit)) = receiver.recv().await {
                     let stream = match tokio::net::TcpStream::from_std(stream) {
                         Ok(s) => s,
@@ -218,12 +219,14 @@ fn start_worker(
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
                     let count = count.clone();
+                    let flusher = flusher.clone();
                     tokio::spawn(async move {
                         let limit = state.config.header_read_timeout;
                         if await_protocol(&stream, limit).await {
                             let service = hyper::service::service_fn(move |req| {
                                 crate::request::handle(state.clone(), req)
                             });
+                            let stream = crate::cork::CorkedStream::new(stream, flusher);
                             let conn = builder
                                 .serve_connection(TokioIo::new(stream), service)
                                 .into_owned();
