@@ -17,12 +17,23 @@ name = "hostile"
 source = "{{HOSTILE}}"
 limits = { memory = "32MiB", timeout = "1s" }
 
+# The same guest for the memory bomb, with time to reach its memory limit even on a
+# loaded machine: it needs ~20-30 ms of CPU, and past 30 ms a guest is throttled while
+# others are served, so under a 1 s timeout a slow CI machine could time it out first.
+[component.hostile-memory]
+source = "{{HOSTILE}}"
+limits = { memory = "32MiB", timeout = "20s" }
+
 [component.hello]
 source = "{{HELLO}}"
 
 [[trigger.http]]
 route = "/bad/..."
 component = "hostile"
+
+[[trigger.http]]
+route = "/bomb/..."
+component = "hostile-memory"
 
 [[trigger.http]]
 route = "/..."
@@ -56,7 +67,7 @@ async fn each_hostile_guest_fails_alone() {
     let cases: &[(&str, u16, &str)] = &[
         ("/bad/loop", 504, "Timeout"),
         ("/bad/sleep", 504, "exceeded its timeout"),
-        ("/bad/alloc", 500, "MemoryLimit"),
+        ("/bomb/alloc", 500, "MemoryLimit"),
         ("/bad/trap", 500, "unreachable"),
         ("/bad/stack", 500, "StackOverflow"),
         ("/bad/shadow-stack", 500, "out of bounds memory access"),
@@ -112,7 +123,7 @@ async fn each_hostile_guest_fails_alone() {
     }
     assert!(server.wait_for_log("component=hostile", Duration::from_secs(5)));
 
-    // Every failure line names the component.
+    // Every failure line names the component (hostile, or hostile-memory for the bomb).
     let logs = server.logs();
     let failures: Vec<&str> = logs.lines().filter(|l| l.contains("guest")).collect();
     assert!(failures.len() >= 7, "{logs}");
