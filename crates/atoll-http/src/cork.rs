@@ -30,7 +30,7 @@ use std::task::{Context, Poll, Waker, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 /// Largest amount of written data a connection may have waiting for the flusher.
 pub(crate) const MAX_DEFERRED: usize = 16 * 1024;
@@ -84,10 +84,17 @@ pub(crate) struct CorkedStream {
     read: Option<OwnedReadHalf>,
     shared: Arc<Shared>,
     flusher: Arc<Flusher>,
+    /// The connection's slot under the server's connection cap, held until the socket
+    /// is closed (after any linger).
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl CorkedStream {
-    pub(crate) fn new(stream: TcpStream, flusher: Arc<Flusher>) -> Self {
+    pub(crate) fn new(
+        stream: TcpStream,
+        flusher: Arc<Flusher>,
+        slot: impl Into<Option<OwnedSemaphorePermit>>,
+    ) -> Self {
         let (read, write) = stream.into_split();
         Self {
             read: Some(read),
@@ -102,6 +109,7 @@ impl CorkedStream {
                 }),
             }),
             flusher,
+            slot: slot.into(),
         }
     }
 }
@@ -112,7 +120,7 @@ impl Drop for CorkedStream {
     /// the client lose the response it has not read yet. So when there is unread input,
     /// the socket is kept a little longer: the response is finished (deferred data, then
     /// FIN) and the client's input read and discarded until it stops sending, at most
-    /// [`LINGER`].
+    /// [`LINGER`]. Meanwhile the connection still counts against the server's cap.
     fn drop(&mut self) {
         let Some(read) = self.read.take() else {
             return;
@@ -122,7 +130,7 @@ impl Drop for CorkedStream {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(linger(read, self.shared.clone()));
+            runtime.spawn(linger(read, self.shared.clone(), self.slot.take()));
         }
     }
 }
@@ -131,7 +139,7 @@ impl Drop for CorkedStream {
 /// its response (see `CorkedStream`'s `Drop`).
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn linger(mut read: OwnedReadHalf, shared: Arc<Shared>) {
+async fn linger(mut read: OwnedReadHalf, shared: Arc<Shared>, _slot: Option<OwnedSemaphorePermit>) {
     let deadline = tokio::time::Instant::now() + LINGER;
     // Finish the response: everything deferred, then FIN.
     let finish = std::future::poll_fn(|cx| {
@@ -350,11 +358,18 @@ mod tests {
     use tokio::net::TcpListener;
 
     async fn pair(flusher: Arc<Flusher>) -> (CorkedStream, TcpStream) {
+        pair_with(flusher, None).await
+    }
+
+    async fn pair_with(
+        flusher: Arc<Flusher>,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> (CorkedStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let client = TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
-        (CorkedStream::new(server, flusher), client)
+        (CorkedStream::new(server, flusher, slot), client)
     }
 
     /// Chunk `i`: 1000 bytes, its index then a byte pattern, so a lost, doubled or
@@ -440,7 +455,9 @@ mod tests {
     fn a_client_still_sending_when_the_server_answers_and_closes_gets_no_reset() {
         runtime().block_on(async {
             let flusher = Flusher::start();
-            let (mut server, client) = pair(flusher).await;
+            let slots = Arc::new(tokio::sync::Semaphore::new(1));
+            let slot = slots.clone().try_acquire_owned().expect("a free slot");
+            let (mut server, client) = pair_with(flusher, Some(slot)).await;
             let (mut from_server, mut to_server) = client.into_split();
             // The client starts sending a body the server never reads (as with a 413)...
             to_server
@@ -460,6 +477,8 @@ mod tests {
                 .write_all(&vec![b'a'; 2 << 20])
                 .await
                 .expect("the rest of the body is taken, not reset");
+            // A lingering connection still holds its slot under the connection cap.
+            assert_eq!(slots.available_permits(), 0);
             to_server.shutdown().await.expect("shutdown");
             let mut received = Vec::new();
             from_server
@@ -467,6 +486,12 @@ mod tests {
                 .await
                 .expect("the response, then EOF");
             assert_eq!(received, b"refused");
+            // Once the client has stopped sending, the socket closes and the slot is free.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+            while slots.available_permits() == 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(slots.available_permits(), 1);
         });
     }
 

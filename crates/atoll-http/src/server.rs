@@ -6,7 +6,8 @@
 //! (the one with the fewest open connections gets it). A connection, its requests and
 //! their guest instances then stay on that thread: no work stealing, so no cross-thread
 //! wake-ups on the per-request path. With one loop per core, loop i is pinned to core i
-//! (`affinity.rs`). Guests cannot hog a loop: they yield at every epoch
+//! (`affinity.rs`). Each loop sends its connections' small writes together after each
+//! pass over its ready tasks (`cork.rs`). Guests cannot hog a loop: they yield at every epoch
 //! tick and long runners are throttled (see `atoll-engine`'s `CpuShare`).
 
 use std::future::Future;
@@ -226,7 +227,9 @@ fn start_worker(
                             let service = hyper::service::service_fn(move |req| {
                                 crate::request::handle(state.clone(), req)
                             });
-                            let stream = crate::cork::CorkedStream::new(stream, flusher);
+                            // The connection's slot goes with its stream: one that lingers
+                            // after hyper is done with it (cork.rs) still counts.
+                            let stream = crate::cork::CorkedStream::new(stream, flusher, permit);
                             let conn = builder
                                 .serve_connection(TokioIo::new(stream), service)
                                 .into_owned();
@@ -235,7 +238,6 @@ fn start_worker(
                             }
                         }
                         count.fetch_sub(1, Ordering::Relaxed);
-                        drop(permit);
                     });
                 }
                 let grace = state.config.shutdown_grace;
