@@ -33,7 +33,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 /// Largest amount of written data a connection may have waiting for the flusher.
-pub(crate) const MAX_DEFERRED: usize = 16 * 1024;
+const MAX_DEFERRED: usize = 16 * 1024;
 
 /// One per event loop: the connections with a deferred write, and the task that sends
 /// them.
@@ -212,8 +212,7 @@ impl Shared {
                     return true;
                 }
                 Err(e) => {
-                    st.deferred.clear();
-                    st.failed = Some(e);
+                    st.fail(e);
                     return false;
                 }
             }
@@ -227,8 +226,7 @@ impl Shared {
         let mut st = lock(&self.state);
         let result = ready!(st.poll_send_deferred(cx));
         if let Err(e) = result {
-            st.deferred.clear();
-            st.failed = Some(e);
+            st.fail(e);
         }
         st.stalled = false;
         if let Some(waker) = st.waiting.take() {
@@ -250,6 +248,12 @@ impl State {
         }
         self.release_spare();
         Poll::Ready(Ok(()))
+    }
+
+    /// A send of deferred data failed: drop the rest; the next write reports the error.
+    fn fail(&mut self, e: io::Error) {
+        self.deferred.clear();
+        self.failed = Some(e);
     }
 
     /// An idle keep-alive connection keeps at most a small buffer.
