@@ -151,8 +151,34 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def machine_speed():
+    """Milliseconds for a fixed single-threaded task (a pure-Python loop, then SHA-256 of
+    32 MiB), best of 3. Bench VMs differ from session to session, and one was seen running
+    ~6x slower than the rest for everything: the same number before and after a run says
+    the machine held still; different numbers between two reports say their absolute
+    figures cannot be compared (their same-run ratios still can)."""
+    import hashlib
+
+    data = bytes(32 << 20)
+
+    def once():
+        t0 = time.perf_counter()
+        n = 0
+        for i in range(2_000_000):
+            n += i
+        t1 = time.perf_counter()
+        hashlib.sha256(data).digest()
+        t2 = time.perf_counter()
+        return (t1 - t0) * 1000, (t2 - t1) * 1000
+
+    runs = [once() for _ in range(3)]
+    return {"python_loop_ms": min(r[0] for r in runs), "sha256_ms": min(r[1] for r in runs)}
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
+    speed_before = machine_speed()
+    log(f"machine speed before: {speed_before}")
     hello = GUESTS / "hello.wasm"
     hostile = GUESTS / "hostile.wasm"
     home = OUT / "home"
@@ -268,7 +294,9 @@ def main():
         s.stop()
     log(f"neighbour throughput: calm {calm:.0f}, with a hostile tenant {stormy:.0f}, with a hostile flood {flood:.0f}")
 
-    report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood)
+    speed = {"before": speed_before, "after": machine_speed()}
+    log(f"machine speed after: {speed['after']}")
+    report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood, speed)
 
 
 def hostile_storm(s, retry_after):
@@ -295,7 +323,7 @@ def hostile_storm(s, retry_after):
             t.join()
 
 
-def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood):
+def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood, speed):
     names = [n for n, _, _ in specs]
     rps = {n: med([x["rps"] for x in results[n]]) for n in names}
     lines = [
@@ -304,6 +332,11 @@ def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {platform.node()} · Linux {platform.release()} · "
         f"{os.cpu_count()} CPUs · wrk -t1 -c{CONNS}, {ROUNDS} interleaved rounds of {DURATION}s, medians · "
         "the same hello component for atoll and wasmtime serve",
+        "",
+        f"Machine speed, a fixed single-threaded task before / after the race (python loop of 2M, sha256 of 32 MiB): "
+        f"{speed['before']['python_loop_ms']:.0f} / {speed['after']['python_loop_ms']:.0f} ms, "
+        f"{speed['before']['sha256_ms']:.0f} / {speed['after']['sha256_ms']:.0f} ms. "
+        "Absolute figures compare across reports only where these agree; ratios are within one run.",
         "",
         "| server | req/s (median) | min–max | p50 / p99 ms at max (wrk) | p50 / p99 ms at 80% of max (fixed rate) | RSS after (MiB) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -338,7 +371,7 @@ def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood
     lines.append("")
     lines.append("Per-instance cost in process: `cargo bench -p atoll-http --bench instantiate`.")
     (OUT / "report.md").write_text("\n".join(lines) + "\n")
-    (OUT / "results.json").write_text(json.dumps({"results": results, "rss": rss, "at80": at80, "single_ms": single, "cold_ms": cold, "rss_100_apps_mib": rss_100, "hostile": {"calm": calm, "stormy": stormy, "flood": flood}}, indent=1))
+    (OUT / "results.json").write_text(json.dumps({"results": results, "rss": rss, "at80": at80, "single_ms": single, "cold_ms": cold, "rss_100_apps_mib": rss_100, "hostile": {"calm": calm, "stormy": stormy, "flood": flood}, "machine_speed": speed}, indent=1))
     svg(names, results)
     print("\n".join(lines))
     log(f"wrote {OUT / 'report.md'} and {OUT / 'report.svg'}")
