@@ -90,6 +90,16 @@ class Server:
             pass
         return None
 
+    def cpu_s(self):
+        """CPU seconds the server has used so far, its own and its reaped children's
+        (a process-per-request server's children count too)."""
+        try:
+            fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        # utime, stime, cutime, cstime: fields 14-17 of stat(5), 12-15 after the name.
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -111,11 +121,13 @@ def wrk(url, duration, conns=CONNS):
         capture_output=True, text=True, timeout=duration + 30,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    count = int(re.search(r"(\d+) requests in", out).group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errs = re.search(r"Socket errors: .*", out)
     return {
         "rps": rps,
+        "requests": count,
         "p50_ms": to_ms(lat["50"]),
         "p99_ms": to_ms(lat["99"]),
         "non2xx": int(bad.group(1)) if bad else 0,
@@ -210,11 +222,15 @@ def main():
         for r in range(ROUNDS):
             for s in servers:
                 wrk(s.url(), 1)  # warm-up, discarded
+                cpu0 = s.cpu_s()
                 res = wrk(s.url(), DURATION)
+                # What each request cost the machine on the server's side: CPU time
+                # over requests served (wrk's own CPU is not in it).
+                res["cpu_us"] = (s.cpu_s() - cpu0) / max(res["requests"], 1) * 1e6
                 if res["non2xx"]:
                     raise RuntimeError(f"{s.name}: {res['non2xx']} non-2xx responses")
                 results[s.name].append(res)
-                log(f"round {r + 1}/{ROUNDS} {s.name:22} {res['rps']:>10.0f} req/s  p99 {res['p99_ms']:.2f} ms")
+                log(f"round {r + 1}/{ROUNDS} {s.name:22} {res['rps']:>10.0f} req/s  p99 {res['p99_ms']:.2f} ms  CPU {res['cpu_us']:.1f} us/req")
         rss = {s.name: s.rss_mib() for s in servers}
 
         # 2. Latency at 80 % of each server's own max, fixed rate.
@@ -326,6 +342,7 @@ def hostile_storm(s, retry_after):
 def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood, speed):
     names = [n for n, _, _ in specs]
     rps = {n: med([x["rps"] for x in results[n]]) for n in names}
+    cpu = {n: med([x["cpu_us"] for x in results[n]]) for n in names}
     lines = [
         "# atoll benchmark",
         "",
@@ -338,8 +355,8 @@ def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood
         f"{speed['before']['sha256_ms']:.0f} / {speed['after']['sha256_ms']:.0f} ms. "
         "Absolute figures compare across reports only where these agree; ratios are within one run.",
         "",
-        "| server | req/s (median) | min–max | p50 / p99 ms at max (wrk) | p50 / p99 ms at 80% of max (fixed rate) | RSS after (MiB) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| server | req/s (median) | min–max | p50 / p99 ms at max (wrk) | p50 / p99 ms at 80% of max (fixed rate) | server CPU µs per request (at max) | RSS after (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for n in names:
         xs = [x["rps"] for x in results[n]]
@@ -348,7 +365,7 @@ def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood
         lines.append(
             f"| {n} | {rps[n]:,.0f} | {min(xs):,.0f}–{max(xs):,.0f} | {med([x['p50_ms'] for x in results[n]]):.2f} / "
             f"{med([x['p99_ms'] for x in results[n]]):.2f} | {at80[n]['p50_ms']:.2f} / {at80[n]['p99_ms']:.2f} @ {at80[n]['rate']:,} req/s{' (' + str(at80[n]['errors']) + ' errors)' if at80[n]['errors'] else ''} | "
-            f"{(rss.get(n) or float('nan')):.1f} |"
+            f"{cpu[n]:.1f} | {(rss.get(n) or float('nan')):.1f} |"
         )
     a = rps["atoll"]
     goals = []
@@ -363,6 +380,8 @@ def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood
     goal("p99 at 80% of atoll's max", f"{at80['atoll']['p99_ms']:.2f} ms", "< 2 ms", at80["atoll"]["p99_ms"] < 2 and not at80["atoll"]["errors"])
     ratio = single["process-per-request"] / single["atoll"] if single.get("atoll") else float("nan")
     goal("per request vs a process per request (p50 at c=1)", f"{ratio:.0f}x faster ({single['atoll']:.3f} vs {single['process-per-request']:.3f} ms)", ">= 100x", ratio >= 100)
+    cpu_ratio = cpu["process-per-request"] / cpu["atoll"]
+    goal("per request vs a process per request (server CPU per request under load)", f"{cpu_ratio:.0f}x less ({cpu['atoll']:.1f} vs {cpu['process-per-request']:.0f} µs)", ">= 100x", cpu_ratio >= 100)
     goal("`atoll up` start to first 200, warm cache", f"{cold['atoll']:.1f} ms (native hyper {cold['native-hyper']:.1f} ms)", "< 30 ms", cold["atoll"] < 30)
     goal("idle RSS, one `atoll up` serving 100 apps", f"{rss_100:.1f} MiB", "< 200 MiB", rss_100 < 200)
     goal("neighbour throughput beside a hostile tenant (clients honour retry-after)", f"{100 * stormy / calm:.0f}% ({stormy:,.0f} vs {calm:,.0f} req/s)", ">= 90%", stormy >= 0.9 * calm)
