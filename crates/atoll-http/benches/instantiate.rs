@@ -10,7 +10,13 @@ mod support;
 use criterion::{Criterion, criterion_main};
 
 fn bench(c: &mut Criterion) {
-    let (_engine, hello) = support::load(test_programs_artifacts::HELLO);
+    // ATOLL_BENCH_WASM=path/to/component.wasm measures another hello-like component
+    // (one that answers `Hello, world!\n`) in the same way.
+    let wasm = std::env::var("ATOLL_BENCH_WASM")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| test_programs_artifacts::HELLO.to_string());
+    let (_engine, hello) = support::load(&wasm);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
