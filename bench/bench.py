@@ -319,23 +319,33 @@ def main():
     report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood, speed, inproc)
 
 
-def in_process():
-    """criterion's estimates, in µs, for one instance of hello (store, instantiate, call,
-    read the body, drop) and for starting and reaping `/bin/true`: the isolation unit of
-    each way of serving, without HTTP around it."""
+def criterion(bench, keys, warm_up=2, measure=5):
+    """Run one of atoll-http's criterion benches and return its estimates in µs, keyed by
+    `keys` (a benchmark-name prefix -> key map); every key must be found."""
     out = subprocess.run(
-        ["cargo", "bench", "-q", "-p", "atoll-http", "--bench", "instantiate", "--",
-         "--warm-up-time", "2", "--measurement-time", "5", "instantiate.handle.drop hello|spawn"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        ["cargo", "bench", "-q", "-p", "atoll-http", "--bench", bench, "--",
+         "--warm-up-time", str(warm_up), "--measurement-time", str(measure), "|".join(
+             re.escape(k).replace("\\ ", ".") for k in keys)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
     ).stdout
-    unit = {"ns": 0.001, "µs": 1.0, "us": 1.0, "ms": 1000.0}
+    unit = {"ns": 0.001, "µs": 1.0, "us": 1.0, "ms": 1000.0, "s": 1e6}
     found = {}
     for name, value, u in re.findall(r"^(\S[^\n]*?)\s+time:\s+\[\S+ \S+ ([\d.]+) (\S+) ", out, re.M | re.S):
-        key = "instance" if name.startswith("instantiate") else "process" if name.startswith("spawn") else None
-        if key:
-            found[key] = float(value) * unit[u]
-    if set(found) != {"instance", "process"}:
-        raise RuntimeError(f"could not read the instantiate bench's output:\n{out}")
+        for prefix, key in keys.items():
+            if name.startswith(prefix):
+                found[key] = float(value) * unit[u]
+    if set(found) != set(keys.values()):
+        raise RuntimeError(f"could not read the {bench} bench's output:\n{out}")
+    return found
+
+
+def in_process():
+    """In µs: one instance of hello (store, instantiate, call, read the body, drop) and
+    starting and reaping `/bin/true`, the isolation unit of each way of serving without
+    HTTP around it; and the compute workload natively and in a fresh guest instance."""
+    found = criterion("instantiate", {"instantiate+handle+drop hello": "instance", "spawn+wait": "process"})
+    found.update(criterion("compute", {"compute workload/native": "compute_native",
+                                       "compute workload/guest": "compute_guest"}, measure=10))
     return found
 
 
@@ -409,13 +419,15 @@ def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood
     unit_ratio = inproc["process"] / inproc["instance"]
     goal("per request vs a process per request (in process: one instance vs spawn + reap `/bin/true`)", f"{unit_ratio:.0f}x faster ({inproc['instance']:.1f} vs {inproc['process']:.0f} µs)", ">= 100x", unit_ratio >= 100)
     goal("instantiate + handle + drop, in process (criterion)", f"{inproc['instance']:.1f} µs", "< 20 µs", inproc["instance"] < 20)
+    compute = inproc["compute_guest"] / inproc["compute_native"]
+    goal("compute-heavy guest vs the same Rust code native (in process)", f"{compute:.2f}x ({inproc['compute_guest'] / 1000:.2f} vs {inproc['compute_native'] / 1000:.2f} ms)", "< 1.3x", compute < 1.3)
     goal("`atoll up` start to first 200, warm cache", f"{cold['atoll']:.1f} ms (native hyper {cold['native-hyper']:.1f} ms)", "< 30 ms", cold["atoll"] < 30)
     goal("idle RSS, one `atoll up` serving 100 apps", f"{rss_100:.1f} MiB", "< 200 MiB", rss_100 < 200)
     goal("neighbour throughput beside a hostile tenant (clients honour retry-after)", f"{100 * stormy / calm:.0f}% ({stormy:,.0f} vs {calm:,.0f} req/s)", ">= 90%", stormy >= 0.9 * calm)
     lines += ["", "| goal | measured | target | |", "|---|---|---|---|", *goals, ""]
     lines.append(f"For information, the same hostile clients ignoring retry-after (a request flood from this machine): neighbour at {100 * flood / calm:.0f}% ({flood:,.0f} req/s).")
     lines.append("")
-    lines.append("In-process figures: `cargo bench -p atoll-http --bench instantiate` (criterion's estimate), run after the race.")
+    lines.append("In-process figures: `cargo bench -p atoll-http --bench instantiate` and `--bench compute` (criterion's estimates), run after the race.")
     (OUT / "report.md").write_text("\n".join(lines) + "\n")
     (OUT / "results.json").write_text(json.dumps({"results": results, "rss": rss, "at80": at80, "single_ms": single, "cold_ms": cold, "rss_100_apps_mib": rss_100, "in_process_us": inproc, "hostile": {"calm": calm, "stormy": stormy, "flood": flood}, "machine_speed": speed}, indent=1))
     svg(names, results)
