@@ -330,7 +330,7 @@ def criterion(bench, keys, warm_up=2, measure=5):
     ).stdout
     unit = {"ns": 0.001, "µs": 1.0, "us": 1.0, "ms": 1000.0, "s": 1e6}
     found = {}
-    for name, value, u in re.findall(r"^(\S[^\n]*?)\s+time:\s+\[\S+ \S+ ([\d.]+) (\S+) ", out, re.M | re.S):
+    for name, value, u in re.findall(r"^(\S[^\n]*?)\s+time:\s+\[\S+ \S+ ([\d.]+) (\S+) ", out, re.M):
         for prefix, key in keys.items():
             if name.startswith(prefix):
                 found[key] = float(value) * unit[u]
