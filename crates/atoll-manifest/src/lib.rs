@@ -17,6 +17,7 @@ mod diagnostic;
 mod grants;
 mod model;
 mod parse;
+mod schedule;
 mod units;
 
 pub use diagnostic::{Diagnostic, SourceText, Span, did_you_mean};
@@ -26,4 +27,5 @@ pub use grants::{
 };
 pub use model::*;
 pub use parse::{MANIFEST_FILE, check_name, load, parse};
+pub use schedule::Schedule;
 pub use units::{parse_duration, parse_size};
