@@ -1,17 +1,21 @@
 //! The resolved app: what the runtime consumes after validation.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::diagnostic::{Diagnostic, SourceText, Span};
 use crate::grants::{Grants, Variable};
+use crate::schedule::Schedule;
 
 /// Default memory limit of one instance.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 128 * 1024 * 1024;
 /// Default wall-clock limit of one request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest memory limit a component may ask for (4 GiB); the engine can size its
+/// instance pool from it.
+pub const MAX_MEMORY: u64 = 4 * 1024 * 1024 * 1024;
 
 /// A validated app.
 #[derive(Debug, Clone)]
@@ -20,21 +24,36 @@ pub struct App {
     pub name: String,
     /// `[app] version`.
     pub version: String,
-    /// `[app] hosts`: when set, the app receives only requests whose `Host` is one of
-    /// these (lowercase, no trailing dot); when empty, requests for any other host.
-    pub hosts: Vec<String>,
     /// `[variables]`, in manifest order: the app's configuration and secrets.
     pub variables: Vec<Variable>,
     /// The directory the manifest is in; relative paths resolve against it.
     pub dir: PathBuf,
     /// Components by name, sorted.
     pub components: BTreeMap<String, Component>,
-    /// HTTP triggers in manifest order.
-    pub http_triggers: Vec<HttpTrigger>,
+    /// Settings of the HTTP trigger that apply to the whole app.
+    pub http: HttpSettings,
+    /// Every trigger, in manifest order.
+    pub triggers: Vec<Trigger>,
     pub(crate) source: Arc<SourceText>,
 }
 
 impl App {
+    /// The `[[trigger.http]]` triggers, in manifest order.
+    pub fn http_triggers(&self) -> impl Iterator<Item = &HttpTrigger> {
+        self.triggers.iter().filter_map(|t| match t {
+            Trigger::Http(h) => Some(h),
+            _ => None,
+        })
+    }
+
+    /// The `[[trigger.cron]]` triggers, in manifest order.
+    pub fn cron_triggers(&self) -> impl Iterator<Item = &CronTrigger> {
+        self.triggers.iter().filter_map(|t| match t {
+            Trigger::Cron(c) => Some(c),
+            _ => None,
+        })
+    }
+
     /// The manifest file, as named in messages.
     pub fn manifest_path(&self) -> &std::path::Path {
         &self.source.path
@@ -52,13 +71,10 @@ impl App {
 pub struct Component {
     /// The NAME in `[component.NAME]`.
     pub name: String,
-    /// Absolute (resolved) path of the `.wasm` file.
-    pub source: PathBuf,
-    /// `source` as the author wrote it, for messages.
+    /// Where the component's code comes from.
+    pub source: ComponentSource,
+    /// `source` as the author wrote it (`name@version` for a package), for messages.
     pub source_written: String,
-    /// Set when `source = { package, version }`: the registry package the component comes
-    /// from. `source` is then empty until the runtime resolves it through `atoll.lock`.
-    pub package: Option<PackageSource>,
     /// Where `source` is written in the manifest, for later errors.
     pub source_span: Span,
     /// How to build `source`, if the author said.
@@ -71,8 +87,35 @@ pub struct Component {
     pub grants: Grants,
 }
 
+impl Component {
+    /// The registry package, when `source = { package, version }`.
+    pub fn package(&self) -> Option<&PackageSource> {
+        match &self.source {
+            ComponentSource::Package(p) => Some(p),
+            ComponentSource::Path(_) => None,
+        }
+    }
+
+    /// The `.wasm` file, when `source` is a path.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.source {
+            ComponentSource::Path(p) => Some(p),
+            ComponentSource::Package(_) => None,
+        }
+    }
+}
+
+/// A component's `source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentSource {
+    /// A local `.wasm` file: the absolute path (resolved against the manifest's directory).
+    Path(PathBuf),
+    /// `source = { package, version }`: resolved through `atoll.lock` by the runtime.
+    Package(PackageSource),
+}
+
 /// `source = { package = "ns:name", version = "^1.2" }`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackageSource {
     /// `namespace:name`.
     pub name: String,
@@ -116,6 +159,42 @@ impl Default for Limits {
     }
 }
 
+/// Settings of the HTTP trigger that apply to the whole app.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// `[app] hosts`: when set, the app receives only requests whose `Host` is one of
+    /// these (lowercase, no trailing dot); when empty, requests for any other host.
+    pub hosts: Vec<String>,
+}
+
+/// One trigger: what makes the runtime call a component.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Trigger {
+    /// `[[trigger.http]]`: a request on a route.
+    Http(HttpTrigger),
+    /// `[[trigger.cron]]`: a time on a schedule.
+    Cron(CronTrigger),
+}
+
+impl Trigger {
+    /// The name of the component the trigger calls.
+    pub fn component(&self) -> &str {
+        match self {
+            Trigger::Http(h) => &h.component,
+            Trigger::Cron(c) => &c.component,
+        }
+    }
+
+    /// Where the trigger's main key (`route`, `schedule`) is written, for later errors.
+    pub fn span(&self) -> Span {
+        match self {
+            Trigger::Http(h) => h.span.clone(),
+            Trigger::Cron(c) => c.span.clone(),
+        }
+    }
+}
+
 /// One `[[trigger.http]]`.
 #[derive(Debug, Clone)]
 pub struct HttpTrigger {
@@ -123,6 +202,19 @@ pub struct HttpTrigger {
     pub route: Route,
     /// The component that handles it.
     pub component: String,
+    /// Where `route` is written, for later errors.
+    pub span: Span,
+}
+
+/// One `[[trigger.cron]]`.
+#[derive(Debug, Clone)]
+pub struct CronTrigger {
+    /// When to run, in UTC.
+    pub schedule: Schedule,
+    /// The component to run.
+    pub component: String,
+    /// Where `schedule` is written, for later errors.
+    pub span: Span,
 }
 
 /// A route pattern.

@@ -12,13 +12,12 @@ use toml::de::{DeTable, DeValue};
 use crate::diagnostic::{Diagnostic, SourceText, Span, did_you_mean};
 use crate::grants::Variable;
 use crate::model::*;
+use crate::schedule::Schedule;
 use crate::units::{parse_duration, parse_size};
 
 /// The manifest file name looked for in an app directory.
 pub const MANIFEST_FILE: &str = "atoll.toml";
 
-/// Largest memory limit a component may ask for.
-const MAX_MEMORY: u64 = 4 * 1024 * 1024 * 1024;
 /// Smallest memory limit that can run any real guest.
 const MIN_MEMORY: u64 = 1024 * 1024;
 
@@ -71,11 +70,13 @@ pub fn parse(text: String, display_path: &Path, dir: &Path) -> Result<App, Diagn
     Ok(App {
         name: parsed.name,
         version: parsed.version,
-        hosts: parsed.hosts,
         variables: parsed.variables,
         dir: dir.to_path_buf(),
         components: parsed.components,
-        http_triggers: parsed.http_triggers,
+        http: HttpSettings {
+            hosts: parsed.hosts,
+        },
+        triggers: parsed.triggers,
         source,
     })
 }
@@ -86,7 +87,7 @@ struct Parsed {
     hosts: Vec<String>,
     variables: Vec<Variable>,
     components: BTreeMap<String, Component>,
-    http_triggers: Vec<HttpTrigger>,
+    triggers: Vec<Trigger>,
 }
 
 type Entry<'a, 'i> = (
@@ -218,21 +219,34 @@ impl Cx<'_> {
                 ));
         }
 
-        let mut http_triggers = Vec::new();
+        let mut triggers = Vec::new();
         if let Some(t) = root.get("trigger") {
             let tt = self.table(t, "trigger")?;
-            self.check_keys(tt, "trigger", &["http"])?;
+            self.check_keys(tt, "trigger", &["http", "cron"])?;
             if let Some(h) = tt.get("http") {
-                http_triggers = self.http_triggers(h, &components)?;
+                triggers.extend(
+                    self.http_triggers(h, &components)?
+                        .into_iter()
+                        .map(Trigger::Http),
+                );
+            }
+            if let Some(c) = tt.get("cron") {
+                triggers.extend(
+                    self.cron_triggers(c, &components)?
+                        .into_iter()
+                        .map(Trigger::Cron),
+                );
             }
         }
-        if http_triggers.is_empty() {
+        // Manifest order across kinds: each trigger's span lies inside its own table.
+        triggers.sort_by_key(|t| t.span().start);
+        if triggers.is_empty() {
             return Err(
-                Diagnostic::new("the app has no triggers, so nothing would be served")
+                Diagnostic::new("the app has no triggers, so nothing would ever run")
                     .at(self.src, app.span())
-                    .key("trigger.http")
+                    .key("trigger")
                     .help(
-                        "add `[[trigger.http]]` with `route = \"/...\"` and `component = \"NAME\"`",
+                        "add `[[trigger.http]]` with `route = \"/...\"` and `component = \"NAME\"`, or `[[trigger.cron]]` with `schedule = \"0 * * * *\"` and `component = \"NAME\"`",
                     ),
             );
         }
@@ -242,7 +256,7 @@ impl Cx<'_> {
             hosts,
             variables,
             components,
-            http_triggers,
+            triggers,
         })
     }
 
@@ -316,11 +330,11 @@ impl Cx<'_> {
             .help("add `source = \"path/to/component.wasm\"`")
         })?;
         let source_key = join(&path, "source");
-        let (source, source_written, package) = match source_v.get_ref() {
+        let (source, source_written) = match source_v.get_ref() {
             DeValue::Table(pt) => {
                 let p = self.package_source(pt, source_v, &source_key)?;
                 let written = format!("{}@{}", p.name, p.version);
-                (PathBuf::new(), written, Some(p))
+                (ComponentSource::Package(p), written)
             }
             _ => {
                 let source_str = self.string(source_v, &source_key).map_err(|d| {
@@ -331,7 +345,10 @@ impl Cx<'_> {
                         .err(source_v.span(), &source_key, "`source` is empty")
                         .help("give the path of a .wasm component, relative to the manifest"));
                 }
-                (self.dir.join(source_str), source_str.to_string(), None)
+                (
+                    ComponentSource::Path(self.dir.join(source_str)),
+                    source_str.to_string(),
+                )
             }
         };
 
@@ -373,7 +390,7 @@ impl Cx<'_> {
             None => Limits::default(),
         };
 
-        if package.is_some()
+        if let ComponentSource::Package(_) = &source
             && let Some(b) = &build
         {
             return Err(self
@@ -391,7 +408,6 @@ impl Cx<'_> {
             name: name.to_string(),
             source,
             source_written,
-            package,
             source_span: source_v.span(),
             build,
             environment,
@@ -604,38 +620,94 @@ impl Cx<'_> {
             }
             seen.insert(route.clone(), route_v.span());
 
-            let comp_v = t.get("component").ok_or_else(|| {
-                self.err(
-                    item.span(),
-                    &join(&path, "component"),
-                    "this HTTP trigger has no `component`",
-                )
-                .help("add `component = \"NAME\"` naming a `[component.NAME]`")
-            })?;
-            let comp_key = join(&path, "component");
-            let comp = self.string(comp_v, &comp_key)?;
-            if !components.contains_key(comp) {
-                let names: Vec<&str> = components.keys().map(String::as_str).collect();
-                let d = self.err(
-                    comp_v.span(),
-                    &comp_key,
-                    format!("trigger names component `{comp}`, which is not defined"),
-                );
-                let d = match did_you_mean(comp, &names) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
-                    None => d.help(format!(
-                        "define `[component.{comp}]`, or use one of: {}",
-                        names.join(", ")
-                    )),
-                };
-                return Err(d);
-            }
+            let component = self.trigger_component(t, item, &path, "HTTP", components)?;
             out.push(HttpTrigger {
                 route,
-                component: comp.to_string(),
+                component,
+                span: route_v.span(),
             });
         }
         Ok(out)
+    }
+
+    fn cron_triggers(
+        &self,
+        c: &Spanned<DeValue<'_>>,
+        components: &BTreeMap<String, Component>,
+    ) -> Result<Vec<CronTrigger>, Diagnostic> {
+        const FORMS: &str = "write 5 fields, `minute hour day-of-month month day-of-week` (`*/5 * * * *`: every 5 minutes), or 6 with seconds first (`*/5 * * * * *`: every 5 seconds); times are UTC";
+        let arr = c.get_ref().as_array().ok_or_else(|| {
+            self.type_err(c, "trigger.cron", "an array of tables")
+                .help("write each trigger as `[[trigger.cron]]` (double brackets)")
+        })?;
+        let mut out = Vec::new();
+        for (i, item) in arr.iter().enumerate() {
+            let path = format!("trigger.cron[{i}]");
+            let t = self.table(item, &path)?;
+            let key = join(&path, "schedule");
+            if let Some((k, _)) = t.get_key_value("cron_expression") {
+                return Err(self
+                    .err(
+                        k.span(),
+                        &join(&path, "cron_expression"),
+                        "unknown key `cron_expression` in a cron trigger",
+                    )
+                    .help("atoll names Spin's `cron_expression` `schedule`: write `schedule = \"...\"`"));
+            }
+            self.check_keys(t, &path, &["schedule", "component"])?;
+            let sched_v = t.get("schedule").ok_or_else(|| {
+                self.err(item.span(), &key, "this cron trigger has no `schedule`")
+                    .help(format!("add `schedule = \"...\"`: {FORMS}"))
+            })?;
+            let written = self.string(sched_v, &key).map_err(|d| d.help(FORMS))?;
+            let schedule = Schedule::parse(written)
+                .map_err(|m| self.err(sched_v.span(), &key, m).help(FORMS))?;
+            let component = self.trigger_component(t, item, &path, "cron", components)?;
+            out.push(CronTrigger {
+                schedule,
+                component,
+                span: sched_v.span(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The `component` of the trigger table `t` at `path`, which must name a component.
+    fn trigger_component(
+        &self,
+        t: &DeTable<'_>,
+        item: &Spanned<DeValue<'_>>,
+        path: &str,
+        kind: &str,
+        components: &BTreeMap<String, Component>,
+    ) -> Result<String, Diagnostic> {
+        let comp_key = join(path, "component");
+        let comp_v = t.get("component").ok_or_else(|| {
+            self.err(
+                item.span(),
+                &comp_key,
+                format!("this {kind} trigger has no `component`"),
+            )
+            .help("add `component = \"NAME\"` naming a `[component.NAME]`")
+        })?;
+        let comp = self.string(comp_v, &comp_key)?;
+        if !components.contains_key(comp) {
+            let names: Vec<&str> = components.keys().map(String::as_str).collect();
+            let d = self.err(
+                comp_v.span(),
+                &comp_key,
+                format!("trigger names component `{comp}`, which is not defined"),
+            );
+            let d = match did_you_mean(comp, &names) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help(format!(
+                    "define `[component.{comp}]`, or use one of: {}",
+                    names.join(", ")
+                )),
+            };
+            return Err(d);
+        }
+        Ok(comp.to_string())
     }
 }
 

@@ -5,6 +5,7 @@
 //! not take, and converts to and from [`SystemTime`] so callers need no date library.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -40,7 +41,9 @@ const NICKNAMES: [&str; 6] = [
 #[derive(Clone)]
 pub struct Schedule {
     written: String,
-    cron: Cron,
+    /// Behind an `Arc`: croner's pattern is a few hundred bytes, which would make every
+    /// [`crate::Trigger`] that large; cloning stays cheap.
+    cron: Arc<Cron>,
 }
 
 impl Schedule {
@@ -119,7 +122,7 @@ impl Schedule {
         };
         let schedule = Schedule {
             written: s.to_string(),
-            cron,
+            cron: Arc::new(cron),
         };
         // Without a year field, a schedule that ever matches does so within 28 years
         // of any start (the calendar repeats then), so searching from the epoch tells

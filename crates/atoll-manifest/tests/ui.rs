@@ -78,7 +78,12 @@ component = "api"
     assert_eq!(app.name, "shop");
     assert_eq!(app.version, "0.3.0");
     let api = &app.components["api"];
-    assert_eq!(api.source, Path::new("/apps/shop/api.wasm"));
+    assert_eq!(
+        api.source,
+        atoll_manifest::ComponentSource::Path("/apps/shop/api.wasm".into())
+    );
+    assert_eq!(api.path(), Some(Path::new("/apps/shop/api.wasm")));
+    assert!(api.package().is_none());
     assert_eq!(
         api.environment,
         vec![("LOG_LEVEL".to_string(), "info".to_string())]
@@ -89,11 +94,12 @@ component = "api"
     let build = api.build.as_ref().expect("build config");
     assert_eq!(build.command, "cargo build");
     assert_eq!(build.watch, vec!["src/**/*.rs".to_string()]);
-    assert_eq!(app.http_triggers.len(), 2);
-    assert_eq!(
-        app.http_triggers[0].route,
-        atoll_manifest::Route::Prefix("/api".into())
-    );
+    let http: Vec<_> = app.http_triggers().collect();
+    assert_eq!(http.len(), 2);
+    assert_eq!(http[0].route, atoll_manifest::Route::Prefix("/api".into()));
+    assert_eq!(app.triggers.len(), 2);
+    assert_eq!(app.cron_triggers().count(), 0);
+    assert!(app.http.hosts.is_empty());
     // Integers in any TOML radix mean what they say.
     let text = "[app]\nname = \"a\"\n[component.c]\nsource = \"c.wasm\"\nlimits = { memory = 0x4000000, max_concurrency = 0o20 }\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n";
     let app = atoll_manifest::parse(text.into(), Path::new("atoll.toml"), Path::new("/x"))
@@ -186,4 +192,106 @@ component = "plain"
     let plain = &app.components["plain"].grants;
     assert!(plain.variables.is_empty() && plain.allowed_outbound_hosts.is_empty());
     assert!(plain.key_value_stores.is_empty() && plain.files.is_empty());
+}
+
+#[test]
+fn a_package_source_resolves() {
+    let text = r#"
+[app]
+name = "shop"
+hosts = ["Shop.Example.com."]
+
+[component.auth]
+source = { package = "acme:auth", version = "^1.2" }
+
+[[trigger.http]]
+route = "/auth/..."
+component = "auth"
+"#;
+    let app = atoll_manifest::parse(text.into(), Path::new("atoll.toml"), Path::new("/x"))
+        .expect("valid manifest");
+    let auth = &app.components["auth"];
+    let package = auth.package().expect("a package source");
+    assert_eq!(package.name, "acme:auth");
+    assert_eq!(package.version, "^1.2");
+    assert!(auth.path().is_none());
+    assert_eq!(auth.source_written, "acme:auth@^1.2");
+    assert_eq!(app.http.hosts, vec!["shop.example.com".to_string()]);
+}
+
+#[test]
+fn cron_triggers_resolve() {
+    use atoll_manifest::Trigger;
+    use std::time::{Duration, UNIX_EPOCH};
+    // Cron only: a valid app with no HTTP trigger.
+    let text = r#"
+[app]
+name = "jobs"
+
+[component.job]
+source = "job.wasm"
+
+[[trigger.cron]]
+schedule = "*/5 * * * * *"
+component = "job"
+
+[[trigger.cron]]
+schedule = "0 3 * * *"
+component = "job"
+"#;
+    let app = atoll_manifest::parse(text.into(), Path::new("atoll.toml"), Path::new("/x"))
+        .expect("a cron-only app is valid");
+    assert_eq!(app.http_triggers().count(), 0);
+    let cron: Vec<_> = app.cron_triggers().collect();
+    assert_eq!(cron.len(), 2);
+    assert_eq!(cron[0].component, "job");
+    assert_eq!(cron[0].schedule.to_string(), "*/5 * * * * *");
+    assert_eq!(&text[cron[0].span.clone()], "\"*/5 * * * * *\"");
+    // 1970-01-01T00:00:03Z -> :05; 00:00:00 -> 03:00:00.
+    let after = UNIX_EPOCH + Duration::from_secs(3);
+    assert_eq!(
+        cron[0].schedule.next_after(after),
+        Some(UNIX_EPOCH + Duration::from_secs(5))
+    );
+    assert_eq!(
+        cron[1].schedule.next_after(after),
+        Some(UNIX_EPOCH + Duration::from_secs(3 * 3600))
+    );
+
+    // One component may serve a route and a schedule; `triggers` keeps manifest order
+    // across kinds.
+    let text = r#"
+[app]
+name = "both"
+
+[component.api]
+source = "api.wasm"
+
+[[trigger.cron]]
+schedule = "@hourly"
+component = "api"
+
+[[trigger.http]]
+route = "/..."
+component = "api"
+
+[[trigger.cron]]
+schedule = "0 0 * * *"
+component = "api"
+"#;
+    let app = atoll_manifest::parse(text.into(), Path::new("atoll.toml"), Path::new("/x"))
+        .expect("valid manifest");
+    let kinds: Vec<&str> = app
+        .triggers
+        .iter()
+        .map(|t| match t {
+            Trigger::Http(_) => "http",
+            Trigger::Cron(_) => "cron",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["cron", "http", "cron"]);
+    assert!(app.triggers.iter().all(|t| t.component() == "api"));
+    let http = app.http_triggers().next().expect("one HTTP trigger");
+    assert_eq!(&text[http.span.clone()], "\"/...\"");
 }
