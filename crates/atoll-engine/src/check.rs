@@ -31,14 +31,22 @@ pub fn describe_component(app: &App, component: &Component) -> Result<ComponentF
             .key(format!("component.{}.source", component.name))
     };
     let shown = &component.source_written;
-    let bytes = std::fs::read(&component.source).map_err(|e| {
+    let Some(path) = component.path() else {
+        return Err(at(format!(
+            "component `{}` comes from package `{shown}`, which is not resolved to a file",
+            component.name
+        ))
+        .help("resolve it through atoll.lock first (`atoll inspect` does)")
+        .into());
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
         let d = at(format!(
             "cannot read `{}`, the source of component `{}`: {}",
-            component.source.display(),
+            path.display(),
             component.name,
             crate::engine::io_reason(&e)
         ));
-        match (&component.build, &component.package) {
+        match (&component.build, component.package()) {
             (_, Some(_)) => d.help("run `atoll pull` to fetch what atoll.lock names"),
             (Some(b), None) => d.help(format!(
                 "run `atoll build` (it runs `{}`), or fix the path",

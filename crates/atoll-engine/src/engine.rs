@@ -144,7 +144,14 @@ impl Engine {
             app.diagnostic(component.source_span.clone(), msg)
                 .key(format!("component.{}.source", component.name))
         };
-        let path = &component.source;
+        let Some(path) = component.path() else {
+            return Err(at(format!(
+                "component `{}` comes from package `{}`, which is not resolved to a file",
+                component.name, component.source_written
+            ))
+            .help("resolve it through atoll.lock first (`atoll up` does)")
+            .into());
+        };
         let bytes = std::fs::read(path).map_err(|e| {
             let d = at(format!(
                 "cannot read `{}`, the source of component `{}`: {}",

@@ -85,12 +85,12 @@ impl AppSet {
                     loaded,
                 });
             }
-            let keys: Vec<Option<String>> = if app.hosts.is_empty() {
+            let keys: Vec<Option<String>> = if app.http.hosts.is_empty() {
                 vec![None]
             } else {
-                app.hosts.iter().cloned().map(Some).collect()
+                app.http.hosts.iter().cloned().map(Some).collect()
             };
-            for trigger in &app.http_triggers {
+            for trigger in app.http_triggers() {
                 let Some(offset) = components[base..]
                     .iter()
                     .position(|c| &**c.loaded.name() == trigger.component.as_str())

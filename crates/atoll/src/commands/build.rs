@@ -32,7 +32,7 @@ impl BuildCommand {
                     n_built += 1;
                 }
                 None => {
-                    tracing::info!(component = %component.name, "no build command; using {}", component.source.display())
+                    tracing::info!(component = %component.name, "no build command; using {}", component.path().map_or_else(|| component.source_written.clone(), |p| p.display().to_string()))
                 }
             }
         }
@@ -56,13 +56,14 @@ pub fn build_stale(app: &App) -> anyhow::Result<()> {
 
 /// Why `component` must be built, or `None` if its `source` is up to date.
 fn needs_build(component: &Component, build: &BuildConfig) -> anyhow::Result<Option<String>> {
-    let built = match std::fs::metadata(&component.source).and_then(|m| m.modified()) {
+    // A registry package has no `build` (the manifest refuses it).
+    let Some(source) = component.path() else {
+        return Ok(None);
+    };
+    let built = match std::fs::metadata(source).and_then(|m| m.modified()) {
         Ok(t) => t,
         Err(_) => {
-            return Ok(Some(format!(
-                "{} does not exist",
-                component.source.display()
-            )));
+            return Ok(Some(format!("{} does not exist", source.display())));
         }
     };
     for pattern in &build.watch {

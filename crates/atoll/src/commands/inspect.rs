@@ -17,7 +17,7 @@ use atoll_capabilities::inspect::{
     import_findings, store_entries, unset_variables,
 };
 use atoll_engine::ComponentFile;
-use atoll_manifest::{App, Component, MountSource};
+use atoll_manifest::{App, Component, MountSource, PackageSource};
 use clap::Args;
 use serde_json::{Value, json};
 
@@ -47,7 +47,8 @@ pub struct InspectCommand {
 /// Everything shown about one component.
 struct Report<'a> {
     component: &'a Component,
-    locked_version: Option<&'a str>,
+    /// The registry package the component came from, and its locked version.
+    locked: Option<&'a (PackageSource, String)>,
     file: ComponentFile,
     routes: Vec<String>,
     config: Vec<ConfigEntry>,
@@ -93,14 +94,13 @@ impl InspectCommand {
         for component in selected {
             let file = atoll_engine::describe_component(&app, component)?;
             let routes = app
-                .http_triggers
-                .iter()
+                .http_triggers()
                 .filter(|t| t.component == component.name)
                 .map(|t| t.route.to_string())
                 .collect();
             reports.push(Report {
                 component,
-                locked_version: locked.get(&component.name).map(String::as_str),
+                locked: locked.get(&component.name),
                 findings: import_findings(component, &file.imports),
                 file,
                 routes,
@@ -141,9 +141,10 @@ fn to_json(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> Value 
         .iter()
         .map(|r| {
             let c = r.component;
-            let package = c.package.as_ref().map(|p| {
-                json!({ "name": p.name, "version": p.version, "locked": r.locked_version })
+            let package = r.locked.map(|(p, locked)| {
+                json!({ "name": p.name, "version": p.version, "locked": locked })
             });
+            let path = c.path().map(|p| p.display().to_string()).unwrap_or_default();
             let files: Vec<Value> = c
                 .grants
                 .files
@@ -185,7 +186,7 @@ fn to_json(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> Value 
                 .collect();
             json!({
                 "name": c.name,
-                "source": { "path": c.source.display().to_string(), "written": c.source_written, "package": package },
+                "source": { "path": path, "written": c.source_written, "package": package },
                 "size": r.file.size,
                 "sha256": r.file.sha256,
                 "exports": r.file.exports,
@@ -214,7 +215,7 @@ fn to_json(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> Value 
             "name": app.name,
             "version": app.version,
             "manifest": app.manifest_path().display().to_string(),
-            "hosts": app.hosts,
+            "hosts": app.http.hosts,
             "findings": unset
                 .iter()
                 .map(|u| json!({ "kind": "unset_variable", "variable": u.name, "env": u.env, "message": u.message }))
@@ -237,8 +238,8 @@ fn to_text(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> String
         app.name,
         app.manifest_path().display()
     );
-    if !app.hosts.is_empty() {
-        let _ = writeln!(s, "hosts {}", app.hosts.join(", "));
+    if !app.http.hosts.is_empty() {
+        let _ = writeln!(s, "hosts {}", app.http.hosts.join(", "));
     }
     if !unset.is_empty() {
         let _ = writeln!(s, "findings");
@@ -249,20 +250,20 @@ fn to_text(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> String
     for r in reports {
         let c = r.component;
         let _ = writeln!(s, "\ncomponent {}", c.name);
-        match &c.package {
-            Some(p) => {
-                let locked = r
-                    .locked_version
-                    .map(|v| format!(", locked at {v}"))
-                    .unwrap_or_default();
+        let path = c
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        match r.locked {
+            Some((p, locked)) => {
                 field(
                     &mut s,
                     "package",
-                    &[format!("{} {}{locked}", p.name, p.version)],
+                    &[format!("{} {}, locked at {locked}", p.name, p.version)],
                 );
-                field(&mut s, "file", &[c.source.display().to_string()]);
+                field(&mut s, "file", &[path]);
             }
-            None => field(&mut s, "source", &[c.source.display().to_string()]),
+            None => field(&mut s, "source", &[path]),
         }
         field(&mut s, "size", &[format!("{} bytes", r.file.size)]);
         field(&mut s, "sha256", std::slice::from_ref(&r.file.sha256));

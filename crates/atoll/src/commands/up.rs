@@ -161,12 +161,12 @@ impl UpCommand {
             }
             let app_set = Arc::new(AppSet::new(loaded_apps, &http_config)?);
             for app in &apps {
-                let hosts = if app.hosts.is_empty() {
+                let hosts = if app.http.hosts.is_empty() {
                     String::new()
                 } else {
-                    format!(" for hosts {}", app.hosts.join(", "))
+                    format!(" for hosts {}", app.http.hosts.join(", "))
                 };
-                for t in &app.http_triggers {
+                for t in app.http_triggers() {
                     tracing::info!(app = %app.name, "  http://{local}{} -> {}{hosts}", t.route, t.component);
                 }
             }
@@ -187,13 +187,14 @@ impl UpCommand {
 /// it, verified against its sha256 in the local cache. Offline: a package missing from
 /// the lockfile or the cache is an error that says which command fetches it.
 ///
-/// Returns the locked version of each component that comes from a package, by component.
+/// Each such component's `source` becomes the path of that file. Returns, by component,
+/// the package it came from and the locked version.
 pub(crate) fn resolve_packages(
     app: &mut atoll_manifest::App,
-) -> anyhow::Result<BTreeMap<String, String>> {
+) -> anyhow::Result<BTreeMap<String, (atoll_manifest::PackageSource, String)>> {
     use atoll_registry::{Lockfile, PackageName, lockfile::LOCKFILE};
     let mut versions = BTreeMap::new();
-    if app.components.values().all(|c| c.package.is_none()) {
+    if app.components.values().all(|c| c.package().is_none()) {
         return Ok(versions);
     }
     let lock_path = app.dir.join(LOCKFILE);
@@ -201,7 +202,7 @@ pub(crate) fn resolve_packages(
     let home = super::share::atoll_home();
     let mut resolved = Vec::new();
     for component in app.components.values() {
-        let Some(package) = &component.package else {
+        let Some(package) = component.package() else {
             continue;
         };
         let at = |msg: String| {
@@ -236,11 +237,14 @@ pub(crate) fn resolve_packages(
             })?;
         tracing::info!(app = %app.name, component = %component.name, "using {}@{} from {}", package.name, locked.version, path.display());
         resolved.push((component.name.clone(), path));
-        versions.insert(component.name.clone(), locked.version.clone());
+        versions.insert(
+            component.name.clone(),
+            (package.clone(), locked.version.clone()),
+        );
     }
     for (name, path) in resolved {
         if let Some(c) = app.components.get_mut(&name) {
-            c.source = path;
+            c.source = atoll_manifest::ComponentSource::Path(path);
         }
     }
     Ok(versions)
