@@ -20,6 +20,33 @@ pub enum CapabilityError {
         /// What is wrong, without quoting the file (it may hold secrets).
         reason: String,
     },
+    /// The app directory cannot be resolved (it was removed, or is unreadable).
+    #[error("cannot resolve the app directory {}: {source}", path.display())]
+    AppDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A store names a backend this build was compiled without.
+    #[error(
+        "key-value store `{label}`: this build of atoll has no `{feature}` support (Cargo feature `{feature}` of atoll-capabilities)"
+    )]
+    NotBuilt {
+        /// The store's label.
+        label: String,
+        /// The backend, which is also the name of the Cargo feature that adds it.
+        feature: &'static str,
+    },
+    /// A grant given to [`ComponentCapabilitiesBuilder`](crate::ComponentCapabilitiesBuilder)
+    /// is invalid.
+    #[error("invalid grant `{grant}`: {reason}")]
+    InvalidGrant {
+        /// The grant as given (never a config value).
+        grant: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A key-value backend could not be set up.
     #[error("key-value store `{label}` ({backend}): {reason}")]
     KeyValue {

@@ -13,29 +13,44 @@
 //! - **link** ([`add_to_linker`]): once per engine, adds the host functions.
 //! - **configure** ([`configure`]): once per app load. Validates grants against the
 //!   world (required variables have values, mount sources lie inside the app, stores
-//!   exist), opens backend connection pools. Errors name the manifest line.
+//!   exist), stages glob file mounts into a directory of this load's own, and gets the
+//!   key-value backends from the process's [`Backends`] registry (opening them on first
+//!   use only, so a reload shares the redb file and the connections of the version it
+//!   replaces). Errors name the manifest line.
 //! - **prepare** ([`ComponentCapabilities::prepare`] and
-//!   [`ComponentCapabilities::configure_wasi`]): per instance, on the request path. Never
+//!   [`ComponentCapabilities::prepare_wasi`]): per instance, on the request path. Never
 //!   blocks; costs a few `Arc` clones and two small boxes (stdout/stderr), plus one
 //!   `open` per mounted directory for components that have `files`.
 //!
+//! Without an app manifest, [`ComponentCapabilities::builder`] grants capabilities one
+//! by one (an embedder's plugin host); `configure` builds every component through it.
+//! Either way, what is not granted is denied.
+//!
 //! Key types: [`AppCapabilities`] (the configured app), [`ComponentCapabilities`] (one
 //! component's grants, shared by all its instances), [`InstanceCapabilities`] (what one
-//! store carries), [`RuntimeConfig`]. The [`inspect`] module describes grants without
-//! enforcing them, for `atoll inspect`.
+//! store carries), [`RuntimeConfig`], [`Backends`], and the [`Backend`] trait with the
+//! stores an embedder can use directly ([`MemoryBackend`]). The [`inspect`] module
+//! describes grants without enforcing them, for `atoll inspect`.
 //!
 //! Interface versions: `wasi:config/store` `0.2.0-rc.1` and `0.2.0-draft-2024-09-27`,
 //! `wasi:keyvalue` `0.2.0-draft` and `0.2.0-draft2`, `wasi:logging` `0.1.0-draft`: what
 //! guests built for wasmtime, wasmCloud and Spin 3 import. The WIT is vendored in `wit/`.
 //!
+//! Cargo features, all on by default (the `atoll` binary turns them on; the workspace
+//! dependency turns them off, so an embedder picks): `redis`, `postgres` and `nats`, one
+//! key-value client each. Without one, the runtime config still parses a store of that
+//! type, and configuring an app that uses it fails with [`CapabilityError::NotBuilt`].
+//! redb and memory stores are always built.
+//!
 //! Dependencies beyond wasmtime and tokio, and why: `redb` (the embedded store: a
 //! maintained, pure-Rust, ACID single-file database, so the default needs no service),
-//! `redis` (the ecosystem's Redis client; its `ConnectionManager` reconnects by itself),
-//! `tokio-postgres` (the rust-postgres project's async client; no pool needed since one
-//! connection pipelines), `async-nats` (the NATS maintainers' client, JetStream KV
-//! built in; default features off because they assume NATS 2.10+), `futures-util`
-//! (streams of NATS keys), `glob` (file-mount patterns, already in the workspace). All
-//! build on rustc 1.95.
+//! `redis` (feature `redis`: the ecosystem's Redis client; its `ConnectionManager`
+//! reconnects by itself), `tokio-postgres` (feature `postgres`: the rust-postgres
+//! project's async client; no pool needed since one connection pipelines), `async-nats`
+//! (feature `nats`: the NATS maintainers' client, JetStream KV built in; default features
+//! off because they assume NATS 2.10+), `futures-util` and `hex` (feature `nats`: streams
+//! of NATS keys, key encoding), `glob` (file-mount patterns, already in the workspace).
+//! All build on rustc 1.95.
 
 #![deny(missing_docs)]
 
@@ -48,17 +63,23 @@ mod logging;
 mod logs;
 mod outbound;
 mod runtime_config;
+#[cfg(test)]
+mod tests;
 mod variables;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use atoll_manifest::App;
+use atoll_manifest::{AllowedHost, App};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 pub use error::CapabilityError;
-pub use keyvalue::KeyValueGrants;
+pub use keyvalue::{
+    Backend, BackendError, Backends, BoxFut, CasVersion, KeyValueGrants, LIST_PAGE, MAX_BATCH,
+    MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryBackend, OP_TIMEOUT,
+};
 pub use logs::{MAX_LINE, MAX_PER_REQUEST};
 pub use outbound::OutboundHttp;
 pub use runtime_config::{OutboundConfig, RuntimeConfig, StoreConfig};
@@ -85,54 +106,58 @@ pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Res
 
 /// Configure phase: check every component's grants of `app` and set up what they need.
 /// `env_variables` holds the process's `ATOLL_VARIABLE_*` environment variables (only
-/// the binary reads the environment).
+/// the binary reads the environment). `backends` is the process's registry of key-value
+/// backends: pass the same one to every load, so loads share backends instead of
+/// opening them again (a second open of a redb file fails while the first is alive).
+///
+/// Glob file mounts are copied into a directory of this load's own, removed when the
+/// last [`ComponentCapabilities`] holding it drops.
 pub async fn configure(
     app: &App,
     runtime: &RuntimeConfig,
     env_variables: &BTreeMap<String, String>,
+    backends: &Backends,
 ) -> Result<AppCapabilities, CapabilityError> {
     let values = variables::resolve(app, runtime, env_variables)?;
-    let app_name: Arc<str> = app.name.as_str().into();
-    let stores = keyvalue::configure_app(app, runtime).await?;
-    let mut components = HashMap::new();
+    let stores = keyvalue::configure_app(app, runtime, backends).await?;
+    let mut components = BTreeMap::new();
     for component in app.components.values() {
         let (config, secrets) = variables::render(component, &values);
-        let target = Arc::new(LogTarget {
-            app: app_name.clone(),
-            component: component.name.as_str().into(),
-            secrets,
-        });
-        let mounts = files::configure(app, component)?;
-        let kv = stores.grants_for(component);
-        components.insert(
-            component.name.clone(),
-            Arc::new(ComponentCapabilities {
-                outbound: Arc::new(OutboundPolicy {
-                    allowed: component.grants.allowed_outbound_hosts.clone(),
-                    config: runtime.outbound_http,
-                    target: target.clone(),
-                    in_flight: Arc::default(),
-                    rate: outbound::RateLimit::new(runtime.outbound_http.max_requests_per_second),
-                }),
-                target,
-                config,
-                mounts,
-                kv,
-            }),
-        );
+        let (mounts, staged) = files::configure(app, component)?;
+        let mut builder = ComponentCapabilities::builder(&app.name, &component.name)
+            .outbound_config(runtime.outbound_http);
+        builder.allowed = component.grants.allowed_outbound_hosts.clone();
+        builder.config = config;
+        builder.secrets = secrets;
+        builder.mounts = mounts;
+        builder.staged = staged;
+        for label in &component.grants.key_value_stores {
+            // `configure_app` opened a backend for every label a component uses.
+            if let Some(backend) = stores.backend(label) {
+                builder = builder.key_value(label.clone(), backend);
+            }
+        }
+        components.insert(component.name.clone(), Arc::new(builder.build()));
     }
     Ok(AppCapabilities { components })
 }
 
 /// An app's configured capabilities, per component.
+#[derive(Debug)]
 pub struct AppCapabilities {
-    components: HashMap<String, Arc<ComponentCapabilities>>,
+    components: BTreeMap<String, Arc<ComponentCapabilities>>,
 }
 
 impl AppCapabilities {
     /// The grants of component `name`, if the app has it.
     pub fn component(&self, name: &str) -> Option<Arc<ComponentCapabilities>> {
         self.components.get(name).cloned()
+    }
+
+    /// Every component's grants, by component name: one entry for each component of the
+    /// app that was configured.
+    pub fn into_components(self) -> BTreeMap<String, Arc<ComponentCapabilities>> {
+        self.components
     }
 }
 
@@ -143,6 +168,9 @@ pub struct ComponentCapabilities {
     outbound: Arc<OutboundPolicy>,
     mounts: Vec<files::Mount>,
     kv: Arc<KeyValueGrants>,
+    /// The directory this load staged glob mounts into, removed when this drops (after
+    /// the last instance: each holds an `Arc` of this).
+    _staged: Option<files::StagedDir>,
 }
 
 impl std::fmt::Debug for ComponentCapabilities {
@@ -153,6 +181,7 @@ impl std::fmt::Debug for ComponentCapabilities {
             .field("component", &self.target.component)
             .field("allowed_outbound_hosts", &self.outbound.allowed.len())
             .field("mounts", &self.mounts)
+            .field("key_value_stores", &self.kv)
             .finish_non_exhaustive()
     }
 }
@@ -161,29 +190,29 @@ impl ComponentCapabilities {
     /// Grants nothing: no config keys, no outbound HTTP, no files, no stores. Guest
     /// output is still logged under `app` and `component`.
     pub fn deny_all(app: &str, component: &str) -> Self {
-        let target = Arc::new(LogTarget {
+        Self::builder(app, component).build()
+    }
+
+    /// Grant capabilities one by one, without an app manifest. Starts from nothing
+    /// granted, like [`ComponentCapabilities::deny_all`]; guest output is logged under
+    /// `app` and `component`, and key-value stores are namespaced `<app>/<label>`.
+    pub fn builder(app: &str, component: &str) -> ComponentCapabilitiesBuilder {
+        ComponentCapabilitiesBuilder {
             app: app.into(),
             component: component.into(),
-            secrets: Vec::new(),
-        });
-        Self {
-            outbound: Arc::new(OutboundPolicy {
-                allowed: Vec::new(),
-                config: OutboundConfig::default(),
-                target: target.clone(),
-                in_flight: Arc::default(),
-                rate: outbound::RateLimit::new(OutboundConfig::default().max_requests_per_second),
-            }),
-            target,
+            allowed: Vec::new(),
+            outbound: OutboundConfig::default(),
             config: config::ConfigValues::new(),
+            secrets: Vec::new(),
             mounts: Vec::new(),
-            kv: Arc::new(KeyValueGrants::default()),
+            staged: None,
+            kv: KeyValueGrants::default(),
         }
     }
 
     /// Prepare phase, WASI part: route the guest's stdout/stderr to the log and preopen
     /// its mounts read-only. Per instance; never blocks (one `open` per mount).
-    pub fn configure_wasi(&self, builder: &mut WasiCtxBuilder) {
+    pub fn prepare_wasi(&self, builder: &mut WasiCtxBuilder) {
         builder.stdout(GuestOutput::new(self.target.clone(), Stream::Stdout));
         builder.stderr(GuestOutput::new(self.target.clone(), Stream::Stderr));
         for m in &self.mounts {
@@ -205,6 +234,136 @@ impl ComponentCapabilities {
             grants: self.clone(),
             outbound: OutboundHttp::new(self.outbound.clone()),
             logged: 0,
+        }
+    }
+}
+
+/// Builds a [`ComponentCapabilities`] grant by grant ([`ComponentCapabilities::builder`]).
+/// Nothing is granted unless a method grants it.
+pub struct ComponentCapabilitiesBuilder {
+    app: Arc<str>,
+    component: Arc<str>,
+    allowed: Vec<AllowedHost>,
+    outbound: OutboundConfig,
+    config: config::ConfigValues,
+    secrets: Vec<String>,
+    mounts: Vec<files::Mount>,
+    staged: Option<files::StagedDir>,
+    kv: KeyValueGrants,
+}
+
+impl std::fmt::Debug for ComponentCapabilitiesBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Config values and secrets are left out on purpose.
+        f.debug_struct("ComponentCapabilitiesBuilder")
+            .field("app", &self.app)
+            .field("component", &self.component)
+            .field("allowed_outbound_hosts", &self.allowed.len())
+            .field("config_keys", &self.config.len())
+            .field("mounts", &self.mounts)
+            .field("key_value_stores", &self.kv)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ComponentCapabilitiesBuilder {
+    /// Allow outbound HTTP requests to `host` (checked like a manifest's
+    /// `allowed_outbound_hosts` entry, and against the resolved addresses).
+    pub fn allow_outbound(mut self, host: AllowedHost) -> Self {
+        self.allowed.push(host);
+        self
+    }
+
+    /// [`allow_outbound`](Self::allow_outbound) with an entry written as in a manifest,
+    /// `scheme://host[:port]` (`https://*.example.com`, `http://127.0.0.1:8080`).
+    pub fn allow_outbound_str(self, entry: &str) -> Result<Self, CapabilityError> {
+        let host = AllowedHost::parse(entry).map_err(|reason| CapabilityError::InvalidGrant {
+            grant: entry.to_string(),
+            reason,
+        })?;
+        Ok(self.allow_outbound(host))
+    }
+
+    /// The limits of outbound requests (default: [`OutboundConfig::default`]).
+    pub fn outbound_config(mut self, config: OutboundConfig) -> Self {
+        self.outbound = config;
+        self
+    }
+
+    /// Let the guest read config key `key` (`wasi:config/store`), with this value.
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.insert(key.into(), value.into());
+        self
+    }
+
+    /// [`config`](Self::config) for a secret value: it is also replaced by `[redacted]`
+    /// in the guest's log lines and in the outbound URLs logged for it.
+    pub fn secret_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let value = value.into();
+        if !value.is_empty() && !self.secrets.contains(&value) {
+            self.secrets.push(value.clone());
+        }
+        self.config.insert(key.into(), value);
+        self
+    }
+
+    /// Let the guest open key-value store `label`, kept in `backend` under the namespace
+    /// `<app>/<label>`. Granting a label again replaces its backend.
+    pub fn key_value(mut self, label: impl Into<String>, backend: Arc<dyn Backend>) -> Self {
+        self.kv.grant(&self.app, label.into(), backend);
+        self
+    }
+
+    /// Let the guest read the host directory `host` at the guest path `guest`
+    /// (absolute, like `/static`), read-only; paths resolve beneath it, so neither `..`
+    /// nor a symlink leads out. The directory is opened again for each instance.
+    pub fn mount_dir(
+        mut self,
+        host: impl Into<PathBuf>,
+        guest: impl Into<String>,
+    ) -> Result<Self, CapabilityError> {
+        let host = host.into();
+        let guest = guest.into();
+        let invalid = |reason: String| CapabilityError::InvalidGrant {
+            grant: format!("{} -> {guest}", host.display()),
+            reason,
+        };
+        if !guest.starts_with('/') {
+            return Err(invalid("the guest path must be absolute".into()));
+        }
+        let resolved = host
+            .canonicalize()
+            .map_err(|e| invalid(format!("cannot resolve the directory: {e}")))?;
+        if !resolved.is_dir() {
+            return Err(invalid("not a directory".into()));
+        }
+        self.mounts.push(files::Mount {
+            host: resolved,
+            guest,
+        });
+        Ok(self)
+    }
+
+    /// The grants, ready for [`ComponentCapabilities::prepare`].
+    pub fn build(self) -> ComponentCapabilities {
+        let target = Arc::new(LogTarget {
+            app: self.app,
+            component: self.component,
+            secrets: self.secrets,
+        });
+        ComponentCapabilities {
+            outbound: Arc::new(OutboundPolicy {
+                allowed: self.allowed,
+                config: self.outbound,
+                target: target.clone(),
+                in_flight: Arc::default(),
+                rate: outbound::RateLimit::new(self.outbound.max_requests_per_second),
+            }),
+            target,
+            config: self.config,
+            mounts: self.mounts,
+            kv: Arc::new(self.kv),
+            _staged: self.staged,
         }
     }
 }

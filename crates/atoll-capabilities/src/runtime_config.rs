@@ -8,7 +8,7 @@
 //! api_token = "..."                 # lower priority than ATOLL_VARIABLE_API_TOKEN
 //!
 //! [key_value_store.default]
-//! type = "redis"                     # redb (default), redis, postgres, nats
+//! type = "redis"                     # redb (default), memory, redis, postgres, nats
 //! url = "redis://127.0.0.1:6379"
 //!
 //! [outbound_http]
@@ -47,6 +47,7 @@ impl std::fmt::Display for StoreConfig {
         match self {
             StoreConfig::Redb { path: Some(p) } => write!(f, "redb file {}", p.display()),
             StoreConfig::Redb { path: None } => f.write_str("the embedded redb store"),
+            StoreConfig::Memory {} => f.write_str("memory"),
             StoreConfig::Redis { .. } => f.write_str("redis"),
             StoreConfig::Postgres { .. } => f.write_str("postgres"),
             StoreConfig::Nats { .. } => f.write_str("nats"),
@@ -54,7 +55,9 @@ impl std::fmt::Display for StoreConfig {
     }
 }
 
-/// Where one key-value store lives.
+/// Where one key-value store lives. Every type parses in every build; one whose client
+/// this build leaves out (Cargo features `redis`, `postgres`, `nats`) fails when an app
+/// that uses it is configured ([`CapabilityError::NotBuilt`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum StoreConfig {
@@ -63,6 +66,10 @@ pub enum StoreConfig {
         /// The file; relative to the runtime config's directory.
         path: Option<PathBuf>,
     },
+    /// In process memory ([`MemoryBackend`](crate::MemoryBackend)): kept across reloads,
+    /// lost when the process exits. All `memory` stores share one backend, in which
+    /// namespaces keep apps and labels apart.
+    Memory {},
     /// A Redis server, `redis://host:port[/db]`.
     Redis {
         /// The server's URL.
@@ -328,6 +335,13 @@ url = "redis://127.0.0.1:6379"
 type = "redb"
 path = "data/kv.redb"
 
+[key_value_store.scratch]
+type = "memory"
+
+[key_value_store.events]
+type = "nats"
+url = "nats://127.0.0.1:4222"
+
 [outbound_http]
 connect_timeout = "2s"
 max_concurrent_requests = 4
@@ -347,6 +361,14 @@ allow_private_addresses = true
             }
             other => panic!("{other:?}"),
         }
+        assert!(matches!(
+            rc.key_value_stores["scratch"],
+            StoreConfig::Memory {}
+        ));
+        assert!(matches!(
+            &rc.key_value_stores["events"],
+            StoreConfig::Nats { .. }
+        ));
         assert_eq!(rc.outbound_http.connect_timeout, Duration::from_secs(2));
         assert_eq!(rc.outbound_http.first_byte_timeout, Duration::from_secs(30));
         assert_eq!(rc.outbound_http.max_concurrent_requests, 4);
@@ -388,6 +410,9 @@ allow_private_addresses = true
         assert!(e.contains("boolean") && e.contains(" at line 2"), "{e}");
         let e = load("[outbound_http]\nallow_private_address = true\n").expect_err("typo");
         assert!(e.contains("allow_private_address"), "{e}");
+        let e = load("[key_value_store.m]\ntype = \"memory\"\nurl = \"x\"\n")
+            .expect_err("memory takes no url");
+        assert!(e.contains("url"), "{e}");
         let e = load("[varibles]\n").expect_err("unknown table");
         assert!(e.contains("varibles"), "{e}");
         // Values of the wrong type: the kind and the line, never the value.

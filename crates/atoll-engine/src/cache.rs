@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use crate::engine::{CacheOutcome, error_chain};
+use crate::engine::CacheOutcome;
+use crate::error::error_chain;
 
 /// The cache file a component's bytes map to under `dir` for `engine`.
 pub(crate) fn artifact_path(engine: &wasmtime::Engine, dir: &Path, bytes: &[u8]) -> PathBuf {

@@ -1,9 +1,8 @@
 //! Cheap checks of a `.wasm` file before compiling it, so a wrong file gets a message
 //! that says what it is and how to fix it, instead of a compiler error; and
-//! [`describe_component`], the same look without compiling for `atoll inspect` (size,
+//! [`describe_bytes`], the same look without compiling for `atoll inspect` (size,
 //! sha256, WIT imports and exports). Nothing here compiles or instantiates.
 
-use atoll_manifest::{App, Component};
 use sha2::{Digest, Sha256};
 use wasmparser::{Parser, Payload};
 
@@ -22,59 +21,21 @@ pub struct ComponentFile {
     pub exports: Vec<String>,
 }
 
-/// Read `component`'s `source` and describe it without compiling. A missing file, or one
-/// that is not a component, is an error pointing at `source` in the manifest, with what to
-/// run to produce it. Reads the whole file and hashes it: milliseconds for a few MB.
-pub fn describe_component(app: &App, component: &Component) -> Result<ComponentFile, LoadError> {
-    let at = |msg: String| {
-        app.diagnostic(component.source_span.clone(), msg)
-            .key(format!("component.{}.source", component.name))
-    };
-    let shown = &component.source_written;
-    let Some(path) = component.path() else {
-        return Err(at(format!(
-            "component `{}` comes from package `{shown}`, which is not resolved to a file",
-            component.name
-        ))
-        .help("resolve it through atoll.lock first (`atoll inspect` does)")
-        .into());
-    };
-    let bytes = std::fs::read(path).map_err(|e| {
-        let d = at(format!(
-            "cannot read `{}`, the source of component `{}`: {}",
-            path.display(),
-            component.name,
-            crate::engine::io_reason(&e)
-        ));
-        match (&component.build, component.package()) {
-            (_, Some(_)) => d.help("run `atoll pull` to fetch what atoll.lock names"),
-            (Some(b), None) => d.help(format!(
-                "run `atoll build` (it runs `{}`), or fix the path",
-                b.command
-            )),
-            (None, None) => d.help(
-                "build the component first (`atoll build` runs the manifest's `build` commands), or fix the path (it is relative to the manifest)",
-            ),
-        }
-    })?;
-    match inspect_bytes(&bytes) {
+/// Describe a component's bytes without compiling them (for `atoll inspect`): size,
+/// sha256, imports and exports. Anything that is not a component is the same
+/// [`LoadError`] that [`Engine::load`](crate::Engine::load) would give. Hashes the whole
+/// file: milliseconds for a few MB.
+pub fn describe_bytes(bytes: &[u8]) -> Result<ComponentFile, LoadError> {
+    match inspect_bytes(bytes) {
         ComponentKind::Component { exports, imports } => Ok(ComponentFile {
             size: bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&bytes)),
+            sha256: hex::encode(Sha256::digest(bytes)),
             imports,
             exports,
         }),
-        ComponentKind::NotWasm => Err(at(format!("`{shown}` is not a WebAssembly file"))
-            .help("point `source` at the .wasm file your build produces")
-            .into()),
-        ComponentKind::Malformed(e) => Err(at(format!("`{shown}` is malformed WebAssembly: {e}"))
-            .help("rebuild it; `wasm-tools validate` shows more detail")
-            .into()),
-        ComponentKind::CoreModule { .. } => Err(at(format!(
-            "`{shown}` is a core WebAssembly module, not a component"
-        ))
-        .help("build a component (`cargo build --target wasm32-wasip2`) or wrap the module with `wasm-tools component new`")
-        .into()),
+        ComponentKind::NotWasm => Err(LoadError::NotWasm),
+        ComponentKind::Malformed(e) => Err(LoadError::Malformed(e)),
+        ComponentKind::CoreModule { wasip1 } => Err(LoadError::CoreModule { wasip1 }),
     }
 }
 

@@ -1,18 +1,20 @@
-//! A loaded component and the per-instance store it runs in.
+//! A loaded component and the per-instance store it runs in. Not for any one world:
+//! a [`LoadedComponent`] holds a plain `InstancePre`, and each trigger (HTTP's
+//! `ProxyPre`, cron's `CommandPre`, an embedder's `bindgen!` pre) builds its own typed
+//! view over it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use atoll_capabilities::{CapabilityView, ComponentCapabilities, InstanceCapabilities};
-use atoll_manifest::{Component as ManifestComponent, Limits};
-use wasmtime::component::ResourceTable;
+use atoll_manifest::Limits;
+use wasmtime::component::{InstancePre, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::engine::EPOCH_TICK;
+use crate::engine::{ComponentSpec, EPOCH_TICK};
 
 /// Most resources (streams, fields, bodies...) one instance may hold at once, so a guest
 /// cannot grow host memory through handles.
@@ -28,6 +30,17 @@ pub struct InstanceState {
     limits: InstanceLimits,
     /// What the manifest granted: config, outbound HTTP policy, key-value stores.
     caps: InstanceCapabilities,
+    /// The embedder's own per-instance state, if it set one.
+    user: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl InstanceState {
+    /// The embedder's per-instance state given to [`LoadedComponent::new_store_with`],
+    /// if it is a `U`. For host functions added through
+    /// [`EngineBuilder::link`](crate::EngineBuilder::link).
+    pub fn user_mut<U: 'static>(&mut self) -> Option<&mut U> {
+        self.user.as_mut()?.downcast_mut()
+    }
 }
 
 impl CapabilityView for InstanceState {
@@ -56,10 +69,11 @@ impl WasiHttpView for InstanceState {
     }
 }
 
-/// A component ready to serve: checked, compiled and pre-instantiated.
+/// A component ready to run: checked, compiled and pre-instantiated (any world).
 pub struct LoadedComponent {
     name: Arc<str>,
-    pre: ProxyPre<InstanceState>,
+    pre: InstancePre<InstanceState>,
+    exports: Vec<String>,
     limits: Limits,
     environment: Arc<[(String, String)]>,
     capabilities: Arc<ComponentCapabilities>,
@@ -69,8 +83,9 @@ pub struct LoadedComponent {
 
 impl LoadedComponent {
     pub(crate) fn new(
-        component: &ManifestComponent,
-        pre: ProxyPre<InstanceState>,
+        component: &ComponentSpec,
+        pre: InstancePre<InstanceState>,
+        exports: Vec<String>,
         capabilities: Arc<ComponentCapabilities>,
         cpu: Arc<CpuShare>,
     ) -> Self {
@@ -82,6 +97,7 @@ impl LoadedComponent {
         Self {
             name: component.name.as_str().into(),
             pre,
+            exports,
             limits: component.limits.clone(),
             environment: component.environment.clone().into(),
             capabilities,
@@ -100,9 +116,26 @@ impl LoadedComponent {
         &self.limits
     }
 
-    /// The pre-instantiated component.
-    pub fn pre(&self) -> &ProxyPre<InstanceState> {
+    /// The pre-instantiated component, for a trigger's typed pre (`ProxyPre::new`,
+    /// `CommandPre::new`, a `bindgen!` world's `...Pre::new`).
+    pub fn instance_pre(&self) -> &InstancePre<InstanceState> {
         &self.pre
+    }
+
+    /// The names of its top-level exports, e.g. `wasi:http/incoming-handler@0.2.12`.
+    pub fn exports(&self) -> &[String] {
+        &self.exports
+    }
+
+    /// Whether it exports an interface whose name starts with `prefix`
+    /// (e.g. `wasi:http/incoming-handler@0.2.`).
+    pub fn exports_starting_with(&self, prefix: &str) -> bool {
+        self.exports.iter().any(|e| e.starts_with(prefix))
+    }
+
+    /// The capabilities it was granted.
+    pub fn capabilities(&self) -> &Arc<ComponentCapabilities> {
+        &self.capabilities
     }
 
     /// A fresh store for one instance: the manifest's environment and nothing else from
@@ -110,6 +143,16 @@ impl LoadedComponent {
     /// outbound HTTP policy, read-only mounts, key-value stores), memory and table limits,
     /// and an epoch deadline at the component's timeout.
     pub fn new_store(&self) -> Store<InstanceState> {
+        self.store(None)
+    }
+
+    /// [`LoadedComponent::new_store`], with the embedder's own per-instance state (see
+    /// [`InstanceState::user_mut`]).
+    pub fn new_store_with(&self, user: Box<dyn std::any::Any + Send>) -> Store<InstanceState> {
+        self.store(Some(user))
+    }
+
+    fn store(&self, user: Option<Box<dyn std::any::Any + Send>>) -> Store<InstanceState> {
         let mut wasi = WasiCtx::builder();
         // The only environment a guest sees is the manifest's `environment`: the host's
         // own variables (HOME, PATH, secrets) never reach it.
@@ -129,6 +172,7 @@ impl LoadedComponent {
             table,
             limits,
             caps: self.capabilities.prepare(),
+            user,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);

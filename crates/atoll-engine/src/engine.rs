@@ -6,14 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use atoll_capabilities::ComponentCapabilities;
-use atoll_manifest::{App, Component as ManifestComponent, Diagnostic};
+use atoll_manifest::Limits;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::check::{ComponentKind, inspect_bytes};
 use crate::component::{InstanceState, LoadedComponent};
-use crate::error::LoadError;
+use crate::error::{LoadError, error_chain};
 
 /// How often the epoch advances. A guest that runs past its deadline is stopped within
 /// one tick of it.
@@ -48,6 +47,57 @@ pub enum CacheOutcome {
     Uncached,
 }
 
+/// A hook that adds an embedder's host functions to the engine's linker.
+pub type LinkHook = Box<dyn FnOnce(&mut Linker<InstanceState>) -> wasmtime::Result<()> + Send>;
+
+/// Builds an [`Engine`]: the operator's [`EngineConfig`], plus host functions of the
+/// embedder's own (linked after WASI, wasi-http and atoll's capabilities).
+pub struct EngineBuilder {
+    config: EngineConfig,
+    links: Vec<LinkHook>,
+}
+
+impl EngineBuilder {
+    /// Add host functions: `hook` gets the linker once, when the engine is built. Store
+    /// data is [`InstanceState`]; an embedder reaches its own per-instance state through
+    /// [`InstanceState::user_mut`].
+    pub fn link(
+        mut self,
+        hook: impl FnOnce(&mut Linker<InstanceState>) -> wasmtime::Result<()> + Send + 'static,
+    ) -> Self {
+        self.links.push(Box::new(hook));
+        self
+    }
+
+    /// Build the engine (see [`Engine::new`]).
+    pub fn build(self) -> Result<Engine, LoadError> {
+        Engine::build(self.config, self.links)
+    }
+}
+
+/// What the engine needs to know of a component besides its bytes: a name for logs,
+/// its limits and the environment its guest sees. No manifest needed.
+#[derive(Debug, Clone)]
+pub struct ComponentSpec {
+    /// The component's name, for logs and errors.
+    pub name: String,
+    /// Memory, timeout and concurrency limits.
+    pub limits: Limits,
+    /// The environment variables the guest sees, and no others.
+    pub environment: Vec<(String, String)>,
+}
+
+impl ComponentSpec {
+    /// A spec with default limits and an empty environment.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            limits: Limits::default(),
+            environment: Vec::new(),
+        }
+    }
+}
+
 /// One per process: a wasmtime engine, its linker, and the thread that advances epochs.
 pub struct Engine {
     engine: wasmtime::Engine,
@@ -62,6 +112,18 @@ impl Engine {
     /// Build the engine. Tries the pooling allocator first and falls back to on-demand
     /// allocation (slower per request) if the machine refuses the address space.
     pub fn new(config: EngineConfig) -> Result<Self, LoadError> {
+        Self::build(config, Vec::new())
+    }
+
+    /// An [`EngineBuilder`], to add host functions of the embedder's own.
+    pub fn builder(config: EngineConfig) -> EngineBuilder {
+        EngineBuilder {
+            config,
+            links: Vec::new(),
+        }
+    }
+
+    fn build(config: EngineConfig, links: Vec<LinkHook>) -> Result<Self, LoadError> {
         let reset = MemoryReset::for_this_machine();
         match reset {
             MemoryReset::PagemapScan => tracing::debug!(
@@ -85,9 +147,11 @@ impl Engine {
         };
 
         let mut linker = Linker::new(&engine);
-        // Real `wasi:http/proxy` guests (wstd, componentize-py, jco) also import wasi:cli,
-        // wasi:filesystem and wasi:sockets. They are linked, and empty unless granted:
-        // no env vars beyond the manifest's, no preopens, every address denied.
+        // Real guests (wstd, componentize-py, jco) import wasi:cli, wasi:filesystem and
+        // wasi:sockets. They are linked, and empty unless granted: no env vars beyond
+        // the component's own, no preopens, every address denied. wasi:http's types and
+        // outgoing-handler are linked for every component (outbound requests go through
+        // the component's grants); serving `incoming-handler` is the HTTP trigger's.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
@@ -96,6 +160,9 @@ impl Engine {
         // config and key-value are empty unless the manifest grants keys or stores.
         atoll_capabilities::add_to_linker(&mut linker)
             .map_err(|e| LoadError::Engine(e.to_string()))?;
+        for hook in links {
+            hook(&mut linker).map_err(|e| LoadError::Engine(error_chain(&e)))?;
+        }
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
@@ -120,82 +187,31 @@ impl Engine {
         self.pooling
     }
 
-    /// Check, compile (or load from cache) and pre-instantiate one component of `app`,
-    /// granting it nothing beyond its `environment` (see [`Engine::load_component_with`]).
-    /// Every error points at the component's `source` in the manifest.
-    pub fn load_component(
+    /// Check, compile (or load from the compile cache) and pre-instantiate a component
+    /// from its bytes, with the capabilities granted to it
+    /// ([`ComponentCapabilities::deny_all`] grants nothing). Any world: what the
+    /// component must export is for its trigger to check ([`LoadedComponent::exports`],
+    /// [`LoadedComponent::instance_pre`]). Compiling takes seconds for big guests on a
+    /// cache miss; run it off the request path.
+    pub fn load(
         &self,
-        app: &App,
-        component: &ManifestComponent,
-    ) -> Result<(LoadedComponent, CacheOutcome), LoadError> {
-        let none = Arc::new(ComponentCapabilities::deny_all(&app.name, &component.name));
-        self.load_component_with(app, component, none)
-    }
-
-    /// [`Engine::load_component`], with the capabilities configured for it
-    /// (`atoll_capabilities::configure`).
-    pub fn load_component_with(
-        &self,
-        app: &App,
-        component: &ManifestComponent,
+        spec: &ComponentSpec,
+        bytes: &[u8],
         capabilities: Arc<ComponentCapabilities>,
     ) -> Result<(LoadedComponent, CacheOutcome), LoadError> {
-        let at = |msg: String| {
-            app.diagnostic(component.source_span.clone(), msg)
-                .key(format!("component.{}.source", component.name))
+        let exports = match inspect_bytes(bytes) {
+            ComponentKind::NotWasm => return Err(LoadError::NotWasm),
+            ComponentKind::Malformed(e) => return Err(LoadError::Malformed(e)),
+            ComponentKind::CoreModule { wasip1 } => return Err(LoadError::CoreModule { wasip1 }),
+            ComponentKind::Component { exports, .. } => exports,
         };
-        let Some(path) = component.path() else {
-            return Err(at(format!(
-                "component `{}` comes from package `{}`, which is not resolved to a file",
-                component.name, component.source_written
-            ))
-            .help("resolve it through atoll.lock first (`atoll up` does)")
-            .into());
-        };
-        let bytes = std::fs::read(path).map_err(|e| {
-            let d = at(format!(
-                "cannot read `{}`, the source of component `{}`: {}",
-                component.source_written,
-                component.name,
-                io_reason(&e)
-            ));
-            match &component.build {
-                Some(b) => d.help(format!(
-                    "run its build command (`{}`), or fix the path",
-                    b.command
-                )),
-                None => d.help(
-                    "build the component first, or fix the path (it is relative to the manifest)",
-                ),
-            }
-        })?;
-        check_kind(&bytes, &component.source_written, &component.name, &at)?;
-
-        let (compiled, outcome) = self.compile_cached(&bytes).map_err(|e| {
-            at(format!(
-                "`{}` failed to compile: {e}",
-                component.source_written
-            ))
-            .help("check that it is a valid component for WASI 0.2 (wasm-tools validate)")
-        })?;
-
-        let pre = self.linker.instantiate_pre(&compiled).map_err(|e| {
-            at(format!(
-                "component `{}` cannot be linked: {}",
-                component.name,
-                error_chain(&e)
-            ))
-            .help("atoll provides WASI 0.2 (wasi:http/proxy, wasi:cli, wasi:filesystem, wasi:clocks, wasi:random, wasi:io, wasi:sockets, wasi:config/store, wasi:keyvalue (0.2.0-draft, 0.2.0-draft2), wasi:logging); remove imports of other interfaces")
-        })?;
-        let pre = ProxyPre::new(pre).map_err(|e| {
-            at(format!(
-                "component `{}` does not export a usable wasi:http/incoming-handler: {}",
-                component.name,
-                error_chain(&e)
-            ))
-        })?;
+        let (compiled, outcome) = self.compile_cached(bytes).map_err(LoadError::Compile)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&compiled)
+            .map_err(|e| LoadError::Link(error_chain(&e)))?;
         Ok((
-            LoadedComponent::new(component, pre, capabilities, self.cpu.clone()),
+            LoadedComponent::new(spec, pre, exports, capabilities, self.cpu.clone()),
             outcome,
         ))
     }
@@ -214,66 +230,6 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
-}
-
-pub(crate) fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        _ => e.to_string(),
-    }
-}
-
-fn check_kind(
-    bytes: &[u8],
-    shown: &str,
-    name: &str,
-    at: &dyn Fn(String) -> Diagnostic,
-) -> Result<(), Diagnostic> {
-    match inspect_bytes(bytes) {
-        ComponentKind::NotWasm => Err(at(format!("`{shown}` is not a WebAssembly file"))
-            .help("point `source` at the .wasm file your build produces")),
-        ComponentKind::Malformed(e) => Err(at(format!("`{shown}` is malformed WebAssembly: {e}"))
-            .help("rebuild it; `wasm-tools validate` shows more detail")),
-        ComponentKind::CoreModule { wasip1: true } => Err(at(format!(
-            "`{shown}` is a core module built for wasip1, not a component"
-        ))
-        .help("build with `--target wasm32-wasip2` (Rust) or adapt it: `wasm-tools component new module.wasm --adapt wasi_snapshot_preview1.proxy.wasm -o component.wasm`")),
-        ComponentKind::CoreModule { wasip1: false } => Err(at(format!(
-            "`{shown}` is a core WebAssembly module, not a component"
-        ))
-        .help("build a component (`cargo build --target wasm32-wasip2`) or wrap the module with `wasm-tools component new`")),
-        ComponentKind::Component { exports, .. } => {
-            if exports
-                .iter()
-                .any(|e| e.starts_with("wasi:http/incoming-handler@0.2."))
-            {
-                Ok(())
-            } else {
-                let has = if exports.is_empty() {
-                    "it exports nothing".to_string()
-                } else {
-                    format!("it exports {}", exports.join(", "))
-                };
-                Err(at(format!(
-                    "component `{name}` (`{shown}`) does not export wasi:http/incoming-handler, so it cannot serve HTTP; {has}"
-                ))
-                .help("build it for the wasi:http/proxy world (for Rust: `wstd::http_server` or `wasip2::http::proxy::export!`)"))
-            }
-        }
-    }
-}
-
-/// All messages of an error chain, joined, for one-line logs and diagnostics.
-pub(crate) fn error_chain(e: &wasmtime::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-    }
-    parts.join(": ")
 }
 
 fn wasmtime_config(config: &EngineConfig, pooling: bool, reset: MemoryReset) -> Config {
@@ -299,7 +255,7 @@ fn wasmtime_config(config: &EngineConfig, pooling: bool, reset: MemoryReset) -> 
             .max_core_instances_per_component(64)
             .max_unused_warm_slots(n.min(256))
             .table_keep_resident(256 << 10)
-            // Keep up to 4 MiB of a memory slot resident between instances (see PERF.md)
+            // Keep up to 4 MiB of a memory slot resident between instances (see docs/benchmarks.md)
             // instead of madvising it away: madvise costs TLB-shootdown IPIs now and page
             // faults on the next request.
             .linear_memory_keep_resident(4 << 20)

@@ -21,7 +21,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use crate::apps::AppSet;
+use arc_swap::ArcSwap;
+use atoll_runtime::LiveApps;
+
+use crate::routes::RouteTable;
 
 /// Operator settings of the HTTP trigger.
 #[derive(Debug, Clone)]
@@ -38,8 +41,6 @@ pub struct HttpConfig {
     pub header_read_timeout: Duration,
     /// Connections open at once; beyond this, new ones wait in the listen backlog.
     pub max_connections: usize,
-    /// Concurrency limit for components whose manifest sets none.
-    pub default_max_concurrency: u32,
     /// Event-loop threads serving connections (default: one per core).
     pub workers: usize,
     /// Pin each event loop to a core of its own when there is exactly one loop per core
@@ -59,7 +60,6 @@ impl Default for HttpConfig {
             shutdown_grace: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
-            default_max_concurrency: u32::try_from(cores * 100).unwrap_or(1000).min(1000),
             workers: cores,
             pin_workers: true,
         }
@@ -67,7 +67,8 @@ impl Default for HttpConfig {
 }
 
 pub(crate) struct ServerState {
-    pub(crate) apps: Arc<AppSet>,
+    /// The routes over the live apps' current snapshot; replaced when they change.
+    pub(crate) routes: ArcSwap<RouteTable>,
     pub(crate) config: HttpConfig,
 }
 
@@ -81,18 +82,28 @@ struct Worker {
     done: oneshot::Receiver<()>,
 }
 
-/// Serve `apps` on `listener` until `shutdown` completes; then stop accepting, let
-/// in-flight requests finish (up to `shutdown_grace`), and return.
+/// Serve the HTTP triggers of `apps` on `listener` until `shutdown` completes; then stop
+/// accepting, let in-flight requests finish (up to `shutdown_grace`), and return. A
+/// change to `apps` takes effect for the requests that start after it (the route table
+/// is rebuilt from each new snapshot); requests in flight finish on the version they
+/// started on. Check a set with [`RouteTable::build`] before committing it: a set that
+/// does not build here is logged and the previous routes stay.
 pub async fn serve(
     listener: TcpListener,
-    apps: Arc<AppSet>,
+    apps: LiveApps,
     config: HttpConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
     // One builder for all workers and connections: a connection's task holds a reference.
     let builder = Arc::new(http_builder(&config));
-    let state = Arc::new(ServerState { apps, config });
+    let table = RouteTable::build(&apps.snapshot())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let state = Arc::new(ServerState {
+        routes: ArcSwap::from_pointee(table),
+        config,
+    });
+    let follower = tokio::spawn(follow(apps, state.clone()));
     let count = state.config.workers.max(1);
     let cpus = crate::affinity::allowed_cpus();
     let pin = state.config.pin_workers && cpus.len() == count;
@@ -154,7 +165,32 @@ pub async fn serve(
     for done in waiting {
         let _ = done.await;
     }
+    follower.abort();
     Ok(())
+}
+
+/// Rebuild the route table from every new snapshot of `apps`. Requests that already
+/// hold a target keep it (and with it their app's version).
+async fn follow(apps: LiveApps, state: Arc<ServerState>) {
+    let mut changes = apps.subscribe();
+    while changes.changed().await.is_ok() {
+        let snapshot = apps.snapshot();
+        if snapshot.generation() == state.routes.load().generation() {
+            continue;
+        }
+        match RouteTable::build(&snapshot) {
+            Ok(table) => {
+                state.routes.store(Arc::new(table));
+                tracing::debug!(
+                    generation = snapshot.generation(),
+                    "HTTP routes rebuilt for the new set of apps"
+                );
+            }
+            Err(e) => tracing::error!(
+                "the new set of apps cannot be served over HTTP, keeping the previous routes: {e}"
+            ),
+        }
+    }
 }
 
 fn http_builder(config: &HttpConfig) -> auto::Builder<TokioExecutor> {
@@ -270,7 +306,11 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// slot forever; after it, HTTP/1's header timeout and HTTP/2's pings take over.
 /// False when the client is too slow or hangs up.
 async fn await_protocol(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
+    // A limit too far out to add (an absurd --header-timeout) waits a day instead.
+    let now = tokio::time::Instant::now();
+    let deadline = now
+        .checked_add(limit)
+        .unwrap_or(now + Duration::from_secs(86_400));
     let mut buf = [0u8; H2_PREFACE.len()];
     loop {
         let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {

@@ -16,19 +16,28 @@
 //! Cost per instance: nothing (the grants are an `Arc` inside the component's
 //! capabilities); opening a bucket is one resource-table entry.
 
+mod backend;
 mod draft2;
+mod memory;
+#[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod redb;
+#[cfg(feature = "redis")]
 mod redis;
+mod registry;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atoll_manifest::{App, Component};
+use atoll_manifest::App;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+pub(crate) use backend::parse_counter;
+pub use backend::{Backend, BackendError, BoxFut, CasVersion};
+pub use memory::MemoryBackend;
+pub use registry::Backends;
 
 use crate::error::CapabilityError;
 use crate::runtime_config::{RuntimeConfig, StoreConfig};
@@ -61,93 +70,31 @@ pub const LIST_PAGE: usize = 1000;
 /// Keys one batch call may name.
 pub const MAX_BATCH: usize = 1000;
 
-/// A failure of a backend call, as the guest will see it (`other(message)`). Messages
-/// never contain values.
-#[derive(Debug)]
-pub struct BackendError(pub String);
-
-impl<E: std::fmt::Display> From<E> for BackendError {
-    fn from(e: E) -> Self {
-        BackendError(e.to_string())
-    }
-}
-
-pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
-
-/// Where a store's data lives. `ns` is the store's namespace (app and label); every
-/// implementation keeps namespaces apart.
-pub(crate) trait Backend: Send + Sync {
-    fn get<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFut<'a, Option<Vec<u8>>>;
-    fn set<'a>(&'a self, ns: &'a str, key: &'a str, value: Vec<u8>) -> BoxFut<'a, ()>;
-    fn delete<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFut<'a, ()>;
-    fn exists<'a>(&'a self, ns: &'a str, key: &'a str) -> BoxFut<'a, bool> {
-        Box::pin(async move { Ok(self.get(ns, key).await?.is_some()) })
-    }
-    /// Up to `limit` keys in key order, skipping the first `offset`; and whether more
-    /// follow.
-    fn list<'a>(
-        &'a self,
-        ns: &'a str,
-        offset: u64,
-        limit: usize,
-    ) -> BoxFut<'a, (Vec<String>, bool)>;
-    /// Add `delta` to the decimal number stored at `key` (0 if absent), atomically.
-    fn increment<'a>(&'a self, ns: &'a str, key: &'a str, delta: i64) -> BoxFut<'a, i64>;
-    /// Read `key` for a later [`Backend::cas_write`]: its value and what the write must
-    /// find unchanged. By default the value itself is the version (the write compares
-    /// values); backends with revisions (NATS) override this.
-    fn cas_read<'a>(
-        &'a self,
-        ns: &'a str,
-        key: &'a str,
-    ) -> BoxFut<'a, (Option<Vec<u8>>, CasVersion)> {
-        let read = self.get(ns, key);
-        Box::pin(async move {
-            let v = read.await?;
-            Ok((v.clone(), CasVersion::Value(v)))
-        })
-    }
-    /// Write `value` only if `key` is still as `cas_read` saw it; `false` if it changed.
-    fn cas_write<'a>(
-        &'a self,
-        ns: &'a str,
-        key: &'a str,
-        seen: &'a CasVersion,
-        value: Vec<u8>,
-    ) -> BoxFut<'a, bool>;
-}
-
-/// What a compare-and-swap compares against.
-#[derive(Debug, Clone)]
-pub(crate) enum CasVersion {
-    /// The value read (`None`: absent). Used by backends without revisions.
-    Value(Option<Vec<u8>>),
-    /// The entry's revision (0: absent). NATS KV.
-    Revision(u64),
-}
-
-/// Parse a stored counter.
-pub(crate) fn parse_counter(bytes: Option<&[u8]>) -> Result<i64, BackendError> {
-    match bytes {
-        None => Ok(0),
-        Some(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.trim().parse::<i64>().ok())
-            .ok_or_else(|| BackendError("the value is not a decimal counter".into())),
-    }
-}
-
 /// A store a component may open.
-struct GrantedStore {
-    label: String,
-    namespace: Arc<str>,
-    backend: Arc<dyn Backend>,
+pub(crate) struct GrantedStore {
+    pub(crate) label: String,
+    pub(crate) namespace: Arc<str>,
+    pub(crate) backend: Arc<dyn Backend>,
 }
 
 /// The stores one component may open.
 #[derive(Default)]
 pub struct KeyValueGrants {
-    stores: Vec<GrantedStore>,
+    pub(crate) stores: Vec<GrantedStore>,
+}
+
+impl KeyValueGrants {
+    /// Grant `label`, backed by `backend` under the namespace `<app>/<label>`; a label
+    /// granted twice keeps the last backend.
+    pub(crate) fn grant(&mut self, app: &str, label: String, backend: Arc<dyn Backend>) {
+        let namespace: Arc<str> = format!("{app}/{label}").into();
+        self.stores.retain(|s| s.label != label);
+        self.stores.push(GrantedStore {
+            label,
+            namespace,
+            backend,
+        });
+    }
 }
 
 impl std::fmt::Debug for KeyValueGrants {
@@ -182,39 +129,32 @@ impl From<wasmtime::component::ResourceTableError> for KvError {
 
 impl From<BackendError> for KvError {
     fn from(e: BackendError) -> Self {
-        KvError::Other(e.0)
+        KvError::Other(e.into_message())
     }
 }
 
 /// The backends of one app, by label.
 pub(crate) struct AppStores {
-    app: String,
     by_label: Vec<(String, Arc<dyn Backend>)>,
 }
 
 impl AppStores {
-    pub(crate) fn grants_for(&self, component: &Component) -> Arc<KeyValueGrants> {
-        let stores = component
-            .grants
-            .key_value_stores
+    /// The backend of `label`, if some component of the app uses it.
+    pub(crate) fn backend(&self, label: &str) -> Option<Arc<dyn Backend>> {
+        self.by_label
             .iter()
-            .filter_map(|label| {
-                let (_, backend) = self.by_label.iter().find(|(l, _)| l == label)?;
-                Some(GrantedStore {
-                    label: label.clone(),
-                    namespace: format!("{}/{}", self.app, label).into(),
-                    backend: backend.clone(),
-                })
-            })
-            .collect();
-        Arc::new(KeyValueGrants { stores })
+            .find(|(l, _)| l == label)
+            .map(|(_, b)| b.clone())
     }
 }
 
-/// Configure phase: set up a backend for every store label some component uses.
+/// Configure phase: get a backend from `backends` for every store label some component
+/// of `app` uses (the runtime config's `[key_value_store.LABEL]`, else the embedded redb
+/// file).
 pub(crate) async fn configure_app(
     app: &App,
     runtime: &RuntimeConfig,
+    backends: &Backends,
 ) -> Result<AppStores, CapabilityError> {
     let mut labels: Vec<&String> = app
         .components
@@ -223,52 +163,14 @@ pub(crate) async fn configure_app(
         .collect();
     labels.sort();
     labels.dedup();
-    let mut by_label: Vec<(String, Arc<dyn Backend>)> = Vec::new();
-    let mut embedded: Option<Arc<dyn Backend>> = None;
+    let embedded = StoreConfig::Redb { path: None };
+    let mut by_label = Vec::with_capacity(labels.len());
     for label in labels {
-        let config = runtime
-            .key_value_stores
-            .get(label)
-            .cloned()
-            .unwrap_or(StoreConfig::Redb { path: None });
-        let fail = |reason: String| CapabilityError::KeyValue {
-            label: label.clone(),
-            backend: config.to_string(),
-            reason,
-        };
-        let backend: Arc<dyn Backend> = match &config {
-            StoreConfig::Redb { path: None } => match &embedded {
-                Some(b) => b.clone(),
-                None => {
-                    let path = app.dir.join(".atoll").join("kv.redb");
-                    let b: Arc<dyn Backend> = Arc::new(
-                        redb::RedbBackend::open(&path)
-                            .await
-                            .map_err(|e| fail(e.0))?,
-                    );
-                    embedded = Some(b.clone());
-                    b
-                }
-            },
-            StoreConfig::Redb { path: Some(p) } => {
-                Arc::new(redb::RedbBackend::open(p).await.map_err(|e| fail(e.0))?)
-            }
-            StoreConfig::Redis { url } => {
-                Arc::new(redis::RedisBackend::new(url).map_err(|e| fail(e.0))?)
-            }
-            StoreConfig::Postgres { url } => {
-                Arc::new(postgres::PostgresBackend::new(url).map_err(|e| fail(e.0))?)
-            }
-            StoreConfig::Nats { url } => {
-                Arc::new(nats::NatsBackend::new(url).map_err(|e| fail(e.0))?)
-            }
-        };
+        let config = runtime.key_value_stores.get(label).unwrap_or(&embedded);
+        let backend = backends.get_or_open(app, label, config).await?;
         by_label.push((label.clone(), backend));
     }
-    Ok(AppStores {
-        app: app.name.clone(),
-        by_label,
-    })
+    Ok(AppStores { by_label })
 }
 
 /// The view host functions get: the instance's grants and its resource table.

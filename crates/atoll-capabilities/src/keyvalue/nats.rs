@@ -25,7 +25,7 @@ pub(crate) struct NatsBackend {
 }
 
 fn failed(e: impl std::fmt::Display) -> BackendError {
-    BackendError(format!("nats: {e}"))
+    BackendError::new(format!("nats: {e}"))
 }
 
 fn bucket_name(ns: &str) -> String {
@@ -47,8 +47,8 @@ impl NatsBackend {
     pub(crate) fn new(url: &str) -> Result<Self, BackendError> {
         if !url.starts_with("nats://") && !url.starts_with("tls://") {
             // Not quoted: the URL may hold a password.
-            return Err(BackendError(
-                "the URL must start with nats:// or tls://".into(),
+            return Err(BackendError::new(
+                "the URL must start with nats:// or tls://",
             ));
         }
         Ok(Self {
@@ -145,7 +145,7 @@ impl Backend for NatsBackend {
                     all.push(k);
                 }
                 if all.len() > MAX_LIST {
-                    return Err(BackendError(format!(
+                    return Err(BackendError::new(format!(
                         "the store has more than {MAX_LIST} keys to list"
                     )));
                 }
@@ -169,7 +169,7 @@ impl Backend for NatsBackend {
                 let current = parse_counter(live.map(|e| e.value.as_ref()))?;
                 let next = current
                     .checked_add(delta)
-                    .ok_or_else(|| BackendError("the counter would overflow".into()))?;
+                    .ok_or_else(|| BackendError::new("the counter would overflow"))?;
                 let value = next.to_string().into_bytes().into();
                 let written = match &entry {
                     Some(e) => s.update(k.as_str(), value, e.revision).await.is_ok(),
@@ -179,7 +179,7 @@ impl Backend for NatsBackend {
                     return Ok(next);
                 }
             }
-            Err(BackendError("too much contention on the counter".into()))
+            Err(BackendError::new("too much contention on the counter"))
         })
     }
 
@@ -207,9 +207,7 @@ impl Backend for NatsBackend {
         value: Vec<u8>,
     ) -> BoxFut<'a, bool> {
         Box::pin(async move {
-            let CasVersion::Revision(revision) = *seen else {
-                return Err(BackendError("a version from another backend".into()));
-            };
+            let revision = seen.revision()?;
             let s = self.store(ns).await?;
             let k = encode(key);
             let written = if revision == 0 {

@@ -61,7 +61,7 @@ struct Conn {
 }
 
 fn failed(e: tokio_postgres::Error) -> BackendError {
-    BackendError(format!("postgres: {e}"))
+    BackendError::new(format!("postgres: {e}"))
 }
 
 /// Watches one call on a connection. If the call's future is dropped before it ends,
@@ -133,7 +133,7 @@ async fn call<T>(
         Ok(result) => result.map_err(error),
         Err(_) => {
             conn.stalled.store(true, Ordering::Relaxed);
-            Err(BackendError(format!(
+            Err(BackendError::new(format!(
                 "postgres: no answer within {STALL:?}; the next call reconnects"
             )))
         }
@@ -145,7 +145,7 @@ impl PostgresBackend {
     pub(crate) fn new(url: &str) -> Result<Self, BackendError> {
         let mut config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| BackendError(format!("invalid URL: {e}")))?;
+            .map_err(|e| BackendError::new(format!("invalid URL: {e}")))?;
         config.connect_timeout(Duration::from_secs(2));
         config.application_name("atoll");
         Ok(Self {
@@ -168,7 +168,7 @@ impl PostgresBackend {
         if let Some((at, why)) = &slot.failed_at
             && *at >= queued
         {
-            return Err(BackendError(why.clone()));
+            return Err(BackendError::new(why.clone()));
         }
         // Dropping a dead client ends its connection task.
         slot.conn = None;
@@ -179,7 +179,7 @@ impl PostgresBackend {
                 Ok(conn)
             }
             Ok(Err(e)) => {
-                slot.failed_at = Some((Instant::now(), e.0.clone()));
+                slot.failed_at = Some((Instant::now(), e.message().to_string()));
                 Err(e)
             }
             Err(_) => {
@@ -187,7 +187,7 @@ impl PostgresBackend {
                     "postgres: connecting, starting up and creating the table took more than {CONNECT_BUDGET:?}"
                 );
                 slot.failed_at = Some((Instant::now(), why.clone()));
-                Err(BackendError(why))
+                Err(BackendError::new(why))
             }
         }
     }
@@ -303,7 +303,7 @@ impl Backend for PostgresBackend {
                     &[&ns, &key, &delta],
                 ),
                 |e| {
-                    BackendError(format!("postgres (is the value a decimal counter?): {e}"))
+                    BackendError::new(format!("postgres (is the value a decimal counter?): {e}"))
                 },
             )
             .await?;
@@ -319,9 +319,7 @@ impl Backend for PostgresBackend {
         value: Vec<u8>,
     ) -> BoxFut<'a, bool> {
         Box::pin(async move {
-            let CasVersion::Value(expected) = seen else {
-                return Err(BackendError("a version from another backend".into()));
-            };
+            let expected = seen.value()?;
             let c = self.client().await?;
             let n = match expected {
                 Some(old) => {
@@ -329,7 +327,7 @@ impl Backend for PostgresBackend {
                         &c,
                         c.client.execute(
                             "UPDATE atoll_kv SET value = $4 WHERE namespace = $1 AND key = $2 AND value = $3",
-                            &[&ns, &key, old, &value],
+                            &[&ns, &key, &old, &value],
                         ),
                         failed,
                     )

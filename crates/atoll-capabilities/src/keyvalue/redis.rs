@@ -25,20 +25,20 @@ impl RedisBackend {
     /// start does not stop the app (its requests fail until it is back).
     pub(crate) fn new(url: &str) -> Result<Self, BackendError> {
         let client =
-            redis::Client::open(url).map_err(|e| BackendError(format!("invalid URL: {e}")))?;
+            redis::Client::open(url).map_err(|e| BackendError::new(format!("invalid URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(4)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| BackendError(format!("cannot set up the connection: {e}")))?;
+            .map_err(|e| BackendError::new(format!("cannot set up the connection: {e}")))?;
         Ok(Self { conn })
     }
 }
 
 fn unavailable(e: redis::RedisError) -> BackendError {
-    BackendError(format!("redis: {e}"))
+    BackendError::new(format!("redis: {e}"))
 }
 
 impl Backend for RedisBackend {
@@ -116,7 +116,7 @@ impl Backend for RedisBackend {
                         .filter_map(|k| k.strip_prefix(&prefix).map(String::from)),
                 );
                 if all.len() > MAX_LIST {
-                    return Err(BackendError(format!(
+                    return Err(BackendError::new(format!(
                         "the store has more than {MAX_LIST} keys to list"
                     )));
                 }
@@ -154,16 +154,14 @@ impl Backend for RedisBackend {
     ) -> BoxFut<'a, bool> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
-            let CasVersion::Value(expected) = seen else {
-                return Err(BackendError("a version from another backend".into()));
-            };
+            let expected = seen.value()?;
             // Compare and set in one server-side script, atomic in Redis.
             const SCRIPT: &str = "local cur = redis.call('GET', KEYS[1]) \
                 if ARGV[1] == '0' then if cur then return 0 end \
                 elseif cur ~= ARGV[2] then return 0 end \
                 redis.call('SET', KEYS[1], ARGV[3]) return 1";
             let (present, old): (&str, &[u8]) = match expected {
-                Some(v) => ("1", v.as_slice()),
+                Some(v) => ("1", v),
                 None => ("0", b""),
             };
             let done: i64 = redis::cmd("EVAL")
