@@ -159,7 +159,7 @@ impl LoadedComponent {
         wasi.envs(&self.environment);
         // Prepare phase of the capabilities: a few Arc clones, two small boxes for
         // stdout/stderr, and one `open` per mounted directory (only if `files` is set).
-        self.capabilities.configure_wasi(&mut wasi);
+        self.capabilities.prepare_wasi(&mut wasi);
         let limits = InstanceLimits {
             memory_limit: usize::try_from(self.limits.memory).unwrap_or(usize::MAX),
             memory_used: 0,

@@ -284,7 +284,7 @@ fn wasmtime_config(config: &EngineConfig, pooling: bool, reset: MemoryReset) -> 
 
 /// The largest memory limit a manifest may set (4 GiB), so every limit fits a pool slot.
 fn atoll_manifest_max_memory() -> usize {
-    usize::try_from(4u64 << 30).unwrap_or(usize::MAX)
+    usize::try_from(atoll_manifest::MAX_MEMORY).unwrap_or(usize::MAX)
 }
 
 fn spawn_epoch_ticker(engine: wasmtime::Engine, stop: Arc<AtomicBool>) {
