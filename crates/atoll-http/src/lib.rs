@@ -26,7 +26,7 @@ mod router;
 mod routes;
 mod server;
 
-pub use routes::{RouteConflict, RouteError, RouteTable};
 pub use request::ServerBody;
 pub use router::Router;
+pub use routes::{RouteConflict, RouteError, RouteTable};
 pub use server::{HttpConfig, serve};

@@ -1,0 +1,39 @@
+//! The core every atoll trigger and embedder shares: "a set of loaded apps, swapped
+//! atomically, served by triggers".
+//!
+//! - [`Loader`] turns a validated manifest ([`atoll_manifest::App`]) into a
+//!   [`LoadedApp`]: registry packages resolved (feature `registry`), capabilities
+//!   configured against process-wide key-value [`Backends`](atoll_capabilities::Backends)
+//!   (so a reload reuses connections and the redb handle), each component read, checked,
+//!   compiled or loaded from the cache, pre-instantiated, and given its admission state
+//!   ([`ServedComponent`]). Errors point at the manifest line ([`RuntimeError`]).
+//! - [`LiveApps`]: the set of `Arc<LoadedApp>` a process serves, swapped in one step;
+//!   requests in flight keep the version they started on; subscribers are told of each
+//!   change and rebuild their own index.
+//! - [`ServedComponent::admit`] and [`Admission::run_guest`]: admission (concurrency
+//!   permit, never a queue) and the guest run (timeout, failure classification, one log
+//!   line per failure, failure penalty), the same for every trigger.
+//!
+//! Not for: any one trigger (HTTP routing and status codes are `atoll-http`'s, cron
+//! schedules `atoll-cron`'s, and each checks the export its world needs), parsing
+//! manifests (`atoll-manifest`), compiling (`atoll-engine`), watching files or running
+//! builds (the binary), or reading the process environment (the caller passes
+//! `ATOLL_VARIABLE_*` values and the user's home in).
+//!
+//! Dependencies beyond atoll's own crates: `arc-swap` (the live set), tokio (the
+//! semaphore and timers), and with `registry` the registry client crate and semver.
+
+mod app;
+mod live;
+#[cfg(feature = "registry")]
+mod packages;
+mod run;
+
+pub use app::{
+    LoadedApp, Loader, ResolvedSource, RuntimeError, ServedComponent, default_max_concurrency,
+    load_diagnostic, read_component, source_diagnostic,
+};
+pub use live::{LiveApps, Snapshot};
+#[cfg(feature = "registry")]
+pub use packages::resolve_packages;
+pub use run::{Admission, FAILURE_PENALTY, Outcome};
