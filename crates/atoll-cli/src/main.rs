@@ -21,8 +21,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve an app's HTTP triggers: a fresh, sandboxed instance per request.
+    /// Serve an app's triggers (HTTP, cron): a fresh, sandboxed instance per request or tick.
     Up(commands::up::UpCommand),
+    /// `atoll up --watch`: serve, and reload on every change to the app.
+    Watch(commands::up::UpCommand),
     /// Run the build command of every component of an app.
     Build(commands::build::BuildCommand),
     /// Show each component's imports, exports, size, sha256, routes, and what the
@@ -54,6 +56,10 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Up(cmd) => cmd.execute(),
+        Command::Watch(mut cmd) => {
+            cmd.watch = true;
+            cmd.execute()
+        }
         Command::Build(cmd) => cmd.execute(),
         Command::Inspect(cmd) => cmd.execute(),
         Command::Key(cmd) => cmd.execute(),

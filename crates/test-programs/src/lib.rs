@@ -51,3 +51,27 @@ pub fn query(req: &IncomingRequest, name: &str) -> Option<String> {
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
 }
+
+/// A blocking `GET url` through `wasi:http/outgoing-handler`: the response status, or
+/// the error as text (a denied request is `error HttpRequestDenied`).
+pub fn get(url: &str) -> Result<u16, String> {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{OutgoingRequest, Scheme};
+    let (scheme, rest) = url.split_once("://").ok_or("no scheme")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let req = OutgoingRequest::new(Fields::new());
+    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
+    req.set_scheme(Some(&scheme)).map_err(|_| "scheme rejected")?;
+    req.set_authority(Some(authority)).map_err(|_| "authority rejected")?;
+    req.set_path_with_query(Some(path)).map_err(|_| "path rejected")?;
+    let fut = outgoing_handler::handle(req, None).map_err(|e| format!("error {e:?}"))?;
+    fut.subscribe().block();
+    match fut.get() {
+        Some(Ok(Ok(resp))) => Ok(resp.status()),
+        Some(Ok(Err(e))) => Err(format!("error {e:?}")),
+        _ => Err("no response".into()),
+    }
+}

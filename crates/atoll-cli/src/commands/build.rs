@@ -66,6 +66,20 @@ fn needs_build(component: &Component, build: &BuildConfig) -> anyhow::Result<Opt
             return Ok(Some(format!("{} does not exist", source.display())));
         }
     };
+    for path in watched_files(component, build)? {
+        if modified(&path).is_some_and(|m| m > built) {
+            return Ok(Some(format!("{} changed", path.display())));
+        }
+    }
+    Ok(None)
+}
+
+/// The files `build.watch` matches now (relative to the build's `workdir`).
+pub fn watched_files(
+    component: &Component,
+    build: &BuildConfig,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
     for pattern in &build.watch {
         // The directory is literal (it may hold `[`, `*` or `?`); only the pattern globs.
         let dir = glob::Pattern::escape(&build.workdir.to_string_lossy());
@@ -77,13 +91,9 @@ fn needs_build(component: &Component, build: &BuildConfig) -> anyhow::Result<Opt
                 component.name
             )
         })?;
-        for path in paths.flatten() {
-            if modified(&path).is_some_and(|m| m > built) {
-                return Ok(Some(format!("{} changed", path.display())));
-            }
-        }
+        out.extend(paths.flatten());
     }
-    Ok(None)
+    Ok(out)
 }
 
 fn modified(p: &Path) -> Option<SystemTime> {

@@ -2,7 +2,7 @@
 //! exports), which routes reach it, and what the manifest grants it, with variables
 //! resolved as `atoll up` would. Secret values are never printed.
 //!
-//! The facts come from the libraries: `atoll_engine::describe_component` (the file),
+//! The facts come from the libraries: `atoll_runtime::read_component` and `atoll_engine::describe_bytes` (the file),
 //! `atoll_capabilities::inspect` (config values, stores, imports against grants) and the
 //! manifest's model; this file only gathers and prints them. The `--json` shape is
 //! documented in the README; `format` changes when a field changes meaning or goes.
@@ -48,7 +48,9 @@ pub struct InspectCommand {
 struct Report<'a> {
     component: &'a Component,
     /// The registry package the component came from, and its locked version.
-    locked: Option<&'a (PackageSource, String)>,
+    locked: Option<(&'a PackageSource, String)>,
+    /// The file read (for a package, the verified blob in the cache).
+    path: std::path::PathBuf,
     file: ComponentFile,
     routes: Vec<String>,
     config: Vec<ConfigEntry>,
@@ -60,8 +62,8 @@ struct Report<'a> {
 impl InspectCommand {
     pub fn execute(self) -> anyhow::Result<()> {
         let path = super::manifest_path(self.dir.as_deref(), self.file.as_deref());
-        let mut app = atoll_manifest::load(&path)?;
-        let locked = super::up::resolve_packages(&mut app)?;
+        let app = atoll_manifest::load(&path)?;
+        let resolved = atoll_runtime::resolve_packages(&app, &super::share::atoll_home())?;
         let runtime = match &self.runtime_config {
             Some(p) => atoll_capabilities::RuntimeConfig::load(p)?,
             None => atoll_capabilities::RuntimeConfig::default(),
@@ -89,10 +91,22 @@ impl InspectCommand {
                 }
             },
         };
-        let default_concurrency = atoll_http::HttpConfig::default().default_max_concurrency;
+        let default_concurrency = atoll_runtime::default_max_concurrency();
         let mut reports = Vec::new();
         for component in selected {
-            let file = atoll_engine::describe_component(&app, component)?;
+            let (path, locked) = match (component.path(), component.package()) {
+                (Some(p), _) => (p.to_path_buf(), None),
+                (None, package) => {
+                    let r = resolved
+                        .get(&component.name)
+                        .context("every package was resolved or refused")?;
+                    let locked = package.zip(r.locked_version.clone());
+                    (r.path.clone(), locked)
+                }
+            };
+            let bytes = atoll_runtime::read_component(&app, component, &path)?;
+            let file = atoll_engine::describe_bytes(&bytes)
+                .map_err(|e| atoll_runtime::load_diagnostic(&app, component, &e))?;
             let routes = app
                 .http_triggers()
                 .filter(|t| t.component == component.name)
@@ -100,7 +114,8 @@ impl InspectCommand {
                 .collect();
             reports.push(Report {
                 component,
-                locked: locked.get(&component.name),
+                locked,
+                path,
                 findings: import_findings(component, &file.imports),
                 file,
                 routes,
@@ -141,10 +156,10 @@ fn to_json(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> Value 
         .iter()
         .map(|r| {
             let c = r.component;
-            let package = r.locked.map(|(p, locked)| {
+            let package = r.locked.as_ref().map(|(p, locked)| {
                 json!({ "name": p.name, "version": p.version, "locked": locked })
             });
-            let path = c.path().map(|p| p.display().to_string()).unwrap_or_default();
+            let path = r.path.display().to_string();
             let files: Vec<Value> = c
                 .grants
                 .files
@@ -250,11 +265,8 @@ fn to_text(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> String
     for r in reports {
         let c = r.component;
         let _ = writeln!(s, "\ncomponent {}", c.name);
-        let path = c
-            .path()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        match r.locked {
+        let path = r.path.display().to_string();
+        match &r.locked {
             Some((p, locked)) => {
                 field(
                     &mut s,

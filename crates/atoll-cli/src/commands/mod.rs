@@ -10,6 +10,7 @@ pub mod registry;
 pub mod search;
 mod share;
 pub mod up;
+pub mod watch;
 pub mod yank;
 
 /// The manifest a single-app command works on: `-f FILE`, else `DIR/atoll.toml`, else

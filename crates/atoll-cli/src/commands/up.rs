@@ -1,4 +1,5 @@
-//! `atoll up`: load an app and serve its HTTP triggers until SIGINT/SIGTERM.
+//! `atoll up`: load apps and serve their triggers (HTTP, cron) until SIGINT/SIGTERM;
+//! with `--watch`, reload them on change (`watch.rs`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -6,8 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use atoll_engine::{CacheOutcome, Engine, EngineConfig};
-use atoll_http::{AppSet, HttpConfig};
+use atoll_engine::{Engine, EngineConfig};
+use atoll_http::{HttpConfig, RouteTable};
+use atoll_runtime::{LiveApps, Loader};
 use clap::Args;
 
 /// Serve an app's HTTP triggers: a fresh, sandboxed instance per request.
@@ -53,6 +55,12 @@ pub struct UpCommand {
     /// process may use, loop i runs on core i only (any other number of loops floats).
     #[arg(long)]
     no_pin: bool,
+    /// Reload on change: a change to atoll.toml, to a component's `source` (no build
+    /// command) or to its `watch` files (rebuilt first) loads the new version and swaps
+    /// it in; requests in flight finish on the old one. A version that fails to build or
+    /// load is reported and the old one keeps serving.
+    #[arg(long)]
+    pub(crate) watch: bool,
 }
 
 impl UpCommand {
@@ -117,8 +125,6 @@ impl UpCommand {
                     app.manifest_path().display()
                 );
             }
-            let mut app = app;
-            resolve_packages(&mut app)?;
             super::build::build_stale(&app)?;
             apps.push(app);
         }
@@ -134,120 +140,72 @@ impl UpCommand {
                 .with_context(|| format!("cannot listen on {addr}; is another server using it? pick another with --listen"))?;
             let local = listener.local_addr()?;
 
-            let engine = Engine::new(EngineConfig {
+            let engine = Arc::new(Engine::new(EngineConfig {
                 cache_dir: self.cache_dir.clone().or_else(default_cache_dir),
                 ..EngineConfig::default()
-            })?;
-            let mut loaded_apps = Vec::new();
-            for app in &apps {
-                let capabilities =
-                    atoll_capabilities::configure(app, &runtime_config, &env_variables).await?;
-                let mut loaded = Vec::new();
-                for component in app.components.values() {
-                    let t = Instant::now();
-                    let granted = capabilities
-                        .component(&component.name)
-                        .context("capabilities were configured for every component")?;
-                    let (c, outcome) = engine.load_component_with(app, component, granted)?;
-                    let how = match outcome {
-                        CacheOutcome::Hit => "loaded from the compile cache",
-                        CacheOutcome::Compiled => "compiled and cached",
-                        CacheOutcome::Uncached => "compiled (no cache)",
-                    };
-                    tracing::info!(app = %app.name, component = %component.name, "{how} in {:.1?}", t.elapsed());
-                    loaded.push(c);
-                }
-                loaded_apps.push((app, loaded));
+            })?);
+            let loader = Loader::new(engine, runtime_config, env_variables)
+                .with_home(super::share::atoll_home());
+            let mut loaded = Vec::new();
+            for app in apps {
+                loaded.push(Arc::new(loader.load(app).await?));
             }
-            let app_set = Arc::new(AppSet::new(loaded_apps, &http_config)?);
-            for app in &apps {
-                let hosts = if app.http.hosts.is_empty() {
-                    String::new()
-                } else {
-                    format!(" for hosts {}", app.http.hosts.join(", "))
-                };
-                for t in app.http_triggers() {
-                    tracing::info!(app = %app.name, "  http://{local}{} -> {}{hosts}", t.route, t.component);
-                }
+            let live = LiveApps::new(loaded);
+            let snapshot = live.snapshot();
+            RouteTable::build(&snapshot)?;
+            atoll_cron::check(&snapshot)?;
+            for app in snapshot.apps() {
+                log_triggers(app.app(), local);
             }
-            let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+            let names: Vec<&str> = snapshot.apps().iter().map(|a| a.name()).collect();
             tracing::info!(
                 "serving app `{}` on http://{local} (ready in {:.1?})",
                 names.join("`, `"),
                 started.elapsed()
             );
-            atoll_http::serve(listener, app_set, http_config, shutdown_signal()).await?;
+            drop(snapshot);
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let stopped = move || {
+                let mut rx = stop_rx.clone();
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }
+            };
+            let cron = tokio::spawn(atoll_cron::run(live.clone(), stopped()));
+            if self.watch {
+                tokio::spawn(super::watch::watch(
+                    loader.clone(),
+                    live.clone(),
+                    manifest_paths.clone(),
+                    local,
+                    stopped(),
+                ));
+            }
+            let signal = async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            };
+            atoll_http::serve(listener, live, http_config, signal).await?;
+            let _ = cron.await;
             tracing::info!("stopped");
             anyhow::Ok(())
         })
     }
 }
 
-/// Point every `source = { package, version }` at the component `atoll.lock` pins for
-/// it, verified against its sha256 in the local cache. Offline: a package missing from
-/// the lockfile or the cache is an error that says which command fetches it.
-///
-/// Each such component's `source` becomes the path of that file. Returns, by component,
-/// the package it came from and the locked version.
-pub(crate) fn resolve_packages(
-    app: &mut atoll_manifest::App,
-) -> anyhow::Result<BTreeMap<String, (atoll_manifest::PackageSource, String)>> {
-    use atoll_registry::{Lockfile, PackageName, lockfile::LOCKFILE};
-    let mut versions = BTreeMap::new();
-    if app.components.values().all(|c| c.package().is_none()) {
-        return Ok(versions);
+/// One line per trigger of `app`.
+pub(crate) fn log_triggers(app: &atoll_manifest::App, local: std::net::SocketAddr) {
+    let hosts = if app.http.hosts.is_empty() {
+        String::new()
+    } else {
+        format!(" for hosts {}", app.http.hosts.join(", "))
+    };
+    for t in app.http_triggers() {
+        tracing::info!(app = %app.name, "  http://{local}{} -> {}{hosts}", t.route, t.component);
     }
-    let lock_path = app.dir.join(LOCKFILE);
-    let lock = Lockfile::load_or_default(&lock_path)?;
-    let home = super::share::atoll_home();
-    let mut resolved = Vec::new();
-    for component in app.components.values() {
-        let Some(package) = component.package() else {
-            continue;
-        };
-        let at = |msg: String| {
-            app.diagnostic(component.source_span.clone(), msg)
-                .key(format!("component.{}.source", component.name))
-        };
-        let name = PackageName::parse(&package.name).map_err(|e| at(e.to_string()))?;
-        let add = format!("atoll add {}@{}", package.name, package.version);
-        let Some(locked) = lock.get(&name) else {
-            return Err(at(format!(
-                "package `{}` is not in {}",
-                package.name,
-                lock_path.display()
-            ))
-            .help(format!("run `{add}` in {}", app.dir.display()))
-            .into());
-        };
-        let req = semver::VersionReq::parse(&package.version).map_err(|e| at(e.to_string()))?;
-        let satisfied = semver::Version::parse(&locked.version).is_ok_and(|v| req.matches(&v));
-        if !satisfied {
-            return Err(at(format!(
-                "atoll.lock pins `{}` at {}, which does not satisfy `{}`",
-                package.name, locked.version, package.version
-            ))
-            .help(format!("run `{add}` to lock a matching version"))
-            .into());
-        }
-        let path = atoll_registry::client::resolve_locked(&home, &lock_path, &lock, &name)
-            .map_err(|e| {
-                at(format!("cannot use package `{}`: {e}", package.name))
-                    .help("run `atoll pull` to fetch what atoll.lock names")
-            })?;
-        tracing::info!(app = %app.name, component = %component.name, "using {}@{} from {}", package.name, locked.version, path.display());
-        resolved.push((component.name.clone(), path));
-        versions.insert(
-            component.name.clone(),
-            (package.clone(), locked.version.clone()),
-        );
+    for t in app.cron_triggers() {
+        tracing::info!(app = %app.name, "  cron `{}` (UTC) -> {}", t.schedule, t.component);
     }
-    for (name, path) in resolved {
-        if let Some(c) = app.components.get_mut(&name) {
-            c.source = atoll_manifest::ComponentSource::Path(path);
-        }
-    }
-    Ok(versions)
 }
 
 /// The compile cache directory, or `None` when the user has no home to keep one in (a

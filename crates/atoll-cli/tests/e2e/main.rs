@@ -2,6 +2,7 @@
 //! real HTTP over loopback.
 
 mod common;
+mod cron;
 mod files;
 mod hostile;
 mod inspect;
@@ -15,3 +16,4 @@ mod outbound;
 mod serve;
 mod ui;
 mod variables;
+mod watch;

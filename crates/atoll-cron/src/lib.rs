@@ -1,0 +1,209 @@
+//! The cron trigger: `[[trigger.cron]] schedule = "..." component = "..."` runs the
+//! component's `wasi:cli/run` (a command: any language's CLI program, its `main` once
+//! per tick) in a fresh instance at every tick of the schedule (UTC), with the
+//! component's limits and grants, through the same admission and guest run as every
+//! trigger (`atoll-runtime`).
+//!
+//! A tick that finds the previous run of the same trigger still going is skipped and
+//! logged, never queued; a failing run is logged (once, by the runtime) and the next
+//! tick runs as usual. The schedules follow the live apps: each change rebuilds them
+//! (a run in flight finishes on its version, and still counts as "the previous run" for
+//! the next tick of the same trigger).
+//!
+//! Not for: parsing schedules (`atoll-manifest`'s `Schedule`), loading apps or running
+//! guests (`atoll-runtime`), HTTP. Spin's cron components (`fermyon:spin-cron`) are
+//! not served yet: [`check`] refuses them with a message saying so.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use atoll_engine::InstanceState;
+use atoll_manifest::{Diagnostic, Schedule};
+use atoll_runtime::{LiveApps, ServedComponent, Snapshot, source_diagnostic};
+use tokio::task::JoinSet;
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+/// The export a cron component must have.
+const CLI_RUN: &str = "wasi:cli/run@0.2.";
+
+/// A component behind a cron trigger that cannot run on a schedule.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CronError(Box<Diagnostic>);
+
+/// One trigger of one app version, ready to tick.
+struct Job {
+    app: Arc<str>,
+    component: Arc<ServedComponent>,
+    command: CommandPre<InstanceState>,
+    schedule: Schedule,
+    /// Set while a run of this trigger is going (shared across reloads).
+    running: Arc<AtomicBool>,
+}
+
+/// The cron trigger's check of a candidate set of apps: every component behind a cron
+/// trigger exports `wasi:cli/run`. Errors are located at the component's `source`.
+pub fn check(snapshot: &Snapshot) -> Result<(), CronError> {
+    jobs(snapshot, &mut HashMap::new()).map(|_| ())
+}
+
+/// A trigger across reloads: app, component, schedule as written.
+type RunningKey = (String, String, String);
+
+fn jobs(
+    snapshot: &Snapshot,
+    running: &mut HashMap<RunningKey, Arc<AtomicBool>>,
+) -> Result<Vec<Job>, CronError> {
+    let mut out = Vec::new();
+    for loaded in snapshot.apps() {
+        let app = loaded.app();
+        for trigger in app.cron_triggers() {
+            let (Some(component), Some(manifest)) = (
+                loaded.component(&trigger.component),
+                app.components.get(&trigger.component),
+            ) else {
+                continue;
+            };
+            let command = command_view(app, manifest, component)?;
+            let running = running
+                .entry((
+                    app.name.clone(),
+                    trigger.component.clone(),
+                    trigger.schedule.to_string(),
+                ))
+                .or_default()
+                .clone();
+            out.push(Job {
+                app: component.app_name().clone(),
+                component: component.clone(),
+                command,
+                schedule: trigger.schedule.clone(),
+                running,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn command_view(
+    app: &atoll_manifest::App,
+    manifest: &atoll_manifest::Component,
+    component: &ServedComponent,
+) -> Result<CommandPre<InstanceState>, CronError> {
+    let loaded = component.loaded();
+    let name = &manifest.name;
+    let shown = &manifest.source_written;
+    let at = |msg: String| CronError(Box::new(source_diagnostic(app, manifest, msg)));
+    if !loaded.exports_starting_with(CLI_RUN) {
+        if loaded.exports_starting_with("fermyon:spin-cron/") {
+            return Err(at(format!(
+                "component `{name}` (`{shown}`) is a Spin cron component (fermyon:spin-cron); atoll's cron trigger runs `wasi:cli/run` commands only, for now"
+            ))
+            .help_owned("build it as a command (a program with `main`, e.g. `cargo build --target wasm32-wasip2` of a binary crate)"));
+        }
+        let exports = loaded.exports();
+        let has = if exports.is_empty() {
+            "it exports nothing".to_string()
+        } else {
+            format!("it exports {}", exports.join(", "))
+        };
+        return Err(at(format!(
+            "component `{name}` (`{shown}`) does not export wasi:cli/run, so it cannot run on a schedule; {has}"
+        ))
+        .help_owned("a cron component is a command: a program with `main` (for Rust: a binary crate built with `--target wasm32-wasip2`)"));
+    }
+    CommandPre::new(loaded.instance_pre().clone()).map_err(|e| {
+        at(format!(
+            "component `{name}` does not export a usable wasi:cli/run: {}",
+            atoll_engine::error_chain(&e)
+        ))
+    })
+}
+
+impl CronError {
+    fn help_owned(self, help: &str) -> Self {
+        CronError(Box::new(self.0.help(help.to_string())))
+    }
+}
+
+/// Run the cron triggers of `apps` until `shutdown` completes, following every change
+/// of the live set. Runs in flight when it stops are cut off with the tasks.
+pub async fn run(apps: LiveApps, shutdown: impl Future<Output = ()>) {
+    let mut changes = apps.subscribe();
+    let mut running: HashMap<RunningKey, Arc<AtomicBool>> = HashMap::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let snapshot = apps.snapshot();
+        let mut tasks = JoinSet::new();
+        match jobs(&snapshot, &mut running) {
+            Ok(jobs) => {
+                for job in jobs {
+                    tasks.spawn(tick_forever(job));
+                }
+            }
+            Err(e) => tracing::error!("cannot schedule the new set of apps: {e}"),
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                tracing::debug!("cron schedules rebuilt for the new set of apps");
+            }
+            () = &mut shutdown => return,
+        }
+        // The old version's tickers stop here; runs they started go on (spawned apart).
+        tasks.abort_all();
+    }
+}
+
+/// Sleep until each tick of `job`'s schedule and start a run, unless one is going.
+async fn tick_forever(job: Job) {
+    let job = Arc::new(job);
+    loop {
+        let now = SystemTime::now();
+        let Some(next) = job.schedule.next_after(now) else {
+            tracing::warn!(app = %job.app, component = %job.component.name(), schedule = %job.schedule, "the schedule has no future tick; this trigger stops");
+            return;
+        };
+        let wait = next.duration_since(now).unwrap_or(Duration::ZERO);
+        tokio::time::sleep(wait).await;
+        if job.running.swap(true, Ordering::AcqRel) {
+            tracing::warn!(app = %job.app, component = %job.component.name(), schedule = %job.schedule, "tick skipped: the previous run is still going");
+            continue;
+        }
+        let Some(admission) = job.component.admit() else {
+            job.running.store(false, Ordering::Release);
+            tracing::warn!(app = %job.app, component = %job.component.name(), "tick skipped: the component is at its concurrency limit");
+            continue;
+        };
+        let run_job = job.clone();
+        tokio::spawn(async move {
+            let mut store = run_job.component.loaded().new_store();
+            let command = run_job.command.clone();
+            let run = async move {
+                let instance = command.instantiate_async(&mut store).await?;
+                match instance.wasi_cli_run().call_run(&mut store).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(())) => Err(wasmtime::Error::msg(
+                        "the command's `run` returned an error (a non-zero exit)",
+                    )),
+                    // `std::process::exit(0)` ends a command as a success.
+                    Err(e)
+                        if e.downcast_ref::<wasmtime_wasi::I32Exit>()
+                            .is_some_and(|x| x.0 == 0) =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            let outcome = admission.run_guest(run, || false).await;
+            tracing::debug!(app = %run_job.app, component = %run_job.component.name(), ?outcome, "cron run ended");
+            run_job.running.store(false, Ordering::Release);
+        });
+    }
+}
