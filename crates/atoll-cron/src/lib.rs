@@ -1,8 +1,10 @@
 //! The cron trigger: `[[trigger.cron]] schedule = "..." component = "..."` runs the
-//! component's `wasi:cli/run` (a command: any language's CLI program, its `main` once
-//! per tick) in a fresh instance at every tick of the schedule (UTC), with the
+//! component in a fresh instance at every tick of the schedule (UTC), with the
 //! component's limits and grants, through the same admission and guest run as every
-//! trigger (`atoll-runtime`).
+//! trigger (`atoll-runtime`). The component is either a Spin cron component (it exports
+//! `handle-cron-event` of `fermyon:spin-cron@2.0.0`, called with the tick's time in unix
+//! seconds; an `error` result is a failed run) or a `wasi:cli/run` command (any
+//! language's CLI program: its `main` once per tick; a non-zero exit is a failed run).
 //!
 //! A tick that finds the previous run of the same trigger still going is skipped and
 //! logged, never queued; a failing run is logged (once, by the runtime) and the next
@@ -11,8 +13,7 @@
 //! the next tick of the same trigger).
 //!
 //! Not for: parsing schedules (`atoll-manifest`'s `Schedule`), loading apps or running
-//! guests (`atoll-runtime`), HTTP. Spin's cron components (`fermyon:spin-cron`) are
-//! not served yet: [`check`] refuses them with a message saying so.
+//! guests (`atoll-runtime`), HTTP.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,8 +27,28 @@ use atoll_runtime::{LiveApps, ServedComponent, Snapshot, source_diagnostic};
 use tokio::task::JoinSet;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
-/// The export a cron component must have.
+/// The export of a command.
 const CLI_RUN: &str = "wasi:cli/run@0.2.";
+/// The export of a Spin cron component.
+const SPIN_CRON: &str = "handle-cron-event";
+
+/// Bindings for Spin's cron world (`wit/spin-cron.wit`).
+mod spin {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "fermyon:spin-cron/spin-cron",
+        exports: { default: async },
+    });
+}
+
+/// How a tick calls the component.
+#[derive(Clone)]
+enum Entry {
+    /// `wasi:cli/run`.
+    Command(CommandPre<InstanceState>),
+    /// `handle-cron-event`.
+    Spin(spin::SpinCronPre<InstanceState>),
+}
 
 /// A component behind a cron trigger that cannot run on a schedule.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +59,7 @@ pub struct CronError(Box<Diagnostic>);
 struct Job {
     app: Arc<str>,
     component: Arc<ServedComponent>,
-    command: CommandPre<InstanceState>,
+    entry: Entry,
     schedule: Schedule,
     /// Set while a run of this trigger is going (shared across reloads).
     running: Arc<AtomicBool>,
@@ -67,7 +88,7 @@ fn jobs(
             ) else {
                 continue;
             };
-            let command = command_view(app, manifest, component)?;
+            let entry = entry_of(app, manifest, component)?;
             let running = running
                 .entry((
                     app.name.clone(),
@@ -79,7 +100,7 @@ fn jobs(
             out.push(Job {
                 app: component.app_name().clone(),
                 component: component.clone(),
-                command,
+                entry,
                 schedule: trigger.schedule.clone(),
                 running,
             });
@@ -88,22 +109,27 @@ fn jobs(
     Ok(out)
 }
 
-fn command_view(
+fn entry_of(
     app: &atoll_manifest::App,
     manifest: &atoll_manifest::Component,
     component: &ServedComponent,
-) -> Result<CommandPre<InstanceState>, CronError> {
+) -> Result<Entry, CronError> {
     let loaded = component.loaded();
     let name = &manifest.name;
     let shown = &manifest.source_written;
     let at = |msg: String| CronError(Box::new(source_diagnostic(app, manifest, msg)));
+    // A Spin cron component built as a binary exports `wasi:cli/run` too; its handler wins.
+    if loaded.exports().iter().any(|e| e == SPIN_CRON) {
+        return spin::SpinCronPre::new(loaded.instance_pre().clone())
+            .map(Entry::Spin)
+            .map_err(|e| {
+                at(format!(
+                    "component `{name}` (`{shown}`) exports `handle-cron-event`, but not as Spin's cron world `fermyon:spin-cron@2.0.0` has it: {}",
+                    atoll_engine::error_chain(&e)
+                ))
+            });
+    }
     if !loaded.exports_starting_with(CLI_RUN) {
-        if loaded.exports_starting_with("fermyon:spin-cron/") {
-            return Err(at(format!(
-                "component `{name}` (`{shown}`) is a Spin cron component (fermyon:spin-cron); atoll's cron trigger runs `wasi:cli/run` commands only, for now"
-            ))
-            .help_owned("build it as a command (a program with `main`, e.g. `cargo build --target wasm32-wasip2` of a binary crate)"));
-        }
         let exports = loaded.exports();
         let has = if exports.is_empty() {
             "it exports nothing".to_string()
@@ -111,16 +137,18 @@ fn command_view(
             format!("it exports {}", exports.join(", "))
         };
         return Err(at(format!(
-            "component `{name}` (`{shown}`) does not export wasi:cli/run, so it cannot run on a schedule; {has}"
+            "component `{name}` (`{shown}`) does not export wasi:cli/run or Spin's handle-cron-event, so it cannot run on a schedule; {has}"
         ))
-        .help_owned("a cron component is a command: a program with `main` (for Rust: a binary crate built with `--target wasm32-wasip2`)"));
+        .help_owned("a cron component is a command, a program with `main` (for Rust: a binary crate built with `--target wasm32-wasip2`), or a Spin cron component (`#[cron_component]` of spin-cron-sdk)"));
     }
-    CommandPre::new(loaded.instance_pre().clone()).map_err(|e| {
-        at(format!(
-            "component `{name}` does not export a usable wasi:cli/run: {}",
-            atoll_engine::error_chain(&e)
-        ))
-    })
+    CommandPre::new(loaded.instance_pre().clone())
+        .map(Entry::Command)
+        .map_err(|e| {
+            at(format!(
+                "component `{name}` does not export a usable wasi:cli/run: {}",
+                atoll_engine::error_chain(&e)
+            ))
+        })
 }
 
 impl CronError {
@@ -171,6 +199,9 @@ async fn tick_forever(job: Job) {
         };
         let wait = next.duration_since(now).unwrap_or(Duration::ZERO);
         tokio::time::sleep(wait).await;
+        let timestamp = next
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         if job.running.swap(true, Ordering::AcqRel) {
             tracing::warn!(app = %job.app, component = %job.component.name(), schedule = %job.schedule, "tick skipped: the previous run is still going");
             continue;
@@ -182,28 +213,51 @@ async fn tick_forever(job: Job) {
         };
         let run_job = job.clone();
         tokio::spawn(async move {
-            let mut store = run_job.component.loaded().new_store();
-            let command = run_job.command.clone();
-            let run = async move {
-                let instance = command.instantiate_async(&mut store).await?;
-                match instance.wasi_cli_run().call_run(&mut store).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(())) => Err(wasmtime::Error::msg(
-                        "the command's `run` returned an error (a non-zero exit)",
-                    )),
-                    // `std::process::exit(0)` ends a command as a success.
-                    Err(e)
-                        if e.downcast_ref::<wasmtime_wasi::I32Exit>()
-                            .is_some_and(|x| x.0 == 0) =>
-                    {
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
-            };
+            let store = run_job.component.loaded().new_store();
+            let run = call(run_job.entry.clone(), store, timestamp);
             let outcome = admission.run_guest(run, || false).await;
             tracing::debug!(app = %run_job.app, component = %run_job.component.name(), ?outcome, "cron run ended");
             run_job.running.store(false, Ordering::Release);
         });
+    }
+}
+
+/// Instantiate and call the component once; the store lives in the returned future.
+async fn call(
+    entry: Entry,
+    mut store: wasmtime::Store<InstanceState>,
+    timestamp: u64,
+) -> wasmtime::Result<()> {
+    match entry {
+        Entry::Command(pre) => {
+            let instance = pre.instantiate_async(&mut store).await?;
+            match instance.wasi_cli_run().call_run(&mut store).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(())) => Err(wasmtime::Error::msg(
+                    "the command's `run` returned an error (a non-zero exit)",
+                )),
+                // `std::process::exit(0)` ends a command as a success.
+                Err(e)
+                    if e.downcast_ref::<wasmtime_wasi::I32Exit>()
+                        .is_some_and(|x| x.0 == 0) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Entry::Spin(pre) => {
+            let instance = pre.instantiate_async(&mut store).await?;
+            let metadata = spin::fermyon::spin_cron::cron_types::Metadata { timestamp };
+            match instance
+                .call_handle_cron_event(&mut store, metadata)
+                .await?
+            {
+                Ok(()) => Ok(()),
+                Err(spin::fermyon::spin_cron::cron_types::Error::Other(reason)) => Err(
+                    wasmtime::Error::msg(format!("handle-cron-event returned an error: {reason}")),
+                ),
+            }
+        }
     }
 }

@@ -21,6 +21,10 @@ fn main() {
     );
     println!(
         "cargo:rerun-if-changed={}",
+        programs.join("wit-spin-cron").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
         programs.join("Cargo.toml").display()
     );
 

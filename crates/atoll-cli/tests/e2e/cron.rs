@@ -233,3 +233,47 @@ component = "lib"
     assert!(stderr.contains("does not export wasi:cli/run"), "{stderr}");
     assert!(stderr.contains("atoll.toml:5"), "{stderr}");
 }
+
+#[test]
+fn a_spin_cron_component_gets_each_tick_and_its_errors_are_logged() {
+    let server = Running::start(TestApp::new(
+        r#"
+[app]
+name = "spincron"
+[component.spin]
+source = "{{SPIN_CRON}}"
+[component.spinfail]
+source = "{{SPIN_CRON}}"
+environment = { JOB_MODE = "fail" }
+[[trigger.cron]]
+schedule = "* * * * * *"
+component = "spin"
+[[trigger.cron]]
+schedule = "* * * * * *"
+component = "spinfail"
+"#,
+    ));
+    let stamps = |l: &str| -> Vec<u64> {
+        l.lines()
+            .filter(|l| l.contains("component=spin "))
+            .filter_map(|l| l.split("spin cron tick ").nth(1))
+            .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    assert!(
+        wait_until(&server, Duration::from_secs(20), |l| stamps(l).len() >= 2
+            && l.contains(
+                "handle-cron-event returned an error: spin cron job failed on purpose"
+            )),
+        "logs:\n{}",
+        server.logs()
+    );
+    // The handler gets the tick's time in unix seconds, one second apart.
+    let t = stamps(&server.logs());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!(t.iter().all(|s| now.abs_diff(*s) < 60), "{t:?} vs {now}");
+    assert!(t.windows(2).all(|w| w[1] > w[0]), "{t:?}");
+}
