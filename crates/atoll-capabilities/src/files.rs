@@ -61,14 +61,30 @@ impl StagedDir {
 
 impl Drop for StagedDir {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!("cannot remove the staged mount {}: {e}", self.dir.display());
-            // Keep the lock file: the next staging, in this process or another, retries.
-            return;
+        let dir = std::mem::take(&mut self.dir);
+        let lock_path = std::mem::take(&mut self.lock_path);
+        // The lock goes with the removal, so no other process takes the directory while
+        // it is being deleted.
+        let lock = self._lock.try_clone();
+        let remove = move || {
+            let _lock = lock;
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!("cannot remove the staged mount {}: {e}", dir.display());
+                // Keep the lock file: the next staging, in this process or another, retries.
+                return;
+            }
+            let _ = std::fs::remove_file(&lock_path);
+        };
+        // The last holder is often the last request of an old version, on an event loop:
+        // up to MAX_ENTRIES files are removed on the blocking pool, not there.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(remove);
+            }
+            Err(_) => remove(),
         }
-        let _ = std::fs::remove_file(&self.lock_path);
     }
 }
 

@@ -8,7 +8,7 @@
 //!
 //! A tick that finds the previous run of the same trigger still going is skipped and
 //! logged, never queued; a failing run is logged (once, by the runtime) and the next
-//! tick runs as usual. The schedules follow the live apps: each change rebuilds them
+//! tick runs as usual; a run that panics frees its trigger all the same. The schedules follow the live apps: each change rebuilds them
 //! (a run in flight finishes on its version, and still counts as "the previous run" for
 //! the next tick of the same trigger).
 //!
@@ -158,38 +158,82 @@ impl CronError {
 }
 
 /// Run the cron triggers of `apps` until `shutdown` completes, following every change
-/// of the live set. Runs in flight when it stops are cut off with the tasks.
-pub async fn run(apps: LiveApps, shutdown: impl Future<Output = ()>) {
+/// of the live set. Then no tick starts, and the runs in flight get up to `grace` to
+/// finish (they are cut off with the runtime after that).
+pub async fn run(apps: LiveApps, shutdown: impl Future<Output = ()>, grace: Duration) {
     let mut changes = apps.subscribe();
     let mut running: HashMap<RunningKey, Arc<AtomicBool>> = HashMap::new();
+    let runs = Arc::new(Runs::default());
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut tickers = JoinSet::new();
     loop {
-        let snapshot = apps.snapshot();
-        let mut tasks = JoinSet::new();
-        match jobs(&snapshot, &mut running) {
+        // A set that does not schedule (only an embedder that skipped `check` can store
+        // one) keeps the previous tickers.
+        match jobs(&apps.snapshot(), &mut running) {
             Ok(jobs) => {
+                // The old version's tickers stop here; the runs they started go on.
+                tickers.abort_all();
                 for job in jobs {
-                    tasks.spawn(tick_forever(job));
+                    tickers.spawn(tick_forever(job, runs.clone()));
                 }
             }
-            Err(e) => tracing::error!("cannot schedule the new set of apps: {e}"),
+            Err(e) => tracing::error!(
+                "cannot schedule the new set of apps, keeping the previous schedules: {e}"
+            ),
         }
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {
-                    return;
+                    break;
                 }
                 tracing::debug!("cron schedules rebuilt for the new set of apps");
             }
-            () = &mut shutdown => return,
+            () = &mut shutdown => break,
         }
-        // The old version's tickers stop here; runs they started go on (spawned apart).
-        tasks.abort_all();
+    }
+    tickers.abort_all();
+    if tokio::time::timeout(grace, runs.all_done()).await.is_err() {
+        tracing::warn!("cron runs did not finish within {grace:?}; stopping them");
+    }
+}
+
+/// The runs in flight, so shutdown can wait for them.
+#[derive(Default)]
+struct Runs {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Runs {
+    async fn all_done(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Held by a run: on drop (its end, or a panic) the trigger is free for its next tick
+/// and the run no longer counts as in flight.
+struct RunGuard {
+    running: Arc<AtomicBool>,
+    runs: Arc<Runs>,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Release);
+        if self.runs.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.runs.idle.notify_waiters();
+        }
     }
 }
 
 /// Sleep until each tick of `job`'s schedule and start a run, unless one is going.
-async fn tick_forever(job: Job) {
+async fn tick_forever(job: Job, runs: Arc<Runs>) {
     let job = Arc::new(job);
     loop {
         let now = SystemTime::now();
@@ -206,18 +250,25 @@ async fn tick_forever(job: Job) {
             tracing::warn!(app = %job.app, component = %job.component.name(), schedule = %job.schedule, "tick skipped: the previous run is still going");
             continue;
         }
+        runs.count.fetch_add(1, Ordering::AcqRel);
+        let guard = RunGuard {
+            running: job.running.clone(),
+            runs: runs.clone(),
+        };
         let Some(admission) = job.component.admit() else {
-            job.running.store(false, Ordering::Release);
+            drop(guard);
             tracing::warn!(app = %job.app, component = %job.component.name(), "tick skipped: the component is at its concurrency limit");
             continue;
         };
         let run_job = job.clone();
         tokio::spawn(async move {
+            let _guard = guard;
             let store = run_job.component.loaded().new_store();
-            let run = call(run_job.entry.clone(), store, timestamp);
-            let outcome = admission.run_guest(run, || false).await;
+            let entry = run_job.entry.clone();
+            let outcome = admission
+                .run_guest(move || call(entry, store, timestamp), || false)
+                .await;
             tracing::debug!(app = %run_job.app, component = %run_job.component.name(), ?outcome, "cron run ended");
-            run_job.running.store(false, Ordering::Release);
         });
     }
 }

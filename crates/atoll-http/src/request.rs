@@ -95,7 +95,7 @@ pub(crate) async fn handle(
     let mut guest = Box::pin(async move {
         // The store lives in this future: it is dropped when the call ends or is cut
         // off at the timeout, before the body guard hears the outcome.
-        let run = async move {
+        let run = move || async move {
             let proxy = in_guest.proxy.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()

@@ -97,13 +97,15 @@ pub async fn serve(
     let grace = config.shutdown_grace;
     // One builder for all workers and connections: a connection's task holds a reference.
     let builder = Arc::new(http_builder(&config));
+    // Subscribed before the first table is built, so a change in between is not missed.
+    let changes = apps.subscribe();
     let table = RouteTable::build(&apps.snapshot())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let state = Arc::new(ServerState {
         routes: ArcSwap::from_pointee(table),
         config,
     });
-    let follower = tokio::spawn(follow(apps, state.clone()));
+    let follower = tokio::spawn(follow(apps, changes, state.clone()));
     let count = state.config.workers.max(1);
     let cpus = crate::affinity::allowed_cpus();
     let pin = state.config.pin_workers && cpus.len() == count;
@@ -171,8 +173,11 @@ pub async fn serve(
 
 /// Rebuild the route table from every new snapshot of `apps`. Requests that already
 /// hold a target keep it (and with it their app's version).
-async fn follow(apps: LiveApps, state: Arc<ServerState>) {
-    let mut changes = apps.subscribe();
+async fn follow(
+    apps: LiveApps,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    state: Arc<ServerState>,
+) {
     while changes.changed().await.is_ok() {
         let snapshot = apps.snapshot();
         if snapshot.generation() == state.routes.load().generation() {

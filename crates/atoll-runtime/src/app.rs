@@ -216,6 +216,18 @@ impl Loader {
     /// Load `app`: resolve packages, configure capabilities, load every component. Off
     /// the request path (compiles run on the blocking pool). On error nothing is kept.
     pub async fn load(&self, app: App) -> Result<LoadedApp, RuntimeError> {
+        self.load_replacing(app, None).await
+    }
+
+    /// [`Loader::load`] for a new version of `previous`: each component that keeps its
+    /// name and concurrency limit keeps its permits too, so the requests still running on
+    /// the old version count against the limit of the new one (a reload never lets a
+    /// component run more instances than its `max_concurrency`).
+    pub async fn load_replacing(
+        &self,
+        app: App,
+        previous: Option<&LoadedApp>,
+    ) -> Result<LoadedApp, RuntimeError> {
         let sources = self.resolve_sources(&app)?;
         let capabilities =
             atoll_capabilities::configure(&app, &self.runtime, &self.env_variables, &self.backends)
@@ -258,12 +270,19 @@ impl Loader {
                 .max_concurrency
                 .unwrap_or(self.default_max_concurrency)
                 .max(1);
+            let permits = previous
+                .and_then(|p| p.component(&component.name))
+                .filter(|old| old.max_concurrency == max)
+                .map_or_else(
+                    || Arc::new(Semaphore::new(max as usize)),
+                    |old| old.permits.clone(),
+                );
             components.insert(
                 component.name.clone(),
                 Arc::new(ServedComponent {
                     app: app_name.clone(),
                     loaded,
-                    permits: Arc::new(Semaphore::new(max as usize)),
+                    permits,
                     max_concurrency: max,
                 }),
             );

@@ -125,15 +125,21 @@ impl UpCommand {
                     app.manifest_path().display()
                 );
             }
-            super::build::build_stale(&app)?;
             apps.push(app);
+        }
+        // Stamped before anything is built or loaded: a change from here on is seen.
+        let watched = self
+            .watch
+            .then(|| super::watch::initial(&manifest_paths, &apps));
+        for app in &apps {
+            super::build::build_stale(app)?;
         }
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        runtime.block_on(async move {
+        let result = runtime.block_on(async move {
             // Bind before compiling, so a taken port fails fast.
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -171,12 +177,16 @@ impl UpCommand {
                     let _ = rx.wait_for(|s| *s).await;
                 }
             };
-            let cron = tokio::spawn(atoll_cron::run(live.clone(), stopped()));
-            if self.watch {
+            let cron = tokio::spawn(atoll_cron::run(
+                live.clone(),
+                stopped(),
+                http_config.shutdown_grace,
+            ));
+            if let Some(watched) = watched {
                 tokio::spawn(super::watch::watch(
                     loader.clone(),
                     live.clone(),
-                    manifest_paths.clone(),
+                    watched,
                     local,
                     stopped(),
                 ));
@@ -189,7 +199,11 @@ impl UpCommand {
             let _ = cron.await;
             tracing::info!("stopped");
             anyhow::Ok(())
-        })
+        });
+        // A build that --watch started may still be running on the blocking pool: do not
+        // wait for it on the way out (its child process is left to finish on its own).
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        result
     }
 }
 

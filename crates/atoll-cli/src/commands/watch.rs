@@ -31,24 +31,37 @@ const POLL: Duration = Duration::from_millis(150);
 type Stamp = Option<(SystemTime, u64, u64)>;
 
 /// One app's manifest and the files it depends on, with their stamps.
-struct Watched {
+pub(crate) struct Watched {
     manifest: PathBuf,
+    /// The name of the app this manifest serves now (`None` until one loads).
+    owner: Option<String>,
     inputs: Vec<(PathBuf, Stamp)>,
 }
 
 impl Watched {
-    fn new(manifest: PathBuf, app: Option<&App>) -> Self {
+    /// The inputs of `app` (or only the manifest), stamped now except for files in
+    /// `known`, which keep the stamp they had there: a change made while a reload ran is
+    /// still a change afterwards.
+    fn new(manifest: PathBuf, app: Option<&App>, known: &[(PathBuf, Stamp)]) -> Self {
         let mut files = vec![manifest.clone()];
         if let Some(app) = app {
             files.extend(inputs_of(app));
         }
-        let inputs = files.into_iter().map(|p| {
-            let s = stamp(&p);
-            (p, s)
-        });
+        files.dedup();
+        let inputs = files
+            .into_iter()
+            .map(|p| {
+                let s = match known.iter().find(|(k, _)| *k == p) {
+                    Some((_, s)) => *s,
+                    None => stamp(&p),
+                };
+                (p, s)
+            })
+            .collect();
         Self {
             manifest,
-            inputs: inputs.collect(),
+            owner: app.map(|a| a.name.clone()),
+            inputs,
         }
     }
 
@@ -68,6 +81,18 @@ impl Watched {
     }
 }
 
+/// The inputs of each app as parsed at start, stamped before anything is built or
+/// loaded, so a change made while `atoll up` starts is seen by the first poll.
+pub(crate) fn initial(manifests: &[PathBuf], apps: &[App]) -> Vec<Watched> {
+    manifests
+        .iter()
+        .map(|m| {
+            let app = apps.iter().find(|a| a.manifest_path() == m);
+            Watched::new(m.clone(), app, &[])
+        })
+        .collect()
+}
+
 fn stamp(path: &Path) -> Stamp {
     let m = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
@@ -77,8 +102,10 @@ fn stamp(path: &Path) -> Stamp {
     Some((m.modified().ok()?, m.len(), inode))
 }
 
-/// The files a reload of `app` depends on, besides its manifest.
+/// The files a reload of `app` depends on, besides its manifest. Nothing under the
+/// app's own `.atoll/` (the embedded store, staged mounts), which atoll writes itself.
 fn inputs_of(app: &App) -> Vec<PathBuf> {
+    let own = app.dir.join(".atoll");
     let mut out = Vec::new();
     for component in app.components.values() {
         match &component.build {
@@ -89,30 +116,18 @@ fn inputs_of(app: &App) -> Vec<PathBuf> {
             None => out.extend(component.path().map(Path::to_path_buf)),
         }
     }
+    out.retain(|p| !p.starts_with(&own));
     out
 }
 
-/// Watch the apps of `manifests` and swap in each good new version, until `stop`.
+/// Watch the apps and swap in each good new version, until `stop`.
 pub(crate) async fn watch(
     loader: Loader,
     live: LiveApps,
-    manifests: Vec<PathBuf>,
+    mut watched: Vec<Watched>,
     local: SocketAddr,
     stop: impl Future<Output = ()>,
 ) {
-    let snapshot = live.snapshot();
-    let mut watched: Vec<Watched> = manifests
-        .into_iter()
-        .map(|m| {
-            let app = snapshot
-                .apps()
-                .iter()
-                .find(|a| a.app().manifest_path() == m)
-                .map(|a| a.app());
-            Watched::new(m, app)
-        })
-        .collect();
-    drop(snapshot);
     tracing::info!(
         "watching {} file(s) for changes",
         watched.iter().map(|w| w.inputs.len()).sum::<usize>()
@@ -135,26 +150,37 @@ pub(crate) async fn watch(
                     break;
                 }
             }
-            // Stamps taken after the reload: a build's own output is not a change. A
-            // manifest that did not parse keeps the inputs watched before.
-            match reload(&loader, &live, &w.manifest, local).await {
-                Some(app) => *w = Watched::new(w.manifest.clone(), Some(&app)),
-                None => {
-                    w.restamp();
+            // What this reload reads; anything that changes after this is the next one.
+            // A build's own output is not an input (only its `watch` files are).
+            let before = w.inputs.clone();
+            let parsed = reload(&loader, &live, &w.manifest, w.owner.as_deref(), local).await;
+            match parsed {
+                Some((app, live_now)) => {
+                    let owner = if live_now {
+                        Some(app.name.clone())
+                    } else {
+                        w.owner.clone()
+                    };
+                    *w = Watched::new(w.manifest.clone(), Some(&app), &before);
+                    w.owner = owner;
                 }
+                // A manifest that did not parse keeps the inputs watched before.
+                None => w.inputs = before,
             }
         }
     }
 }
 
-/// Parse, build, load, check and swap one app. Returns the manifest that was parsed
-/// (whether or not it went live), so its inputs are watched next.
+/// Parse, build, load, check and swap one app (`owner` is the name it is served under
+/// now). Returns the manifest that was parsed and whether it went live, so its inputs
+/// are watched next.
 async fn reload(
     loader: &Loader,
     live: &LiveApps,
     manifest: &Path,
+    owner: Option<&str>,
     local: SocketAddr,
-) -> Option<App> {
+) -> Option<(App, bool)> {
     let started = Instant::now();
     let app = match atoll_manifest::load(manifest) {
         Ok(app) => app,
@@ -166,28 +192,41 @@ async fn reload(
     tracing::info!(app = %app.name, "change detected; reloading");
     let build_app = app.clone();
     let built = tokio::task::spawn_blocking(move || super::build::build_stale(&build_app)).await;
-    match built {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            report(&format!("{e:#}"));
-            return Some(app);
-        }
-        Err(e) => {
-            report(&format!("the build task failed: {e}"));
-            return Some(app);
-        }
+    let failed = match built {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(e) => Some(format!("the build task failed: {e}")),
+    };
+    if let Some(e) = failed {
+        report(&e);
+        return Some((app, false));
     }
-    let loaded = match loader.load(app.clone()).await {
+    let previous = owner.and_then(|o| live.snapshot().get(o).cloned());
+    let loaded = match loader
+        .load_replacing(app.clone(), previous.as_deref())
+        .await
+    {
         Ok(l) => Arc::new(l),
         Err(e) => {
             report(&format!("{e}"));
-            return Some(app);
+            return Some((app, false));
         }
     };
+    drop(previous);
     let name = loaded.name().to_string();
     let load_id = loaded.load_id();
     let swapped = live.update(|current| {
-        let apps = current.with(loaded.clone());
+        if owner != Some(name.as_str()) && current.get(&name).is_some() {
+            return Err(format!(
+                "two apps are named `{name}` ({} is another app's name); app names must be unique within one server",
+                manifest.display()
+            ));
+        }
+        let kept = match owner {
+            Some(old) if old != name => current.without(old),
+            _ => current.apps().to_vec(),
+        };
+        let apps = LiveApps::candidate(kept).with(loaded.clone());
         let candidate = LiveApps::candidate(apps.clone());
         RouteTable::build(&candidate).map_err(|e| e.to_string())?;
         atoll_cron::check(&candidate).map_err(|e| e.to_string())?;
@@ -197,10 +236,13 @@ async fn reload(
         Ok(generation) => {
             super::up::log_triggers(loaded.app(), local);
             tracing::info!(app = %name, load = load_id, generation, "reloaded in {:.1?}; new requests get the new version", started.elapsed());
+            Some((app, true))
         }
-        Err(e) => report(&e),
+        Err(e) => {
+            report(&e);
+            Some((app, false))
+        }
     }
-    Some(app)
 }
 
 /// A reload that failed: the error as `atoll up` prints it at start, and what happens.

@@ -277,3 +277,49 @@ component = "spinfail"
     assert!(t.iter().all(|s| now.abs_diff(*s) < 60), "{t:?} vs {now}");
     assert!(t.windows(2).all(|w| w[1] > w[0]), "{t:?}");
 }
+
+#[test]
+fn a_reload_rebuilds_the_schedules() {
+    let manifest = |component: &str| {
+        format!(
+            r#"
+[app]
+name = "cronwatch"
+[component.{component}]
+source = "{{{{JOB}}}}"
+[[trigger.cron]]
+schedule = "* * * * * *"
+component = "{component}"
+"#
+        )
+    };
+    let app = TestApp::new(&manifest("first"));
+    let dir = app.path().to_path_buf();
+    let server = Running::start_with(app, &crate::common::shared_home(), &["--watch"]);
+    assert!(
+        wait_until(&server, Duration::from_secs(20), |l| !ticks(l, "first")
+            .is_empty()),
+        "logs:\n{}",
+        server.logs()
+    );
+    std::fs::write(
+        dir.join("atoll.toml"),
+        crate::common::expand(&manifest("second")),
+    )
+    .expect("write manifest");
+    assert!(
+        wait_until(&server, Duration::from_secs(30), |l| ticks(l, "second")
+            .len()
+            >= 2),
+        "the new schedule never ticked; logs:\n{}",
+        server.logs()
+    );
+    // The old trigger stopped with its version.
+    let before = ticks(&server.logs(), "first").len();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        ticks(&server.logs(), "first").len(),
+        before,
+        "the old schedule still ticks"
+    );
+}

@@ -237,3 +237,106 @@ component = "kv"
         404
     );
 }
+
+#[tokio::test]
+async fn a_failed_build_keeps_the_old_version_and_only_changed_components_rebuild() {
+    let app = TestApp::new(
+        r#"
+[app]
+name = "builds"
+[component.web]
+source = "app.wasm"
+build = { command = "cp next.wasm app.wasm", watch = ["web-src.txt"] }
+[component.other]
+source = "other.wasm"
+build = { command = "touch other-was-built && cp app.wasm other.wasm", watch = ["other-src.txt"] }
+[[trigger.http]]
+route = "/..."
+component = "web"
+[[trigger.http]]
+route = "/other"
+component = "other"
+"#,
+    );
+    let dir = app.path().to_path_buf();
+    // Inputs first, outputs after: nothing is stale at start.
+    std::fs::write(dir.join("web-src.txt"), "v1").expect("write");
+    std::fs::write(dir.join("other-src.txt"), "v1").expect("write");
+    std::thread::sleep(Duration::from_millis(20));
+    replace(&dir.join("app.wasm"), test_programs_artifacts::HELLO, false);
+    replace(
+        &dir.join("other.wasm"),
+        test_programs_artifacts::HELLO,
+        false,
+    );
+    let server = Running::start_with(app, &shared_home(), &["--watch"]);
+    let c = client();
+    assert_eq!(get(&c, &server.url("/")).await.text(), HELLO_BODY);
+
+    // The build fails (there is no next.wasm): reported, and hello keeps serving.
+    std::fs::write(dir.join("web-src.txt"), "v2").expect("write");
+    assert!(
+        server.wait_for_log("reload failed", Duration::from_secs(30)),
+        "logs:\n{}",
+        server.logs()
+    );
+    assert!(
+        server
+            .logs()
+            .contains("the build of component `web` failed"),
+        "logs:\n{}",
+        server.logs()
+    );
+    assert_eq!(get(&c, &server.url("/")).await.text(), HELLO_BODY);
+
+    // Fixed: the next change builds and goes live; the other component was not rebuilt.
+    replace(&dir.join("next.wasm"), test_programs_artifacts::INFO, false);
+    std::fs::write(dir.join("web-src.txt"), "v3").expect("write");
+    let changed = Instant::now();
+    loop {
+        if version_of(&get(&c, &server.url("/")).await.text()) == "info" {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(60),
+            "the fixed build never went live; logs:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !dir.join("other-was-built").exists(),
+        "a component whose inputs did not change was rebuilt"
+    );
+    assert_eq!(get(&c, &server.url("/other")).await.text(), HELLO_BODY);
+}
+
+#[tokio::test]
+async fn a_request_in_flight_finishes_on_the_version_it_started_on() {
+    let app = TestApp::new(MANIFEST);
+    let wasm = app.path().join("app.wasm");
+    replace(&wasm, test_programs_artifacts::SLOW, false);
+    let server = Running::start_with(app, &shared_home(), &["--watch"]);
+    let slow_url = server.url("/?ms=2000");
+    let in_flight = tokio::spawn(async move { get(&client(), &slow_url).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    replace(&wasm, test_programs_artifacts::HELLO, true);
+    let changed = Instant::now();
+    loop {
+        if get(&client(), &server.url("/")).await.text() == HELLO_BODY {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(60),
+            "the new version never went live; logs:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !in_flight.is_finished(),
+        "the slow request ended before the swap"
+    );
+    let r = in_flight.await.expect("request task");
+    assert_eq!((r.status, r.text().as_str()), (200, "slept 2000ms\n"));
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Two atoll binaries, the same app, interleaved: is B slower per request than A?
+
+    bench/ab.py OLD_ATOLL NEW_ATOLL [--wasm HELLO.wasm] [--rounds 7] [--duration 5]
+
+Each round starts A then B (the order alternates every round), each on core 0 with one
+event loop (`taskset -c 0 atoll up --workers 1`), and drives it with wrk on core 1
+(`taskset -c 1 wrk -t1 -c32`), so the load generator never shares the server's core and
+the server's max throughput on one core is what is measured (its inverse is the CPU per
+request). Prints each round and the medians. Needs wrk and taskset, and 2 cores.
+Loopback only; every server is stopped at the end of its run.
+"""
+
+import argparse
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port, proc, timeout=120):
+    start = time.time()
+    while time.time() - start < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                if b"200" in s.recv(64):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit("server did not answer in time")
+
+
+def run(binary, app, duration, home):
+    port = free_port()
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", binary, "up", app, "--workers", "1", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, ATOLL_HOME=home, ATOLL_LOG="warn"),
+    )
+    try:
+        wait_ready(port, proc)
+        # A short warm-up, then the measured run.
+        subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c32", "-d1s", f"http://127.0.0.1:{port}/"],
+                       capture_output=True, check=True)
+        out = subprocess.run(
+            ["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}/"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors or "Socket errors" in out:
+        print(out, file=sys.stderr)
+        raise SystemExit("errors during the run")
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    return rps, float(p99.group(1)) * scale[p99.group(2)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("a")
+    ap.add_argument("b")
+    ap.add_argument("--wasm", required=True, help="a hello component (answers GET / with 200)")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--duration", type=int, default=5)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        app = os.path.join(tmp, "app")
+        os.mkdir(app)
+        with open(os.path.join(app, "atoll.toml"), "w") as f:
+            f.write(f'[app]\nname = "ab"\n[component.hello]\nsource = "{args.wasm}"\n'
+                    '[[trigger.http]]\nroute = "/..."\ncomponent = "hello"\n')
+        home = os.path.join(tmp, "home")
+        results = {"A": [], "B": []}
+        for r in range(args.rounds):
+            order = [("A", args.a), ("B", args.b)]
+            if r % 2:
+                order.reverse()
+            for name, binary in order:
+                rps, p99 = run(binary, app, args.duration, home)
+                results[name].append((rps, p99))
+                print(f"round {r + 1} {name}: {rps:,.0f} req/s, p99 {p99:.2f} ms", flush=True)
+        for name in ("A", "B"):
+            rps = statistics.median(x[0] for x in results[name])
+            p99 = statistics.median(x[1] for x in results[name])
+            print(f"median {name}: {rps:,.0f} req/s ({1e6 / rps:.1f} us of one core per request), p99 {p99:.2f} ms")
+        ra = statistics.median(x[0] for x in results["A"])
+        rb = statistics.median(x[0] for x in results["B"])
+        print(f"B/A throughput: {rb / ra:.3f}")
+
+
+if __name__ == "__main__":
+    main()
