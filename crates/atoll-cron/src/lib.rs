@@ -61,8 +61,8 @@ struct Job {
     component: Arc<ServedComponent>,
     entry: Entry,
     schedule: Schedule,
-    /// Set while a run of this trigger is going (shared across reloads).
-    running: Arc<AtomicBool>,
+    /// Whether a run is going and the last tick, shared across reloads.
+    state: Arc<TriggerState>,
 }
 
 /// The cron trigger's check of a candidate set of apps: every component behind a cron
@@ -72,13 +72,28 @@ pub fn check(snapshot: &Snapshot) -> Result<(), CronError> {
 }
 
 /// A trigger across reloads: app, component, schedule as written.
-type RunningKey = (String, String, String);
+/// A trigger across reloads: app, component, schedule as written, and which of the
+/// identical triggers of that app it is.
+type RunningKey = (String, String, String, usize);
+
+/// What a trigger keeps across reloads.
+#[derive(Default)]
+struct TriggerState {
+    /// Set while a run of this trigger is going.
+    running: AtomicBool,
+    /// The last tick it fired (or skipped).
+    last: std::sync::Mutex<Option<SystemTime>>,
+}
+
+/// A tick up to this late still fires (one due while a reload swapped the tickers).
+const LATE: Duration = Duration::from_secs(1);
 
 fn jobs(
     snapshot: &Snapshot,
-    running: &mut HashMap<RunningKey, Arc<AtomicBool>>,
+    running: &mut HashMap<RunningKey, Arc<TriggerState>>,
 ) -> Result<Vec<Job>, CronError> {
     let mut out = Vec::new();
+    let mut keys = Vec::new();
     for loaded in snapshot.apps() {
         let app = loaded.app();
         for trigger in app.cron_triggers() {
@@ -89,23 +104,28 @@ fn jobs(
                 continue;
             };
             let entry = entry_of(app, manifest, component)?;
-            let running = running
-                .entry((
-                    app.name.clone(),
-                    trigger.component.clone(),
-                    trigger.schedule.to_string(),
-                ))
-                .or_default()
-                .clone();
+            let mut key = (
+                app.name.clone(),
+                trigger.component.clone(),
+                trigger.schedule.to_string(),
+                0,
+            );
+            while keys.contains(&key) {
+                key.3 += 1;
+            }
+            let state = running.entry(key.clone()).or_default().clone();
+            keys.push(key);
             out.push(Job {
                 app: component.app_name().clone(),
                 component: component.clone(),
                 entry,
                 schedule: trigger.schedule.clone(),
-                running,
+                state,
             });
         }
     }
+    // Triggers that are gone forget their state (runs in flight hold their own `Arc`).
+    running.retain(|k, _| keys.contains(k));
     Ok(out)
 }
 
@@ -162,7 +182,7 @@ impl CronError {
 /// finish (they are cut off with the runtime after that).
 pub async fn run(apps: LiveApps, shutdown: impl Future<Output = ()>, grace: Duration) {
     let mut changes = apps.subscribe();
-    let mut running: HashMap<RunningKey, Arc<AtomicBool>> = HashMap::new();
+    let mut running: HashMap<RunningKey, Arc<TriggerState>> = HashMap::new();
     let runs = Arc::new(Runs::default());
     let mut shutdown = std::pin::pin!(shutdown);
     let mut tickers = JoinSet::new();
@@ -219,13 +239,13 @@ impl Runs {
 /// Held by a run: on drop (its end, or a panic) the trigger is free for its next tick
 /// and the run no longer counts as in flight.
 struct RunGuard {
-    running: Arc<AtomicBool>,
+    state: Arc<TriggerState>,
     runs: Arc<Runs>,
 }
 
 impl Drop for RunGuard {
     fn drop(&mut self) {
-        self.running.store(false, Ordering::Release);
+        self.state.running.store(false, Ordering::Release);
         if self.runs.count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.runs.idle.notify_waiters();
         }
@@ -237,22 +257,25 @@ async fn tick_forever(job: Job, runs: Arc<Runs>) {
     let job = Arc::new(job);
     loop {
         let now = SystemTime::now();
-        let Some(next) = job.schedule.next_after(now) else {
+        let Some(next) = next_tick(&job.schedule, &job.state, now) else {
             tracing::warn!(app = %job.app, component = %job.component.name(), schedule = %job.schedule, "the schedule has no future tick; this trigger stops");
             return;
         };
         let wait = next.duration_since(now).unwrap_or(Duration::ZERO);
         tokio::time::sleep(wait).await;
+        if let Ok(mut last) = job.state.last.lock() {
+            *last = Some(next);
+        }
         let timestamp = next
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        if job.running.swap(true, Ordering::AcqRel) {
+        if job.state.running.swap(true, Ordering::AcqRel) {
             tracing::warn!(app = %job.app, component = %job.component.name(), schedule = %job.schedule, "tick skipped: the previous run is still going");
             continue;
         }
         runs.count.fetch_add(1, Ordering::AcqRel);
         let guard = RunGuard {
-            running: job.running.clone(),
+            state: job.state.clone(),
             runs: runs.clone(),
         };
         let Some(admission) = job.component.admit() else {
@@ -271,6 +294,20 @@ async fn tick_forever(job: Job, runs: Arc<Runs>) {
             tracing::debug!(app = %run_job.app, component = %run_job.component.name(), ?outcome, "cron run ended");
         });
     }
+}
+
+/// The tick to wait for: the one after the last this trigger fired, if that is at most
+/// [`LATE`] past (so a tick due while a reload swapped the tickers still fires, and a
+/// clock that steps back never fires a tick twice), else the next after `now`.
+fn next_tick(schedule: &Schedule, state: &TriggerState, now: SystemTime) -> Option<SystemTime> {
+    let last = state.last.lock().ok().and_then(|l| *l);
+    if let Some(last) = last
+        && let Some(after_last) = schedule.next_after(last)
+        && after_last.checked_add(LATE).is_some_and(|t| t >= now)
+    {
+        return Some(after_last);
+    }
+    schedule.next_after(now)
 }
 
 /// Instantiate and call the component once; the store lives in the returned future.
@@ -310,5 +347,46 @@ async fn call(
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64, millis: u64) -> SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn a_tick_due_during_a_reload_still_fires_and_none_fires_twice() {
+        let every_second = Schedule::parse("* * * * * *").expect("schedule");
+        let state = TriggerState::default();
+        // No tick yet: the next after now.
+        assert_eq!(
+            next_tick(&every_second, &state, at(100, 300)),
+            Some(at(101, 0))
+        );
+        *state.last.lock().expect("lock") = Some(at(100, 0));
+        // In time: the next one.
+        assert_eq!(
+            next_tick(&every_second, &state, at(100, 300)),
+            Some(at(101, 0))
+        );
+        // 101 came while the tickers were swapped: it fires now, late.
+        assert_eq!(
+            next_tick(&every_second, &state, at(101, 400)),
+            Some(at(101, 0))
+        );
+        // Long gone: not fired late, the next after now.
+        assert_eq!(
+            next_tick(&every_second, &state, at(105, 400)),
+            Some(at(106, 0))
+        );
+        // The clock stepped back: 100 was fired, it is not fired again.
+        assert_eq!(
+            next_tick(&every_second, &state, at(98, 0)),
+            Some(at(101, 0))
+        );
     }
 }

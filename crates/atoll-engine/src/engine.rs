@@ -408,3 +408,64 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod builder_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use atoll_capabilities::ComponentCapabilities;
+
+    use super::{ComponentSpec, Engine, EngineConfig, LoadError};
+
+    #[test]
+    fn link_hooks_run_and_their_failures_are_engine_errors() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let seen = ran.clone();
+        let engine = Engine::builder(EngineConfig::default())
+            .link(move |linker| {
+                seen.store(true, Ordering::Relaxed);
+                linker
+                    .instance("acme:plugin/host@1.0.0")?
+                    .func_wrap("answer", |_, (): ()| Ok((42u32,)))?;
+                Ok(())
+            })
+            .build()
+            .expect("engine");
+        assert!(ran.load(Ordering::Relaxed));
+        drop(engine);
+        let failed = Engine::builder(EngineConfig::default())
+            .link(|_| Err(wasmtime::Error::msg("the embedder's hook failed")))
+            .build();
+        assert!(
+            matches!(&failed, Err(LoadError::Engine(m)) if m.contains("the embedder's hook failed")),
+            "{:?}",
+            failed.err()
+        );
+    }
+
+    #[test]
+    fn each_store_carries_the_embedders_state() {
+        let engine = Engine::new(EngineConfig::default()).expect("engine");
+        let bytes = std::fs::read(test_programs_artifacts::HELLO).expect("hello built");
+        let caps = Arc::new(ComponentCapabilities::deny_all("app", "c"));
+        let (loaded, _) = engine
+            .load(&ComponentSpec::new("c"), &bytes, caps)
+            .expect("load");
+        assert!(loaded.exports_starting_with("wasi:http/incoming-handler@0.2."));
+        let mut store = loaded.new_store_with(Box::new(7u32));
+        assert_eq!(store.data_mut().user_mut::<u32>().copied(), Some(7));
+        assert_eq!(store.data_mut().user_mut::<String>(), None);
+        let mut plain = loaded.new_store();
+        assert_eq!(plain.data_mut().user_mut::<u32>(), None);
+        // Not a component at all: a structured error, not a diagnostic.
+        let e = engine
+            .load(
+                &ComponentSpec::new("c"),
+                b"not wasm",
+                Arc::new(ComponentCapabilities::deny_all("app", "c")),
+            )
+            .err();
+        assert!(matches!(e, Some(LoadError::NotWasm)), "{e:?}");
+    }
+}

@@ -49,7 +49,9 @@ impl LoadError {
             LoadError::Link(_) => {
                 "atoll provides WASI 0.2 (wasi:http/proxy, wasi:cli, wasi:filesystem, wasi:clocks, wasi:random, wasi:io, wasi:sockets, wasi:config/store, wasi:keyvalue (0.2.0-draft, 0.2.0-draft2), wasi:logging); remove imports of other interfaces"
             }
-            LoadError::Engine(_) => "check the machine's virtual memory limits (ulimit -v)",
+            LoadError::Engine(_) => {
+                "check the machine's virtual memory limits (ulimit -v), or the host functions an embedder links"
+            }
         }
     }
 }

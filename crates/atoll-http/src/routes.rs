@@ -136,23 +136,6 @@ impl RouteTable {
         self.generation
     }
 
-    /// Every route served, as (app, route, component, hosts), for the start-up log.
-    pub fn describe(snapshot: &Snapshot) -> Vec<(String, String, String, Vec<String>)> {
-        let mut out = Vec::new();
-        for loaded in snapshot.apps() {
-            let app = loaded.app();
-            for t in app.http_triggers() {
-                out.push((
-                    app.name.clone(),
-                    t.route.to_string(),
-                    t.component.clone(),
-                    app.http.hosts.clone(),
-                ));
-            }
-        }
-        out
-    }
-
     /// The target for a request to `host` (from `Host` or the URI authority, any port
     /// and letter case) and `path`.
     pub(crate) fn route(&self, host: Option<&str>, path: &str) -> Option<&Arc<Target>> {

@@ -239,7 +239,12 @@ impl Loader {
             let caps = granted.remove(&component.name).unwrap_or_else(|| {
                 Arc::new(ComponentCapabilities::deny_all(&app.name, &component.name))
             });
-            let source = &sources[&component.name];
+            let source = sources
+                .get(&component.name)
+                .ok_or_else(|| RuntimeError::Internal {
+                    app: app.name.clone(),
+                    reason: format!("component `{}` has no resolved source", component.name),
+                })?;
             let bytes = read_component(&app, component, &source.path)?;
             let spec = ComponentSpec {
                 name: component.name.clone(),

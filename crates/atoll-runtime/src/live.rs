@@ -169,8 +169,9 @@ impl LiveApps {
         Ok(generation)
     }
 
-    /// Check a candidate set before committing it: `check` gets the snapshot that
-    /// [`LiveApps::update`] would store, except its generation.
+    /// A snapshot of `apps` that is not live (generation 0), for checking a candidate
+    /// set inside [`LiveApps::update`] before it is stored (the HTTP route table, the
+    /// cron schedules).
     pub fn candidate(apps: Vec<Arc<LoadedApp>>) -> Snapshot {
         Snapshot {
             generation: 0,

@@ -53,6 +53,8 @@ struct Report<'a> {
     path: std::path::PathBuf,
     file: ComponentFile,
     routes: Vec<String>,
+    /// The schedules of the cron triggers that run it (UTC).
+    schedules: Vec<String>,
     config: Vec<ConfigEntry>,
     stores: Vec<StoreEntry>,
     findings: Vec<ImportFinding>,
@@ -112,6 +114,11 @@ impl InspectCommand {
                 .filter(|t| t.component == component.name)
                 .map(|t| t.route.to_string())
                 .collect();
+            let schedules = app
+                .cron_triggers()
+                .filter(|t| t.component == component.name)
+                .map(|t| t.schedule.to_string())
+                .collect();
             reports.push(Report {
                 component,
                 locked,
@@ -119,6 +126,7 @@ impl InspectCommand {
                 findings: import_findings(component, &file.imports),
                 file,
                 routes,
+                schedules,
                 config: config_entries(&app, component, &runtime, &env_variables),
                 stores: store_entries(component, &runtime),
                 max_concurrency: component
@@ -207,6 +215,7 @@ fn to_json(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> Value 
                 "exports": r.file.exports,
                 "imports": r.file.imports,
                 "routes": r.routes,
+                "schedules": r.schedules,
                 "grants": {
                     "allowed_outbound_hosts": c.grants.allowed_outbound_hosts.iter().map(|h| h.written.as_str()).collect::<Vec<_>>(),
                     "key_value_stores": r.stores.iter().map(|s| json!({ "label": s.label, "backend": s.backend })).collect::<Vec<_>>(),
@@ -280,6 +289,10 @@ fn to_text(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> String
         field(&mut s, "size", &[format!("{} bytes", r.file.size)]);
         field(&mut s, "sha256", std::slice::from_ref(&r.file.sha256));
         field(&mut s, "routes", &or_none(r.routes.clone()));
+        if !r.schedules.is_empty() {
+            let cron: Vec<String> = r.schedules.iter().map(|c| format!("{c} (UTC)")).collect();
+            field(&mut s, "cron", &cron);
+        }
         field(&mut s, "exports", &or_none(r.file.exports.clone()));
         field(&mut s, "imports", &or_none(r.file.imports.clone()));
         let _ = writeln!(s, "  grants");

@@ -12,7 +12,7 @@ use atoll_http::{HttpConfig, RouteTable};
 use atoll_runtime::{LiveApps, Loader};
 use clap::Args;
 
-/// Serve an app's HTTP triggers: a fresh, sandboxed instance per request.
+/// Serve an app's triggers (HTTP, cron): a fresh, sandboxed instance per request or tick.
 #[derive(Args)]
 pub struct UpCommand {
     /// App directories, each with an atoll.toml [default: .]. Several apps share one

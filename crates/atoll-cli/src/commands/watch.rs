@@ -26,6 +26,8 @@ use atoll_runtime::{LiveApps, Loader};
 
 /// How often the inputs are looked at.
 const POLL: Duration = Duration::from_millis(150);
+/// Most polls a change waits for its files to be still.
+const SETTLE: usize = 20;
 
 /// What is known of one input file: `None` when it does not exist.
 type Stamp = Option<(SystemTime, u64, u64)>;
@@ -35,6 +37,9 @@ pub(crate) struct Watched {
     manifest: PathBuf,
     /// The name of the app this manifest serves now (`None` until one loads).
     owner: Option<String>,
+    /// The manifest as last parsed, to expand its globs again on each poll (a new file
+    /// matching `watch` is a change too).
+    app: Option<App>,
     inputs: Vec<(PathBuf, Stamp)>,
 }
 
@@ -43,11 +48,7 @@ impl Watched {
     /// `known`, which keep the stamp they had there: a change made while a reload ran is
     /// still a change afterwards.
     fn new(manifest: PathBuf, app: Option<&App>, known: &[(PathBuf, Stamp)]) -> Self {
-        let mut files = vec![manifest.clone()];
-        if let Some(app) = app {
-            files.extend(inputs_of(app));
-        }
-        files.dedup();
+        let files = files_of(&manifest, app);
         let inputs = files
             .into_iter()
             .map(|p| {
@@ -61,11 +62,20 @@ impl Watched {
         Self {
             manifest,
             owner: app.map(|a| a.name.clone()),
+            app: app.cloned(),
             inputs,
         }
     }
 
-    fn changed(&self) -> bool {
+    /// Whether an input changed, or the globs now match other files.
+    fn changed(&mut self) -> bool {
+        let files = files_of(&self.manifest, self.app.as_ref());
+        if files.len() != self.inputs.len()
+            || files.iter().zip(&self.inputs).any(|(f, (p, _))| f != p)
+        {
+            self.inputs = files.into_iter().map(|p| (p, None)).collect();
+            return true;
+        }
         self.inputs.iter().any(|(p, s)| stamp(p) != *s)
     }
 
@@ -100,6 +110,18 @@ fn stamp(path: &Path) -> Stamp {
     #[cfg(not(unix))]
     let inode = 0;
     Some((m.modified().ok()?, m.len(), inode))
+}
+
+/// The manifest and the files its app depends on, in a stable order.
+fn files_of(manifest: &Path, app: Option<&App>) -> Vec<PathBuf> {
+    let mut files = vec![manifest.to_path_buf()];
+    if let Some(app) = app {
+        let mut inputs = inputs_of(app);
+        inputs.sort();
+        inputs.dedup();
+        files.extend(inputs);
+    }
+    files
 }
 
 /// The files a reload of `app` depends on, besides its manifest. Nothing under the
@@ -142,9 +164,10 @@ pub(crate) async fn watch(
             if !w.changed() {
                 continue;
             }
-            // Wait until the files are still for one poll (a build or a copy in progress).
+            // Wait until the files are still for one poll (a build or a copy in progress),
+            // at most SETTLE polls: a file that never stops changing is read as it is.
             w.restamp();
-            loop {
+            for _ in 0..SETTLE {
                 tokio::time::sleep(POLL).await;
                 if !w.restamp() {
                     break;
@@ -234,6 +257,12 @@ async fn reload(
     });
     match swapped {
         Ok(generation) => {
+            // Backends only the replaced version used (a store it no longer grants, a
+            // changed URL) are closed once nothing holds them.
+            let released = loader.backends().release_unused().await;
+            if released > 0 {
+                tracing::debug!(app = %name, "closed {released} key-value backend(s) no app uses any more");
+            }
             super::up::log_triggers(loaded.app(), local);
             tracing::info!(app = %name, load = load_id, generation, "reloaded in {:.1?}; new requests get the new version", started.elapsed());
             Some((app, true))

@@ -52,11 +52,11 @@ component = "job"
     // an instance, never early).
     for pair in t.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!((500..=1700).contains(&gap), "ticks {t:?}: gap {gap} ms");
+        assert!((200..=2500).contains(&gap), "ticks {t:?}: gap {gap} ms");
     }
     for ms in &t {
         assert!(
-            ms % 1000 < 700,
+            ms % 1000 < 900,
             "tick at {ms} is not near the start of a second: {t:?}"
         );
     }
@@ -275,7 +275,11 @@ component = "spinfail"
         .expect("clock")
         .as_secs();
     assert!(t.iter().all(|s| now.abs_diff(*s) < 60), "{t:?} vs {now}");
-    assert!(t.windows(2).all(|w| w[1] > w[0]), "{t:?}");
+    // Scheduled seconds, one per tick (a tick may be skipped, never repeated).
+    assert!(
+        t.windows(2).all(|w| (1..=2).contains(&(w[1] - w[0]))),
+        "{t:?}"
+    );
 }
 
 #[test]

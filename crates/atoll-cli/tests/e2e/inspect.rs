@@ -484,3 +484,34 @@ fn a_missing_file_says_to_run_atoll_build() {
     assert!(stdout.contains("component kv"), "{stdout}");
     assert!(!stdout.contains("component config"), "{stdout}");
 }
+
+#[test]
+fn cron_schedules_show_with_their_component() {
+    let app = TestApp::new(
+        r#"
+[app]
+name = "scheduled"
+[component.job]
+source = "{{JOB}}"
+[[trigger.cron]]
+schedule = "*/5 * * * * *"
+component = "job"
+[[trigger.cron]]
+schedule = "0 3 * * *"
+component = "job"
+"#,
+    );
+    let out = inspect(&app, &["--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("valid JSON");
+    let job = &v["components"][0];
+    assert_eq!(
+        job["schedules"],
+        serde_json::json!(["*/5 * * * * *", "0 3 * * *"])
+    );
+    assert_eq!(job["routes"], serde_json::json!([]));
+    let out = inspect(&app, &[]);
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("*/5 * * * * * (UTC)"), "{stdout}");
+}
