@@ -150,12 +150,7 @@ fn entry_of(
             });
     }
     if !loaded.exports_starting_with(CLI_RUN) {
-        let exports = loaded.exports();
-        let has = if exports.is_empty() {
-            "it exports nothing".to_string()
-        } else {
-            format!("it exports {}", exports.join(", "))
-        };
+        let has = loaded.what_it_exports();
         return Err(at(format!(
             "component `{name}` (`{shown}`) does not export wasi:cli/run or Spin's handle-cron-event, so it cannot run on a schedule; {has}"
         ))

@@ -133,6 +133,16 @@ impl LoadedComponent {
         self.exports.iter().any(|e| e.starts_with(prefix))
     }
 
+    /// "it exports A, B" (or "it exports nothing"), for a trigger's message about a
+    /// component that lacks the export it needs.
+    pub fn what_it_exports(&self) -> String {
+        if self.exports.is_empty() {
+            "it exports nothing".to_string()
+        } else {
+            format!("it exports {}", self.exports.join(", "))
+        }
+    }
+
     /// The capabilities it was granted.
     pub fn capabilities(&self) -> &Arc<ComponentCapabilities> {
         &self.capabilities

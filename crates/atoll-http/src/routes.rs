@@ -164,12 +164,7 @@ fn http_view(
     let shown = &manifest.source_written;
     let name = &manifest.name;
     if !loaded.exports_starting_with(INCOMING_HANDLER) {
-        let exports = loaded.exports();
-        let has = if exports.is_empty() {
-            "it exports nothing".to_string()
-        } else {
-            format!("it exports {}", exports.join(", "))
-        };
+        let has = loaded.what_it_exports();
         return Err(RouteError::NotHttp(Box::new(
             source_diagnostic(
                 app,
