@@ -6,8 +6,8 @@
 Each round starts A then B (the order alternates every round), each on core 0 with one
 event loop (`taskset -c 0 atoll up --workers 1`), and drives it with wrk on core 1
 (`taskset -c 1 wrk -t1 -c32`), so the load generator never shares the server's core and
-the server's max throughput on one core is what is measured (its inverse is the CPU per
-request). Prints each round and the medians. Needs wrk and taskset, and 2 cores.
+the server's max throughput on one core is what is measured, with the server's own CPU time
+per request (user + system, from /proc). Prints each round and the medians. Needs wrk and taskset, and 2 cores.
 Loopback only; every server is stopped at the end of its run.
 """
 
@@ -45,6 +45,14 @@ def wait_ready(port, proc, timeout=120):
     raise SystemExit("server did not answer in time")
 
 
+def cpu_seconds(pid):
+    """(user, system) CPU time of a process (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tck, int(fields[12]) / tck
+
+
 def run(binary, app, duration, home):
     port = free_port()
     proc = subprocess.Popen(
@@ -58,10 +66,13 @@ def run(binary, app, duration, home):
         # A short warm-up, then the measured run.
         subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c32", "-d1s", f"http://127.0.0.1:{port}/"],
                        capture_output=True, check=True)
+        cpu_before = cpu_seconds(proc.pid)
         out = subprocess.run(
             ["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}/"],
             capture_output=True, text=True, check=True,
         ).stdout
+        cpu_after = cpu_seconds(proc.pid)
+        user, system = (a - b for a, b in zip(cpu_after, cpu_before))
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -75,7 +86,8 @@ def run(binary, app, duration, home):
         raise SystemExit("errors during the run")
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    return rps, float(p99.group(1)) * scale[p99.group(2)]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return rps, float(p99.group(1)) * scale[p99.group(2)], (user + system) / requests * 1e6, system / requests * 1e6
 
 
 def main():
@@ -99,13 +111,15 @@ def main():
             if r % 2:
                 order.reverse()
             for name, binary in order:
-                rps, p99 = run(binary, app, args.duration, home)
-                results[name].append((rps, p99))
-                print(f"round {r + 1} {name}: {rps:,.0f} req/s, p99 {p99:.2f} ms", flush=True)
+                rps, p99, cpu_us, sys_us = run(binary, app, args.duration, home)
+                results[name].append((rps, p99, cpu_us, sys_us))
+                print(f"round {r + 1} {name}: {rps:,.0f} req/s, p99 {p99:.2f} ms, server CPU {cpu_us:.1f} us/request ({sys_us:.1f} in the kernel)", flush=True)
         for name in ("A", "B"):
             rps = statistics.median(x[0] for x in results[name])
             p99 = statistics.median(x[1] for x in results[name])
-            print(f"median {name}: {rps:,.0f} req/s ({1e6 / rps:.1f} us of one core per request), p99 {p99:.2f} ms")
+            cpu = statistics.median(x[2] for x in results[name])
+            kernel = statistics.median(x[3] for x in results[name])
+            print(f"median {name}: {rps:,.0f} req/s, server CPU {cpu:.1f} us per request ({kernel:.1f} in the kernel), p99 {p99:.2f} ms")
         ra = statistics.median(x[0] for x in results["A"])
         rb = statistics.median(x[0] for x in results["B"])
         print(f"B/A throughput: {rb / ra:.3f}")
