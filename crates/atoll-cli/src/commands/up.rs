@@ -158,8 +158,7 @@ impl UpCommand {
             }
             let live = LiveApps::new(loaded);
             let snapshot = live.snapshot();
-            RouteTable::build(&snapshot)?;
-            atoll_cron::check(&snapshot)?;
+            check_triggers(&snapshot)?;
             for app in snapshot.apps() {
                 log_triggers(app.app(), local);
             }
@@ -205,6 +204,15 @@ impl UpCommand {
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         result
     }
+}
+
+/// Whether every trigger can serve `apps`: the HTTP routes (no conflicts, every routed
+/// component an HTTP handler) and the cron schedules (every scheduled component runnable).
+/// At start and before each reload's swap.
+pub(crate) fn check_triggers(apps: &atoll_runtime::Snapshot) -> anyhow::Result<()> {
+    RouteTable::build(apps)?;
+    atoll_cron::check(apps)?;
+    Ok(())
 }
 
 /// One line per trigger of `app`.

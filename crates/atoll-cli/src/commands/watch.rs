@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use atoll_http::RouteTable;
 use atoll_manifest::App;
 use atoll_runtime::{LiveApps, Loader};
 
@@ -251,8 +250,7 @@ async fn reload(
         };
         let apps = LiveApps::candidate(kept).with(loaded.clone());
         let candidate = LiveApps::candidate(apps.clone());
-        RouteTable::build(&candidate).map_err(|e| e.to_string())?;
-        atoll_cron::check(&candidate).map_err(|e| e.to_string())?;
+        super::up::check_triggers(&candidate).map_err(|e| e.to_string())?;
         Ok::<_, String>(apps)
     });
     match swapped {

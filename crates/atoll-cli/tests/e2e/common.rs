@@ -199,9 +199,14 @@ impl Running {
 
     /// Wait until the logs contain `needle`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_until(timeout, |logs| logs.contains(needle))
+    }
+
+    /// Wait until `f` holds of the logs so far, at most `timeout`.
+    pub fn wait_until(&self, timeout: Duration, f: impl Fn(&str) -> bool) -> bool {
         let start = Instant::now();
         while start.elapsed() < timeout {
-            if self.logs().contains(needle) {
+            if f(&self.logs()) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));

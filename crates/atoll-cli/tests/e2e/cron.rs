@@ -16,18 +16,6 @@ fn ticks(logs: &str, component: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Wait until `f(logs)` holds, at most `limit`.
-fn wait_until(server: &Running, limit: Duration, f: impl Fn(&str) -> bool) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
-        if f(&server.logs()) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
 #[test]
 fn ticks_arrive_on_time_in_a_cron_only_app() {
     let server = Running::start(TestApp::new(
@@ -42,8 +30,7 @@ component = "job"
 "#,
     ));
     assert!(
-        wait_until(&server, Duration::from_secs(20), |l| ticks(l, "job").len()
-            >= 4),
+        server.wait_until(Duration::from_secs(20), |l| ticks(l, "job").len() >= 4),
         "fewer than 4 ticks in 20 s; logs:\n{}",
         server.logs()
     );
@@ -83,7 +70,7 @@ component = "hang"
             .count()
     };
     assert!(
-        wait_until(&server, Duration::from_secs(20), |l| stopped(l) >= 2),
+        server.wait_until(Duration::from_secs(20), |l| stopped(l) >= 2),
         "the hanging job was not stopped twice; logs:\n{}",
         server.logs()
     );
@@ -116,7 +103,7 @@ component = "fail"
             .count()
     };
     assert!(
-        wait_until(&server, Duration::from_secs(20), |l| failed(l) >= 3),
+        server.wait_until(Duration::from_secs(20), |l| failed(l) >= 3),
         "logs:\n{}",
         server.logs()
     );
@@ -173,7 +160,7 @@ component = "denied"
         })
     };
     assert!(
-        wait_until(&server, Duration::from_secs(20), done),
+        server.wait_until(Duration::from_secs(20), done),
         "logs:\n{}",
         server.logs()
     );
@@ -261,7 +248,7 @@ component = "spinfail"
             .collect()
     };
     assert!(
-        wait_until(&server, Duration::from_secs(20), |l| stamps(l).len() >= 2
+        server.wait_until(Duration::from_secs(20), |l| stamps(l).len() >= 2
             && l.contains(
                 "handle-cron-event returned an error: spin cron job failed on purpose"
             )),
@@ -301,8 +288,7 @@ component = "{component}"
     let dir = app.path().to_path_buf();
     let server = Running::start_with(app, &crate::common::shared_home(), &["--watch"]);
     assert!(
-        wait_until(&server, Duration::from_secs(20), |l| !ticks(l, "first")
-            .is_empty()),
+        server.wait_until(Duration::from_secs(20), |l| !ticks(l, "first").is_empty()),
         "logs:\n{}",
         server.logs()
     );
@@ -312,9 +298,7 @@ component = "{component}"
     )
     .expect("write manifest");
     assert!(
-        wait_until(&server, Duration::from_secs(30), |l| ticks(l, "second")
-            .len()
-            >= 2),
+        server.wait_until(Duration::from_secs(30), |l| ticks(l, "second").len() >= 2),
         "the new schedule never ticked; logs:\n{}",
         server.logs()
     );

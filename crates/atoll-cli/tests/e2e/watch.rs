@@ -41,6 +41,29 @@ fn replace(dest: &Path, src: &str, by_rename: bool) {
     }
 }
 
+/// Poll `url` on a client of its own until `live(body)` holds; how long that took since
+/// `changed`. Fails the test after 60 s, with the server's logs.
+async fn until_live(
+    server: &Running,
+    url: &str,
+    changed: Instant,
+    what: &str,
+    live: impl Fn(&str) -> bool,
+) -> Duration {
+    let c = client();
+    loop {
+        if live(&get(&c, url).await.text()) {
+            return changed.elapsed();
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(60),
+            "{what} never went live; logs:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 const MANIFEST: &str = r#"
 [app]
 name = "watched"
@@ -95,19 +118,8 @@ async fn new_versions_swap_in_under_load_with_no_failed_request() {
         let changed = Instant::now();
         replace(&dir.join("app.wasm"), artifact(next), by_rename);
         // Poll on a client of its own until the new version answers.
-        let probe = client();
-        let live_after = loop {
-            let r = get(&probe, &url).await;
-            if version_of(&r.text()) == next {
-                break changed.elapsed();
-            }
-            assert!(
-                changed.elapsed() < Duration::from_secs(60),
-                "swap {swap} to {next} never went live; logs:\n{}",
-                server.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let what = format!("swap {swap} to {next}");
+        let live_after = until_live(&server, &url, changed, &what, |b| version_of(b) == next).await;
         times.push(live_after);
         current = next;
         // Let the load run on the new version a little.
@@ -127,17 +139,16 @@ async fn new_versions_swap_in_under_load_with_no_failed_request() {
     let next = if current == "hello" { "info" } else { "hello" };
     replace(&dir.join("app.wasm"), artifact(next), true);
     let changed = Instant::now();
-    loop {
-        if version_of(&get(&client(), &url).await.text()) == next {
-            times.push(changed.elapsed());
-            break;
-        }
-        assert!(
-            changed.elapsed() < Duration::from_secs(60),
-            "never recovered"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    times.push(
+        until_live(
+            &server,
+            &url,
+            changed,
+            "the version after the bad one",
+            |b| version_of(b) == next,
+        )
+        .await,
+    );
 
     stop.store(true, Ordering::Relaxed);
     for l in load {
@@ -293,17 +304,10 @@ component = "other"
     replace(&dir.join("next.wasm"), test_programs_artifacts::INFO, false);
     std::fs::write(dir.join("web-src.txt"), "v3").expect("write");
     let changed = Instant::now();
-    loop {
-        if version_of(&get(&c, &server.url("/")).await.text()) == "info" {
-            break;
-        }
-        assert!(
-            changed.elapsed() < Duration::from_secs(60),
-            "the fixed build never went live; logs:\n{}",
-            server.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_live(&server, &server.url("/"), changed, "the fixed build", |b| {
+        version_of(b) == "info"
+    })
+    .await;
     assert!(
         !dir.join("other-was-built").exists(),
         "a component whose inputs did not change was rebuilt"
@@ -322,17 +326,10 @@ async fn a_request_in_flight_finishes_on_the_version_it_started_on() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     replace(&wasm, test_programs_artifacts::HELLO, true);
     let changed = Instant::now();
-    loop {
-        if get(&client(), &server.url("/")).await.text() == HELLO_BODY {
-            break;
-        }
-        assert!(
-            changed.elapsed() < Duration::from_secs(60),
-            "the new version never went live; logs:\n{}",
-            server.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_live(&server, &server.url("/"), changed, "the new version", |b| {
+        b == HELLO_BODY
+    })
+    .await;
     assert!(
         !in_flight.is_finished(),
         "the slow request ended before the swap"
