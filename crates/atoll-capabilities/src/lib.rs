@@ -234,6 +234,7 @@ impl ComponentCapabilities {
             grants: self.clone(),
             outbound: OutboundHttp::new(self.outbound.clone()),
             logged: 0,
+            denied_store: None,
         }
     }
 }
@@ -374,11 +375,25 @@ pub struct InstanceCapabilities {
     outbound: OutboundHttp,
     /// Bytes of `wasi:logging` messages this instance has logged, for the cap.
     logged: usize,
+    /// The first key-value store this instance was refused.
+    denied_store: Option<String>,
 }
 
 impl InstanceCapabilities {
     /// The `wasi:http` hooks that check and send this instance's outbound requests.
     pub fn outbound_http(&mut self) -> &mut OutboundHttp {
         &mut self.outbound
+    }
+
+    /// The first capability this instance asked for and was refused (an outbound host
+    /// not granted, a key-value store not granted), as one line; `None` if none was. An
+    /// embedder reports it with a failed call: the guest's trap is often its reaction to
+    /// the refusal. (Files outside a mount and unset environment variables are not
+    /// recorded: WASI answers those like any missing file or variable.)
+    pub fn first_denial(&self) -> Option<&str> {
+        self.outbound
+            .denied
+            .as_deref()
+            .or(self.denied_store.as_deref())
     }
 }

@@ -41,6 +41,29 @@ impl InstanceState {
     pub fn user_mut<U: 'static>(&mut self) -> Option<&mut U> {
         self.user.as_mut()?.downcast_mut()
     }
+
+    /// The embedder's per-instance state, which the embedder gave every store of this
+    /// component: for the getter of a `bindgen!` world's `add_to_linker`.
+    ///
+    /// # Panics
+    /// If the store has no state of type `U`: a mistake in the embedder's own code (the
+    /// state given when the component was loaded has another type), never something a
+    /// guest can cause. [`user_mut`](Self::user_mut) returns `None` instead.
+    pub fn user<U: 'static>(&mut self) -> &mut U {
+        match self.user_mut::<U>() {
+            Some(u) => u,
+            None => panic!(
+                "this store has no embedder state of type `{}`: give every plugin that imports these host functions its state when it is loaded",
+                std::any::type_name::<U>()
+            ),
+        }
+    }
+
+    /// The first capability this instance was refused, if any (see
+    /// [`InstanceCapabilities::first_denial`]).
+    pub fn first_denial(&self) -> Option<&str> {
+        self.caps.first_denial()
+    }
 }
 
 impl CapabilityView for InstanceState {
@@ -186,6 +209,19 @@ impl LoadedComponent {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
+        if self.cpu.fuel {
+            // Counting fuel is on for the engine: a store without a budget of its own
+            // must not run dry (see `set_fuel`).
+            let _ = store.set_fuel(u64::MAX);
+        }
+        self.reset_deadline(&mut store);
+        store
+    }
+
+    /// Start the store's time budget again: the component's timeout, counted in epoch
+    /// ticks of running guest code from now. [`new_store`](Self::new_store) does this;
+    /// call it again before each call into an instance that is reused across calls.
+    pub fn reset_deadline(&self, store: &mut Store<InstanceState>) {
         // Guest code yields to the scheduler every epoch tick, so a busy guest cannot hold
         // a worker thread (and the requests queued on it) for its whole timeout; a guest
         // that has run long is throttled while others wait (see `CpuShare`); at the
@@ -194,7 +230,13 @@ impl LoadedComponent {
         let mut account = CpuAccount::open(self.cpu.clone(), self.epoch_ticks);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| Ok(account.tick()));
-        store
+    }
+
+    /// Give the store a budget of `fuel` units (about one per wasm instruction); the
+    /// guest traps with `Trap::OutOfFuel` when it is spent. Only if the engine counts
+    /// fuel ([`EngineConfig::fuel`](crate::EngineConfig::fuel)); returns whether it does.
+    pub fn set_fuel(&self, store: &mut Store<InstanceState>, fuel: u64) -> bool {
+        self.cpu.fuel && store.set_fuel(fuel).is_ok()
     }
 }
 
@@ -256,8 +298,12 @@ const THROTTLE: Duration = Duration::from_millis(190);
 /// Shared by every store of an engine: how many instances are alive, how many of them
 /// are CPU-heavy, and how many light ones have finished. Three relaxed atomic updates per
 /// request.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CpuShare {
+    /// Whether heavy guests are throttled at all (`EngineConfig::throttle_heavy`).
+    throttle: bool,
+    /// Whether the engine counts fuel (`EngineConfig::fuel`).
+    fuel: bool,
     alive: AtomicUsize,
     heavy: AtomicUsize,
     /// Light instances dropped so far. A heavy guest that sees it move between two of its
@@ -265,6 +311,18 @@ pub struct CpuShare {
     /// event loop runs one instance at a time, so while a heavy guest runs, the requests
     /// queued behind it on its own loop have no instance yet).
     light_done: AtomicU64,
+}
+
+impl CpuShare {
+    pub(crate) fn new(throttle: bool, fuel: bool) -> Self {
+        Self {
+            throttle,
+            fuel,
+            alive: AtomicUsize::new(0),
+            heavy: AtomicUsize::new(0),
+            light_done: AtomicU64::new(0),
+        }
+    }
 }
 
 /// One store's share of the CPU: its remaining ticks before the timeout, and whether
@@ -321,7 +379,7 @@ impl CpuAccount {
             || self.share.alive.load(Ordering::Relaxed) > self.share.heavy.load(Ordering::Relaxed);
         self.light_seen = light_done;
         let (resumed, base) = (self.resumed.clone(), self.base);
-        let pause = if self.heavy && others_light {
+        let pause = if self.heavy && others_light && self.share.throttle {
             Some(THROTTLE)
         } else {
             None

@@ -25,6 +25,16 @@ pub struct EngineConfig {
     pub cache_dir: Option<PathBuf>,
     /// Instances alive at once across all components (the pool's size).
     pub max_instances: u32,
+    /// Count fuel (`Config::consume_fuel`), so a store can be given a budget of wasm
+    /// instructions ([`LoadedComponent::set_fuel`]). Costs every guest some speed
+    /// (~10-20% on compute-bound code), so it is off unless an embedder asks for it.
+    pub fuel: bool,
+    /// While other guests are being served, pause a guest that has run more than a few
+    /// epoch ticks of CPU in one call after each tick it runs, so it gets about a
+    /// twentieth of a core (`THROTTLE`): the server's defence against one tenant's slow
+    /// requests starving the others. An embedder whose calls are expected to run long
+    /// (a library sandbox) turns it off.
+    pub throttle_heavy: bool,
 }
 
 impl Default for EngineConfig {
@@ -32,6 +42,8 @@ impl Default for EngineConfig {
         Self {
             cache_dir: None,
             max_instances: 1000,
+            fuel: false,
+            throttle_heavy: true,
         }
     }
 }
@@ -164,6 +176,10 @@ impl Engine {
             hook(&mut linker).map_err(|e| LoadError::Engine(error_chain(&e)))?;
         }
 
+        let cpu = Arc::new(crate::component::CpuShare::new(
+            config.throttle_heavy,
+            config.fuel,
+        ));
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
 
@@ -173,13 +189,18 @@ impl Engine {
             config,
             pooling,
             ticker_stop,
-            cpu: Arc::default(),
+            cpu,
         })
     }
 
     /// The wasmtime engine.
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.engine
+    }
+
+    /// The operator's settings it was built with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
     }
 
     /// Whether the pooling allocator is in use.
@@ -235,6 +256,7 @@ impl Drop for Engine {
 fn wasmtime_config(config: &EngineConfig, pooling: bool, reset: MemoryReset) -> Config {
     let mut c = Config::new();
     c.wasm_component_model(true);
+    c.consume_fuel(config.fuel);
     c.epoch_interruption(true);
     // Traps in logs carry a short backtrace; longer ones only cost on the error path.
     c.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(16));

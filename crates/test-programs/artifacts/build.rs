@@ -25,6 +25,10 @@ fn main() {
     );
     println!(
         "cargo:rerun-if-changed={}",
+        programs.join("wit-plugin").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
         programs.join("Cargo.toml").display()
     );
 

@@ -175,7 +175,7 @@ pub(crate) async fn configure_app(
 
 /// The view host functions get: the instance's grants and its resource table.
 pub(crate) struct KeyValueView<'a> {
-    pub(crate) caps: &'a InstanceCapabilities,
+    pub(crate) caps: &'a mut InstanceCapabilities,
     pub(crate) table: &'a mut ResourceTable,
 }
 
@@ -255,6 +255,10 @@ impl KeyValueView<'_> {
             })?),
             None => {
                 let t = &self.caps.grants.target;
+                if self.caps.denied_store.is_none() {
+                    self.caps.denied_store =
+                        Some(format!("key-value store `{}`", identifier.escape_debug()));
+                }
                 tracing::warn!(
                     app = %t.app,
                     component = %t.component,

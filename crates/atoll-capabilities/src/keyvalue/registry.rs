@@ -81,6 +81,18 @@ impl Backends {
         label: &str,
         config: &StoreConfig,
     ) -> Result<Arc<dyn Backend>, CapabilityError> {
+        self.open(label, config, &app.dir).await
+    }
+
+    /// The backend for `config`, opened on first use and shared with every later caller
+    /// that asks for the same file or server. `label` names the store in errors; a redb
+    /// store without a path lives in `<dir>/.atoll/kv.redb`.
+    pub async fn open(
+        &self,
+        label: &str,
+        config: &StoreConfig,
+        dir: &Path,
+    ) -> Result<Arc<dyn Backend>, CapabilityError> {
         let fail = |e: BackendError| CapabilityError::KeyValue {
             label: label.to_string(),
             backend: config.to_string(),
@@ -90,7 +102,7 @@ impl Backends {
             StoreConfig::Redb { path } => {
                 let path = match path {
                     Some(p) => p.clone(),
-                    None => app.dir.join(".atoll").join("kv.redb"),
+                    None => dir.join(".atoll").join("kv.redb"),
                 };
                 Key::Redb(redb_key(&path).map_err(fail)?)
             }

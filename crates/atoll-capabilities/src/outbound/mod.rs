@@ -88,6 +88,9 @@ pub(crate) struct OutboundPolicy {
 pub struct OutboundHttp {
     policy: Arc<OutboundPolicy>,
     in_flight: Option<Arc<AtomicUsize>>,
+    /// The first request this instance was refused by the grant check, for an embedder's
+    /// error ([`InstanceCapabilities::first_denial`](crate::InstanceCapabilities::first_denial)).
+    pub(crate) denied: Option<String>,
 }
 
 impl OutboundHttp {
@@ -95,6 +98,7 @@ impl OutboundHttp {
         Self {
             policy,
             in_flight: None,
+            denied: None,
         }
     }
 }
@@ -185,6 +189,12 @@ impl WasiHttpHooks for OutboundHttp {
             };
             // The URL is the guest's; a secret it put there is redacted like its output.
             let url = uri.to_string();
+            if self.denied.is_none() {
+                self.denied = Some(format!(
+                    "outbound HTTP to {}: {reason}",
+                    policy.target.redact(&url)
+                ));
+            }
             tracing::warn!(
                 app = %policy.target.app,
                 component = %policy.target.component,

@@ -1,0 +1,131 @@
+//! Pooled instances: reused across calls, for hosts that call a plugin often and keep
+//! no secrets in it between calls.
+
+use std::sync::Mutex;
+
+use atoll_engine::InstanceState;
+use wasmtime::Store;
+use wasmtime::component::{Instance, Val};
+
+use crate::plugin::Checkout;
+use crate::{Error, Plugin};
+
+/// Instances of one plugin kept warm and **reused across calls**: a call skips
+/// instantiation, but whatever the guest keeps (globals, heap, data segments, files it
+/// wrote to memory) **persists** into the next call on the same instance. Use it for
+/// plugins whose state is theirs to keep (caches, counters), not to isolate one caller's
+/// data from another's: that is what fresh instances ([`Plugin::call`]) are for.
+///
+/// `Send + Sync`: share it between tasks (`Arc<Pool>`). At most
+/// [`Limits::max_instances`](crate::Limits::max_instances) instances are alive, idle ones
+/// included (they count against the plugin's fresh calls too); a call that finds none
+/// free waits up to the checkout timeout, then fails with [`Error::Busy`]. An instance
+/// whose call failed (trap, deadline, limit) is dropped, never reused. Each call gets the
+/// full deadline and fuel budget again.
+///
+/// ```no_run
+/// # async fn demo(plugin: atoll::Plugin) -> Result<(), atoll::Error> {
+/// let pool = plugin.pool();
+/// for word in ["apple", "kiwi"] {
+///     let n = pool.call_wave("count-vowels", &[&format!("{word:?}")]).await?;
+///     println!("{word}: {n}");
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Pool {
+    plugin: Plugin,
+    idle: Mutex<Vec<Warm>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("plugin", &self.plugin.name())
+            .field("idle", &self.idle_count())
+            .finish()
+    }
+}
+
+/// An idle instance and its right to be alive.
+struct Warm {
+    store: Store<InstanceState>,
+    instance: Instance,
+    _checkout: Checkout,
+}
+
+impl Plugin {
+    /// A pool of reused instances of this plugin (see [`Pool`]).
+    pub fn pool(&self) -> Pool {
+        Pool {
+            plugin: self.clone(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Pool {
+    /// How many instances are idle now.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map_or(0, |i| i.len())
+    }
+
+    /// Run `f` on an idle instance, or a new one (see [`Plugin::with_instance`]).
+    pub async fn with_instance<R>(
+        &self,
+        f: impl AsyncFnOnce(&mut Store<InstanceState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, Error> {
+        let plugin = &self.plugin;
+        let deadline = plugin.limits().deadline;
+        let reused = self.idle.lock().ok().and_then(|mut i| i.pop());
+        let (mut store, instance, checkout) = match reused {
+            Some(w) => (w.store, Some(w.instance), w._checkout),
+            None => {
+                let checkout = plugin.checkout().await?;
+                (plugin.new_store(), None, checkout)
+            }
+        };
+        plugin.arm(&mut store);
+        let pre = plugin.component().instance_pre();
+        let run = tokio::time::timeout(deadline, async {
+            let instance = match instance {
+                Some(i) => i,
+                None => pre.instantiate_async(&mut store).await?,
+            };
+            let r = f(&mut store, &instance).await?;
+            Ok((r, instance))
+        })
+        .await;
+        match plugin.outcome(run, &store) {
+            Ok((r, instance)) => {
+                if let Ok(mut idle) = self.idle.lock() {
+                    idle.push(Warm {
+                        store,
+                        instance,
+                        _checkout: checkout,
+                    });
+                }
+                Ok(r)
+            }
+            // The instance may be left mid-call: it is dropped with its store.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Plugin::call`] on a pooled instance.
+    pub async fn call(&self, function: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
+        let f = self.plugin.function(function)?.clone();
+        f.check_args(args)?;
+        self.with_instance(async |store, instance| f.invoke(store, instance, args).await)
+            .await
+    }
+
+    /// [`Plugin::call_wave`] on a pooled instance.
+    pub async fn call_wave(&self, function: &str, args: &[&str]) -> Result<String, Error> {
+        let f = self.plugin.function(function)?.clone();
+        let vals = f.parse_args(args)?;
+        let out = self
+            .with_instance(async |store, instance| f.invoke(store, instance, &vals).await)
+            .await?;
+        crate::exports::to_wave(&out)
+    }
+}
