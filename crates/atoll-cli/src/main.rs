@@ -25,6 +25,8 @@ enum Command {
     Up(commands::up::UpCommand),
     /// `atoll up --watch`: serve, and reload on every change to the app.
     Watch(commands::up::UpCommand),
+    /// Call an exported function of any component once; arguments and result in WAVE.
+    Call(commands::call::CallCommand),
     /// Run the build command of every component of an app.
     Build(commands::build::BuildCommand),
     /// Show each component's imports, exports, size, sha256, routes, and what the
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
             cmd.watch = true;
             cmd.execute()
         }
+        Command::Call(cmd) => cmd.execute(),
         Command::Build(cmd) => cmd.execute(),
         Command::Inspect(cmd) => cmd.execute(),
         Command::Key(cmd) => cmd.execute(),

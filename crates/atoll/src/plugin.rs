@@ -284,15 +284,27 @@ fn trap_message(e: &wasmtime::Error) -> String {
     }
 }
 
+/// The guest's frames at a trap, innermost first, demangled, without the Rust panic
+/// and abort machinery above the guest's own code (`std::`, `core::`, `__rustc`).
 fn backtrace(e: &wasmtime::Error) -> Vec<String> {
-    e.downcast_ref::<wasmtime::WasmBacktrace>()
-        .map(|bt| {
-            bt.frames()
-                .iter()
-                .map(|f| f.func_name().unwrap_or("?").to_string())
-                .collect()
+    let Some(bt) = e.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return Vec::new();
+    };
+    bt.frames()
+        .iter()
+        .map(|f| match f.func_name() {
+            Some(name) => format!("{:#}", rustc_demangle::demangle(name)),
+            None => "?".to_string(),
         })
-        .unwrap_or_default()
+        .filter(|name| {
+            !(name.starts_with("std::")
+                || name.starts_with("core::")
+                || name.starts_with("__rustc::")
+                || name == "abort"
+                || name.starts_with("__rust_"))
+        })
+        .take(12)
+        .collect()
 }
 
 /// An export index looked up once per plugin.

@@ -2,6 +2,7 @@
 
 pub mod add;
 pub mod build;
+pub mod call;
 pub mod inspect;
 pub mod key;
 pub mod publish;
