@@ -10,14 +10,19 @@ use atoll_engine::LoadError;
 /// the host's (invalid input, a link error) and from load (busy).
 ///
 /// ```
-/// # async fn demo(plugin: atoll::Plugin) {
-/// match plugin.call_wave("count-vowels", &[r#""hello""#]).await {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), atoll::Error> {
+/// # let runtime = atoll::Runtime::new()?;
+/// # let policy = atoll::Policy::deny_all();
+/// let limits = atoll::Limits::default().deadline(std::time::Duration::from_millis(100));
+/// # let plugin = runtime.load_file(test_programs_artifacts::TEXT, &policy, &limits).await?;
+/// match plugin.call_wave("spin", &[]).await {
 ///     Ok(out) => println!("{out}"),
 ///     Err(atoll::Error::Deadline { limit }) => eprintln!("too slow (over {limit:?})"),
-///     Err(e @ atoll::Error::Trap { .. }) => eprintln!("the plugin crashed: {e}"),
-///     Err(e) => eprintln!("{e}"),
+///     Err(e @ atoll::Error::Trap { .. }) => panic!("the plugin crashed: {e}"),
+///     Err(e) => panic!("{e}"),
 /// }
-/// # }
+/// # Ok(()) }
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -65,7 +70,7 @@ pub enum Error {
     /// grant; the failure (often the guest's panic at the refusal) is `cause`.
     #[error("capability denied: {capability} is not granted by the policy; then {cause}")]
     Denied {
-        /// What it asked for, e.g. "outbound HTTP to http://example.com/".
+        /// What it asked for, e.g. "outbound HTTP to `http://example.com/`".
         capability: String,
         /// How the call then failed.
         cause: Box<Error>,

@@ -21,15 +21,17 @@
 //!   guest's backtrace), a denied capability, a link error and invalid input apart.
 //! - Async first; every call has a `_blocking` twin for programs without a runtime.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), atoll::Error> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), atoll::Error> {
+//! # let path = test_programs_artifacts::TEXT; // a component exporting count-vowels
 //! let runtime = atoll::Runtime::new()?;
 //! let policy = atoll::Policy::deny_all().env("GREETING", "hi");
 //! let limits = atoll::Limits::default()
 //!     .memory(32 << 20)
 //!     .deadline(std::time::Duration::from_millis(200));
-//! let plugin = runtime.load_file("plugin.wasm", &policy, &limits).await?;
-//! println!("{}", plugin.call_wave("count-vowels", &[r#""hello world""#]).await?);
+//! let plugin = runtime.load_file(path, &policy, &limits).await?;
+//! assert_eq!(plugin.call_wave("count-vowels", &[r#""hello world""#]).await?, "3");
 //! # Ok(()) }
 //! ```
 //!
@@ -74,15 +76,23 @@ pub type Ctx = atoll_engine::InstanceState;
 /// `wasmtime_crate` and `exports`, which it sets. The crate must be reachable as
 /// `atoll` (do not rename the dependency).
 ///
-/// ```ignore
-/// atoll::bindgen!({ path: "wit", world: "acme:vowels/plugin" });
+/// ```
+/// # #![allow(missing_docs)]
+/// atoll::bindgen!({ path: "../test-programs/wit-plugin", world: "acme:plugin/text-plugin" });
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), atoll::Error> {
+/// # let runtime = atoll::Runtime::new()?;
+/// # let (policy, limits) = (atoll::Policy::deny_all(), atoll::Limits::default());
+/// let plugin = runtime.load_file(test_programs_artifacts::TEXT, &policy, &limits).await?;
 /// let n = plugin
 ///     .with_instance(async |store, instance| {
-///         let bindings = Plugin::new(&mut *store, instance)?;
-///         bindings.acme_vowels_api().call_count_vowels(store, "hello").await
+///         let bindings = TextPlugin::new(&mut *store, instance)?;
+///         bindings.acme_plugin_text().call_count_vowels(store, "hello").await
 ///     })
 ///     .await?;
+/// assert_eq!(n, 2);
+/// # Ok(()) }
 /// ```
 ///
 /// Imports of the world are host functions: implement the generated `Host` trait for

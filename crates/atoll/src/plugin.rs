@@ -24,8 +24,12 @@ pub(crate) type StateFn = Arc<dyn Fn() -> Box<dyn std::any::Any + Send> + Send +
 /// Each call runs in a **fresh instance** unless it goes through a [`Pool`](crate::Pool):
 /// no state of one call (globals, heap, data segments) can leak into the next.
 ///
-/// ```no_run
-/// # async fn demo(plugin: atoll::Plugin) -> Result<(), atoll::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), atoll::Error> {
+/// # let runtime = atoll::Runtime::new()?;
+/// # let (policy, limits) = (atoll::Policy::deny_all(), atoll::Limits::default());
+/// # let plugin = runtime.load_file(test_programs_artifacts::TEXT, &policy, &limits).await?;
 /// use atoll::Val;
 /// // Dynamic: values as `Val`...
 /// let out = plugin.call("count-vowels", &[Val::String("hello".into())]).await?;
@@ -152,14 +156,21 @@ impl Plugin {
     /// bindings. The whole of `f` (instantiation included) is bounded by the deadline;
     /// the instance is dropped afterwards.
     ///
-    /// ```ignore
-    /// atoll::bindgen!({ path: "wit", world: "acme:vowels/plugin" });
-    /// let n = plugin
+    /// See [`bindgen!`](crate::bindgen) for a typed call; any closure works:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), atoll::Error> {
+    /// # let runtime = atoll::Runtime::new()?;
+    /// # let (policy, limits) = (atoll::Policy::deny_all(), atoll::Limits::default());
+    /// # let plugin = runtime.load_file(test_programs_artifacts::TEXT, &policy, &limits).await?;
+    /// let exports = plugin
     ///     .with_instance(async |store, instance| {
-    ///         let bindings = Plugin::new(&mut *store, instance)?;
-    ///         bindings.acme_vowels_api().call_count_vowels(store, "hello").await
+    ///         Ok(instance.get_func(&mut *store, "shout").is_some())
     ///     })
     ///     .await?;
+    /// assert!(exports);
+    /// # Ok(()) }
     /// ```
     pub async fn with_instance<R>(
         &self,

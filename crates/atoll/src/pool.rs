@@ -23,8 +23,12 @@ use crate::{Error, Plugin};
 /// whose call failed (trap, deadline, limit) is dropped, never reused. Each call gets the
 /// full deadline and fuel budget again.
 ///
-/// ```no_run
-/// # async fn demo(plugin: atoll::Plugin) -> Result<(), atoll::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), atoll::Error> {
+/// # let runtime = atoll::Runtime::new()?;
+/// # let (policy, limits) = (atoll::Policy::deny_all(), atoll::Limits::default());
+/// # let plugin = runtime.load_file(test_programs_artifacts::TEXT, &policy, &limits).await?;
 /// let pool = plugin.pool();
 /// for word in ["apple", "kiwi"] {
 ///     let n = pool.call_wave("count-vowels", &[&format!("{word:?}")]).await?;

@@ -14,11 +14,13 @@ use crate::{Error, Limits, Policy};
 /// One per process (cheap to clone: an `Arc`): the engine every plugin shares, so a
 /// plugin costs its compiled code and its instances, not an engine of its own.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), atoll::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), atoll::Error> {
+/// # let path = test_programs_artifacts::TEXT;
 /// let runtime = atoll::Runtime::new()?;
 /// let plugin = runtime
-///     .load_file("plugins/vowels.wasm", &atoll::Policy::deny_all(), &atoll::Limits::default())
+///     .load_file(path, &atoll::Policy::deny_all(), &atoll::Limits::default())
 ///     .await?;
 /// let out = plugin.call_wave("count-vowels", &[r#""hello world""#]).await?;
 /// assert_eq!(out, "3");
@@ -219,8 +221,11 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, Error> {
 
 /// A plugin being set up ([`Runtime::plugin`]).
 ///
-/// ```no_run
-/// # async fn demo(runtime: atoll::Runtime, bytes: Vec<u8>) -> Result<(), atoll::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), atoll::Error> {
+/// # let runtime = atoll::Runtime::new()?;
+/// # let bytes = std::fs::read(test_programs_artifacts::TEXT).unwrap();
 /// #[derive(Default)]
 /// struct Counter { total: u32 }
 /// let plugin = runtime
@@ -231,7 +236,8 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, Error> {
 ///     .state(Counter::default)
 ///     .load()
 ///     .await?;
-/// # drop(plugin); Ok(()) }
+/// assert_eq!(plugin.name(), "transform");
+/// # Ok(()) }
 /// ```
 pub struct PluginBuilder {
     runtime: Runtime,
