@@ -390,6 +390,13 @@ impl InstanceCapabilities {
     /// embedder reports it with a failed call: the guest's trap is often its reaction to
     /// the refusal. (Files outside a mount and unset environment variables are not
     /// recorded: WASI answers those like any missing file or variable.)
+    /// Forget the denials recorded so far, for an instance reused across calls.
+    pub fn clear_denials(&mut self) {
+        self.outbound.denied = None;
+        self.denied_store = None;
+    }
+
+    /// The first denial since the instance was made (or since [`clear_denials`](Self::clear_denials)).
     pub fn first_denial(&self) -> Option<&str> {
         self.outbound
             .denied

@@ -42,21 +42,30 @@ impl InstanceState {
         self.user.as_mut()?.downcast_mut()
     }
 
-    /// The embedder's per-instance state, which the embedder gave every store of this
-    /// component: for the getter of a `bindgen!` world's `add_to_linker`.
-    ///
-    /// # Panics
-    /// If the store has no state of type `U`: a mistake in the embedder's own code (the
-    /// state given when the component was loaded has another type), never something a
-    /// guest can cause. [`user_mut`](Self::user_mut) returns `None` instead.
-    pub fn user<U: 'static>(&mut self) -> &mut U {
-        match self.user_mut::<U>() {
-            Some(u) => u,
-            None => panic!(
-                "this store has no embedder state of type `{}`: give every plugin that imports these host functions its state when it is loaded",
+    /// The embedder's per-instance state of type `U`, for the getter of a `bindgen!`
+    /// world's `add_to_linker`. A store that has none of that type (its plugin was
+    /// loaded without state, or with another type, and imports these host functions
+    /// anyway) gets `U::default()` in its place, so a guest can never make the host
+    /// panic by importing host functions meant for another plugin: it reaches a fresh
+    /// default state of its own, nothing the embedder gave others.
+    pub fn user<U: Default + Send + 'static>(&mut self) -> &mut U {
+        if self.user_mut::<U>().is_none() {
+            tracing::debug!(
+                "a guest called host functions whose state (`{}`) its store does not have; it gets a default one",
                 std::any::type_name::<U>()
-            ),
+            );
+            self.user = Some(Box::new(U::default()));
         }
+        match self.user.as_mut().and_then(|u| u.downcast_mut::<U>()) {
+            Some(u) => u,
+            // Just stored above.
+            None => unreachable!("the state was just set to a `U`"),
+        }
+    }
+
+    /// Forget the capabilities refused so far (for an instance reused across calls).
+    pub fn clear_denials(&mut self) {
+        self.caps.clear_denials();
     }
 
     /// The first capability this instance was refused, if any (see

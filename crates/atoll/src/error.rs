@@ -66,8 +66,9 @@ pub enum Error {
         /// has them).
         backtrace: Vec<String>,
     },
-    /// The call failed after the plugin was refused a capability its policy does not
-    /// grant; the failure (often the guest's panic at the refusal) is `cause`.
+    /// The guest trapped after it was refused a capability its policy does not grant
+    /// (the trap is often its panic at the refusal); `cause` is the trap. Limits
+    /// (deadline, fuel, memory) are reported as themselves, never wrapped in this.
     #[error("capability denied: {capability} is not granted by the policy; then {cause}")]
     Denied {
         /// What it asked for, e.g. "outbound HTTP to `http://example.com/`".
@@ -76,7 +77,7 @@ pub enum Error {
         cause: Box<Error>,
     },
     /// The component needs an import the runtime does not provide (a world the host
-    /// does not implement), or its exports are not the world the host expects.
+    /// does not implement).
     #[error("cannot link the plugin: {message}")]
     Link {
         /// The import (or export) concerned, when the message names one.
@@ -116,6 +117,21 @@ pub enum Error {
         waited: Duration,
         /// The plugin's limit.
         max_instances: u32,
+    },
+    /// The runtime's instance pool, shared by all its plugins, is full: every slot
+    /// ([`RuntimeBuilder::max_instances`](crate::RuntimeBuilder::max_instances)) holds a
+    /// live instance. Retry later, or build the runtime with more.
+    #[error(
+        "the runtime's instance pool is full (all its slots hold live instances of its plugins); retry later, or raise RuntimeBuilder::max_instances"
+    )]
+    PoolFull,
+    /// Not the guest's trap: a host function returned an error, or the embedder's own
+    /// closure did (for example a world's bindings that do not match the component's
+    /// exports).
+    #[error("the call failed on the host side: {message}")]
+    Host {
+        /// The error's chain, joined.
+        message: String,
     },
     /// A policy grant could not be set up (a directory that does not exist, a store
     /// that does not open).

@@ -11,7 +11,7 @@
 //!   (outbound hosts, key-value stores on any [`Backend`], read-only directories,
 //!   environment, config variables); serde-loadable from TOML or JSON.
 //! - [`Limits`] per plugin, always on: memory, a wall-clock deadline per call that covers
-//!   host calls too, optional fuel, a cap on live instances with a checkout timeout.
+//!   async host calls too (a sync one that blocks is caught when it returns), optional fuel, a cap on live instances with a checkout timeout.
 //! - Calls: **typed** through a world's bindings ([`bindgen!`], [`Plugin::with_instance`]),
 //!   or **dynamic** for worlds known only at runtime ([`Plugin::call`] with [`Val`],
 //!   [`Plugin::call_wave`] with WAVE text).

@@ -2,7 +2,6 @@
 //! a `bindgen!` world or dynamic through `Val` and WAVE text.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use atoll_engine::{FailureKind, InstanceState, LoadedComponent, classify_error};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -189,14 +188,22 @@ impl Plugin {
 
     /// Wait (up to the checkout timeout) for the right to one more live instance.
     pub(crate) async fn checkout(&self) -> Result<Checkout, Error> {
-        let wait = self.inner.limits.checkout_wait();
+        self.checkout_within(self.inner.limits.checkout_wait())
+            .await
+    }
+
+    /// [`checkout`](Self::checkout), waiting at most `wait`.
+    pub(crate) async fn checkout_within(
+        &self,
+        wait: std::time::Duration,
+    ) -> Result<Checkout, Error> {
         match tokio::time::timeout(wait, self.inner.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Checkout { _permit: permit }),
             Ok(Err(_)) => Err(Error::Runtime(
                 "the plugin's instance limit was closed".into(),
             )),
             Err(_) => Err(Error::Busy {
-                waited: wait,
+                waited: self.inner.limits.checkout_wait(),
                 max_instances: self.inner.limits.max_instances,
             }),
         }
@@ -212,9 +219,11 @@ impl Plugin {
         store
     }
 
-    /// Give a store a call's budget: the deadline (counted from now) and the fuel.
+    /// Give a store a call's budget: the deadline (counted from now) and the fuel; and
+    /// forget what an earlier call on it was refused.
     pub(crate) fn arm(&self, store: &mut Store<InstanceState>) {
         self.inner.component.reset_deadline(store);
+        store.data_mut().clear_denials();
         if let Some(fuel) = self.inner.limits.fuel {
             self.inner.component.set_fuel(store, fuel);
         }
@@ -238,7 +247,7 @@ impl Plugin {
             Ok(Err(e)) => self.classify(&e),
         };
         let error = match store.data().first_denial() {
-            Some(capability) if !matches!(error, Error::InvalidInput { .. }) => Error::Denied {
+            Some(capability) if matches!(error, Error::Trap { .. }) => Error::Denied {
                 capability: capability.to_string(),
                 cause: Box::new(error),
             },
@@ -268,20 +277,15 @@ impl Plugin {
                 limit: self.inner.limits.memory,
                 detail: e.root_cause().to_string(),
             },
-            FailureKind::Capacity => Error::Busy {
-                waited: Duration::ZERO,
-                max_instances: self.inner.limits.max_instances,
-            },
+            FailureKind::Capacity => Error::PoolFull,
             FailureKind::StackOverflow | FailureKind::Trap => Error::Trap {
                 code: trap,
                 message: trap_message(e),
                 backtrace: backtrace(e),
             },
             // Not a trap: a host function's error, or the embedder's closure's.
-            _ => Error::Trap {
-                code: None,
+            _ => Error::Host {
                 message: atoll_engine::error_chain(e),
-                backtrace: backtrace(e),
             },
         }
     }

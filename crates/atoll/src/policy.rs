@@ -53,8 +53,9 @@ pub struct Policy {
     /// the directory of the policy file ([`Policy::from_file`]), else the working
     /// directory.
     pub dirs: Vec<DirGrant>,
-    /// Key-value stores the guest may open through `wasi:keyvalue`, by label, and where
-    /// each lives (`type = "memory"`, `"redb"` with a `path`, `"redis"` / `"postgres"` /
+    /// Key-value stores the guest may open through `wasi:keyvalue`, by label (its data is
+    /// kept under the namespace `<plugin name>/<label>`, so plugins with different names
+    /// never see each other's), and where each lives (`type = "memory"`, `"redb"` with a `path`, `"redis"` / `"postgres"` /
     /// `"nats"` with a `url` when those features are on).
     pub key_value_stores: BTreeMap<String, StoreConfig>,
     /// Stores granted in code, on a backend of the application's own.
@@ -177,7 +178,10 @@ impl Policy {
                 ))
             })?,
         };
-        let mut b = ComponentCapabilities::builder("plugin", plugin);
+        // The plugin's name is its key-value namespace (`<name>/<label>`), as an app's
+        // name is in atoll.toml: two plugins granted the same label on the same
+        // backend see their own data only, unless they share a name.
+        let mut b = ComponentCapabilities::builder(plugin, plugin);
         for entry in &self.allowed_outbound_hosts {
             b = b
                 .allow_outbound_str(entry)

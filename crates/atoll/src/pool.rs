@@ -3,6 +3,8 @@
 
 use std::sync::Mutex;
 
+use tokio::sync::Notify;
+
 use atoll_engine::InstanceState;
 use wasmtime::Store;
 use wasmtime::component::{Instance, Val};
@@ -18,8 +20,10 @@ use crate::{Error, Plugin};
 ///
 /// `Send + Sync`: share it between tasks (`Arc<Pool>`). At most
 /// [`Limits::max_instances`](crate::Limits::max_instances) instances are alive, idle ones
-/// included (they count against the plugin's fresh calls too); a call that finds none
-/// free waits up to the checkout timeout, then fails with [`Error::Busy`]. An instance
+/// included (they count against the plugin's fresh calls too: a fresh call waits while a
+/// pool keeps the plugin's instances idle); a pool call that finds none free waits for
+/// one to be returned or a permit to be released, up to the checkout timeout, then
+/// fails with [`Error::Busy`]. An instance
 /// whose call failed (trap, deadline, limit) is dropped, never reused. Each call gets the
 /// full deadline and fuel budget again.
 ///
@@ -39,6 +43,9 @@ use crate::{Error, Plugin};
 pub struct Pool {
     plugin: Plugin,
     idle: Mutex<Vec<Warm>>,
+    /// Told each time an instance goes back to `idle`, so a caller waiting for one
+    /// takes it instead of waiting for a permit that idle instances hold.
+    returned: Notify,
 }
 
 impl std::fmt::Debug for Pool {
@@ -54,7 +61,13 @@ impl std::fmt::Debug for Pool {
 struct Warm {
     store: Store<InstanceState>,
     instance: Instance,
-    _checkout: Checkout,
+    checkout: Checkout,
+}
+
+/// What a checkout got.
+enum Got {
+    Idle(Warm),
+    New(Checkout),
 }
 
 impl Plugin {
@@ -63,6 +76,7 @@ impl Plugin {
         Pool {
             plugin: self.clone(),
             idle: Mutex::new(Vec::new()),
+            returned: Notify::new(),
         }
     }
 }
@@ -80,13 +94,9 @@ impl Pool {
     ) -> Result<R, Error> {
         let plugin = &self.plugin;
         let deadline = plugin.limits().deadline;
-        let reused = self.idle.lock().ok().and_then(|mut i| i.pop());
-        let (mut store, instance, checkout) = match reused {
-            Some(w) => (w.store, Some(w.instance), w._checkout),
-            None => {
-                let checkout = plugin.checkout().await?;
-                (plugin.new_store(), None, checkout)
-            }
+        let (mut store, instance, checkout) = match self.checkout().await? {
+            Got::Idle(w) => (w.store, Some(w.instance), w.checkout),
+            Got::New(checkout) => (plugin.new_store(), None, checkout),
         };
         plugin.arm(&mut store);
         let pre = plugin.component().instance_pre();
@@ -105,13 +115,41 @@ impl Pool {
                     idle.push(Warm {
                         store,
                         instance,
-                        _checkout: checkout,
+                        checkout,
                     });
                 }
+                self.returned.notify_one();
                 Ok(r)
             }
-            // The instance may be left mid-call: it is dropped with its store.
-            Err(e) => Err(e),
+            Err(e) => {
+                // The instance may be left mid-call: drop it, then its right to exist,
+                // so no other instance starts while it is still alive.
+                drop(store);
+                drop(checkout);
+                Err(e)
+            }
+        }
+    }
+
+    /// An idle instance, or the right to make one, whichever comes first within the
+    /// checkout timeout.
+    async fn checkout(&self) -> Result<Got, Error> {
+        let wait = self.plugin.limits().checkout_wait();
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            // Register for a return before looking, so one that happens in between is
+            // not missed.
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(w) = self.idle.lock().ok().and_then(|mut i| i.pop()) {
+                return Ok(Got::Idle(w));
+            }
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            tokio::select! {
+                got = self.plugin.checkout_within(left) => return got.map(Got::New),
+                () = &mut returned => continue,
+            }
         }
     }
 

@@ -105,6 +105,12 @@ impl RuntimeBuilder {
     /// [`Ctx::user`](crate::Ctx::user)). Host functions may be sync or async
     /// (`func_wrap_async`, or `async` in the world's `imports`); an async one is
     /// cancelled at the call's deadline.
+    ///
+    /// Host functions are the embedder's own grant, outside the [`Policy`]: every plugin
+    /// of this runtime that imports them can call them. A plugin loaded without state of
+    /// the right type gets a default one of its own ([`Ctx::user`](crate::Ctx::user)),
+    /// never another plugin's; give plugins that must not reach an interface at all a
+    /// runtime without it.
     pub fn link(
         mut self,
         hook: impl FnOnce(&mut Linker<InstanceState>) -> wasmtime::Result<()> + Send + 'static,
@@ -285,6 +291,14 @@ impl PluginBuilder {
     pub async fn load(self) -> Result<Plugin, Error> {
         self.limits.check()?;
         let inner = self.runtime.inner().clone();
+        if self.limits.fuel.is_some() && !inner.engine.config().fuel {
+            return Err(Error::InvalidInput {
+                message: format!(
+                    "plugin {}: Limits::fuel is set, but this runtime does not count fuel; build it with RuntimeBuilder::fuel(true), or leave fuel unset",
+                    self.name
+                ),
+            });
+        }
         let caps = Arc::new(
             self.policy
                 .capabilities(&self.name, &inner.backends)

@@ -326,8 +326,15 @@ async fn deep_recursion_is_a_stack_overflow_trap() {
         .await
         .expect_err("overflows");
     match &e {
-        Error::Trap { code, .. } => {
-            assert_eq!(code, &Some(atoll::wasmtime::Trap::StackOverflow), "{e}")
+        Error::Trap {
+            code, backtrace, ..
+        } => {
+            assert_eq!(code, &Some(atoll::wasmtime::Trap::StackOverflow), "{e}");
+            // The guest's own frames, demangled.
+            assert!(
+                backtrace.iter().any(|f| f.contains("recurse")),
+                "{backtrace:?}"
+            );
         }
         other => panic!("expected a trap, got {other:?}"),
     }
@@ -445,6 +452,20 @@ async fn files_are_only_those_of_a_granted_dir_read_only_and_no_way_out() {
             .expect("returns")
     };
     assert_eq!(read("/data/hello.txt").await, r#"ok("hi from the host")"#);
+    // Read-only: neither a new file nor an overwrite lands on the host.
+    let write = async |p: &str| {
+        plugin
+            .call_wave("write-file", &[&format!("{p:?}"), r#""scribbled""#])
+            .await
+            .expect("returns")
+    };
+    assert!(write("/data/new.txt").await.starts_with("err("));
+    assert!(write("/data/hello.txt").await.starts_with("err("));
+    assert!(!granted.join("new.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(granted.join("hello.txt")).expect("read"),
+        "hi from the host"
+    );
     for escape in [
         "/etc/passwd",
         "/data/../secret.txt",
@@ -655,5 +676,108 @@ fn the_blocking_facade_works_without_a_runtime_and_refuses_inside_one() {
     assert!(
         matches!(inside, Err(Error::Runtime(ref m)) if m.contains("async runtime")),
         "{inside:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_serves_more_callers_than_instances_by_handing_instances_on() {
+    let state = HostState::default();
+    let limits = Limits::default()
+        .max_instances(2)
+        .checkout_timeout(Duration::from_secs(3))
+        .deadline(Duration::from_secs(5));
+    let plugin = load(&runtime(false), Policy::deny_all(), limits, state.clone()).await;
+    let pool = Arc::new(plugin.pool());
+    // Warm both instances, so every later caller waits on returned ones, not on permits.
+    let warm: Vec<_> = (0..2)
+        .map(|_| {
+            let p = pool.clone();
+            tokio::spawn(async move { p.call_wave("nap", &["100"]).await })
+        })
+        .collect();
+    for w in warm {
+        w.await.expect("task").expect("warm-up");
+    }
+    assert_eq!(pool.idle_count(), 2);
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let p = pool.clone();
+            tokio::spawn(async move { p.call_wave("nap", &["150"]).await })
+        })
+        .collect();
+    for c in calls {
+        c.await
+            .expect("task")
+            .expect("every caller gets an instance in time");
+    }
+    assert_eq!(
+        state.most_sleeping.load(Ordering::SeqCst),
+        2,
+        "never more than 2 live"
+    );
+    assert_eq!(pool.idle_count(), 2);
+}
+
+#[tokio::test]
+async fn fuel_on_a_runtime_that_does_not_count_it_is_refused() {
+    let rt = runtime(false);
+    let e = rt
+        .load(wasm(), &Policy::deny_all(), &Limits::default().fuel(1000))
+        .await
+        .expect_err("fuel without fuel counting");
+    assert!(
+        matches!(&e, Error::InvalidInput { message } if message.contains("RuntimeBuilder::fuel(true)")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn plugins_granted_the_same_store_label_see_only_their_own_data() {
+    let rt = runtime(false);
+    let policy: Policy =
+        toml::from_str("[key_value_stores.cache]\ntype = \"memory\"").expect("policy");
+    let mk = async |name: &str| {
+        rt.plugin(wasm())
+            .name(name)
+            .policy(policy.clone())
+            .state(HostState::default)
+            .load()
+            .await
+            .expect("load")
+    };
+    let (a, b) = (mk("alpha").await, mk("beta").await);
+    let set = [r#""cache""#, r#""k""#, r#""from alpha""#];
+    assert_eq!(a.call_wave("kv-set", &set).await.expect("set"), "ok");
+    let get = [r#""cache""#, r#""k""#];
+    assert_eq!(
+        a.call_wave("kv-get", &get).await.expect("get"),
+        r#"ok(some("from alpha"))"#
+    );
+    assert_eq!(b.call_wave("kv-get", &get).await.expect("get"), "ok(none)");
+}
+
+#[tokio::test]
+async fn host_functions_without_the_plugins_state_get_a_default_not_a_panic() {
+    let state = HostState::default();
+    let rt = runtime(false);
+    // Loaded without `.state`: its calls into `bump` get a fresh default state.
+    let stateless = rt
+        .load(wasm(), &Policy::deny_all(), &Limits::default())
+        .await
+        .expect("load");
+    assert_eq!(
+        stateless.call_wave("bump", &["2"]).await.expect("bump"),
+        "2"
+    );
+    assert_eq!(
+        stateless.call_wave("bump", &["2"]).await.expect("bump"),
+        "2"
+    );
+    let with = load(&rt, Policy::deny_all(), Limits::default(), state.clone()).await;
+    assert_eq!(with.call_wave("bump", &["5"]).await.expect("bump"), "5");
+    assert_eq!(
+        state.total.load(Ordering::SeqCst),
+        5,
+        "the stateless plugin never reached it"
     );
 }

@@ -45,6 +45,7 @@ struct PluginEntry {
 }
 
 /// The host functions' state: which plugin is calling, for its log lines.
+#[derive(Default)]
 struct HostState {
     plugin: String,
 }

@@ -80,7 +80,11 @@ fn wrong_arguments_and_unknown_functions_say_what_is_expected() {
 fn traps_deadlines_and_memory_limits_exit_non_zero_with_what_happened() {
     let (ok, _, err) = call(&[TEXT, "fail", r#""boom""#]);
     assert!(!ok);
-    assert!(err.contains("trapped") && err.contains("fail"), "{err}");
+    // The guest's own frame, demangled.
+    assert!(
+        err.contains("trapped") && err.contains("Guest>::fail"),
+        "{err}"
+    );
     let (ok, _, err) = call(&["--timeout", "300ms", TEXT, "spin"]);
     assert!(!ok);
     assert!(err.contains("deadline of 300ms"), "{err}");

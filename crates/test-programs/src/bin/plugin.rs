@@ -103,6 +103,10 @@ impl Guest for Plugin {
         std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))
     }
 
+    fn write_file(path: String, contents: String) -> Result<(), String> {
+        std::fs::write(&path, contents).map_err(|e| format!("{path}: {e}"))
+    }
+
     fn get_env(name: String) -> Option<String> {
         std::env::var(name).ok()
     }
