@@ -48,6 +48,10 @@ pub struct Policy {
     pub env: BTreeMap<String, String>,
     /// Values the guest reads through `wasi:config/store`.
     pub variables: BTreeMap<String, String>,
+    /// Like `variables`, for secret values (tokens, passwords): the guest reads them the
+    /// same way, and they are replaced by `[redacted]` in the guest's log lines and in
+    /// the outbound URLs logged for it, as `secret = true` variables are in atoll.toml.
+    pub secrets: BTreeMap<String, String>,
     /// Host directories the guest may read, read-only, each at an absolute guest path;
     /// neither `..` nor a symlink leads out of one. A relative host path is taken from
     /// the directory of the policy file ([`Policy::from_file`]), else the working
@@ -83,6 +87,7 @@ impl std::fmt::Debug for Policy {
             .field("allowed_outbound_hosts", &self.allowed_outbound_hosts)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("variables", &self.variables.keys().collect::<Vec<_>>())
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("dirs", &self.dirs)
             .field(
                 "key_value_stores",
@@ -140,6 +145,12 @@ impl Policy {
         self
     }
 
+    /// Let the guest read secret config value `key` (see [`Policy::secrets`]).
+    pub fn secret(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.secrets.insert(key.into(), value.into());
+        self
+    }
+
     /// Let the guest read host directory `host` at `guest`, read-only.
     pub fn dir(mut self, host: impl Into<PathBuf>, guest: impl Into<String>) -> Self {
         self.dirs.push(DirGrant {
@@ -192,6 +203,9 @@ impl Policy {
         for (k, v) in &self.variables {
             b = b.config(k, v);
         }
+        for (k, v) in &self.secrets {
+            b = b.secret_config(k, v);
+        }
         for d in &self.dirs {
             b = b
                 .mount_dir(base.join(&d.host), &d.guest)
@@ -240,6 +254,11 @@ mod tests {
         )
         .expect("write");
         let p = Policy::from_file(&json).expect("json");
+        let shown = format!("{:?}", Policy::deny_all().secret("token", "hunter2"));
+        assert!(
+            shown.contains("token") && !shown.contains("hunter2"),
+            "{shown}"
+        );
         assert_eq!(p.env.get("A").map(String::as_str), Some("1"));
         assert_eq!(p.base_dir.as_deref(), Some(dir.path()));
     }

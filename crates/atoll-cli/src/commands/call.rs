@@ -48,7 +48,7 @@ pub struct CallCommand {
     /// Stop the call after about this many wasm instructions.
     #[arg(long, value_name = "UNITS")]
     fuel: Option<u64>,
-    /// A policy file (TOML or JSON: allowed_outbound_hosts, env, variables, dirs,
+    /// A policy file (TOML or JSON: allowed_outbound_hosts, env, variables, secrets, dirs,
     /// key_value_stores); the flags above add to it.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
