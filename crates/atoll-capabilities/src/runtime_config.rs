@@ -18,6 +18,9 @@
 //! max_concurrent_requests_per_component = 256   # over all its instances
 //! max_requests_per_second = 1000    # per component
 //! allow_private_addresses = false   # true: allowed names may resolve to any address
+//!
+//! [limits]
+//! memory_total = "8GiB"             # all instances together (default: half the RAM)
 //! ```
 
 use std::collections::BTreeMap;
@@ -38,6 +41,9 @@ pub struct RuntimeConfig {
     pub key_value_stores: BTreeMap<String, StoreConfig>,
     /// Outbound HTTP limits.
     pub outbound_http: OutboundConfig,
+    /// `[limits] memory_total`: bytes of linear memory all instances may hold together;
+    /// `None`: the engine's default (half of the machine's memory).
+    pub memory_total: Option<u64>,
     /// The file it was read from, for messages.
     pub path: Option<PathBuf>,
 }
@@ -142,6 +148,14 @@ struct RawConfig {
     key_value_store: BTreeMap<String, StoreConfig>,
     #[serde(default)]
     outbound_http: RawOutbound,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory_total: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -269,10 +283,24 @@ impl RuntimeConfig {
         if let Some(allow) = o.allow_private_addresses {
             outbound_http.allow_private_addresses = allow;
         }
+        let memory_total = match &raw.limits.memory_total {
+            None => None,
+            Some(s) => {
+                let bytes = atoll_manifest::parse_size(s)
+                    .map_err(|e| bad(format!("limits.memory_total: {e}")))?;
+                if bytes < 1 << 20 {
+                    return Err(bad(format!(
+                        "limits.memory_total is `{s}`; it must be at least 1MiB"
+                    )));
+                }
+                Some(bytes)
+            }
+        };
         Ok(Self {
             variables,
             key_value_stores,
             outbound_http,
+            memory_total,
             path: Some(path.to_path_buf()),
         })
     }
@@ -318,6 +346,22 @@ mod tests {
             e.to_string()
                 .replace(&dir.path().display().to_string(), "$DIR")
         })
+    }
+
+    #[test]
+    fn the_memory_total_is_a_size_of_at_least_a_mebibyte() {
+        assert_eq!(load("").expect("empty").memory_total, None);
+        let rc = load("[limits]\nmemory_total = \"8GiB\"\n").expect("loads");
+        assert_eq!(rc.memory_total, Some(8 << 30));
+        let e = load("[limits]\nmemory_total = \"1KiB\"\n").expect_err("too small");
+        assert!(
+            e.contains("limits.memory_total") && e.contains("1MiB"),
+            "{e}"
+        );
+        let e = load("[limits]\nmemory_total = \"lots\"\n").expect_err("not a size");
+        assert!(e.contains("limits.memory_total"), "{e}");
+        let e = load("[limits]\nmemroy_total = \"1GiB\"\n").expect_err("typo");
+        assert!(e.contains("memroy_total"), "{e}");
     }
 
     #[test]

@@ -19,6 +19,8 @@ use crate::engine::{ComponentSpec, EPOCH_TICK};
 /// Most resources (streams, fields, bodies...) one instance may hold at once, so a guest
 /// cannot grow host memory through handles.
 const MAX_RESOURCES: usize = 10_000;
+/// The most of the node's memory budget admission wants free for a new instance.
+const ADMISSION_HEADROOM: usize = 16 << 20;
 /// Most table elements one instance may have.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
@@ -111,6 +113,7 @@ pub struct LoadedComponent {
     capabilities: Arc<ComponentCapabilities>,
     epoch_ticks: u64,
     cpu: Arc<CpuShare>,
+    budget: Arc<MemoryBudget>,
 }
 
 impl LoadedComponent {
@@ -120,6 +123,7 @@ impl LoadedComponent {
         exports: Vec<String>,
         capabilities: Arc<ComponentCapabilities>,
         cpu: Arc<CpuShare>,
+        budget: Arc<MemoryBudget>,
     ) -> Self {
         let tick = EPOCH_TICK.as_millis().max(1);
         // Round up, and never 0: a deadline of 0 would interrupt at once.
@@ -135,7 +139,28 @@ impl LoadedComponent {
             capabilities,
             epoch_ticks,
             cpu,
+            budget,
         }
+    }
+
+    /// Whether the node's memory budget has room for one more instance of this
+    /// component: what is left covers its memory limit, or 16 MiB if the limit is
+    /// larger (most instances use a small part of theirs). Admission asks before it
+    /// instantiates, so a spent budget is a quick 503, not a trap mid-request.
+    pub fn memory_has_room(&self) -> bool {
+        let need = usize::try_from(self.limits.memory)
+            .unwrap_or(usize::MAX)
+            .min(ADMISSION_HEADROOM);
+        let ok = self.budget.used().saturating_add(need) <= self.budget.total;
+        if !ok {
+            self.budget.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// The node-wide memory budget it is charged to.
+    pub fn memory_budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
     }
 
     /// The component's name in the manifest.
@@ -205,6 +230,7 @@ impl LoadedComponent {
         let limits = InstanceLimits {
             memory_limit: usize::try_from(self.limits.memory).unwrap_or(usize::MAX),
             memory_used: 0,
+            budget: self.budget.clone(),
         };
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
@@ -254,6 +280,84 @@ impl LoadedComponent {
 struct InstanceLimits {
     memory_limit: usize,
     memory_used: usize,
+    /// The node-wide budget every growth is also charged to; given back on drop.
+    budget: Arc<MemoryBudget>,
+}
+
+impl Drop for InstanceLimits {
+    fn drop(&mut self) {
+        self.budget.give_back(self.memory_used);
+    }
+}
+
+/// The memory all live instances of an engine may hold together (their linear memories):
+/// each growth is charged here as well as to its instance's own limit, and given back
+/// when the instance is dropped, so the total stays under `total` whatever many tenants
+/// do at once; admission also refuses a new instance when the budget is nearly spent
+/// ([`LoadedComponent::memory_has_room`]). One atomic add per growth, one subtract per
+/// instance.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    total: usize,
+    used: AtomicUsize,
+    refused: AtomicU64,
+}
+
+impl MemoryBudget {
+    /// A budget of `total` bytes.
+    pub fn new(total: usize) -> Self {
+        Self {
+            total,
+            used: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Its size in bytes.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Bytes held by live instances now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Growths and admissions refused so far because the budget was spent.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Take `n` bytes if they fit.
+    fn try_take(&self, n: usize) -> bool {
+        let ok = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                u.checked_add(n).filter(|&t| t <= self.total)
+            })
+            .is_ok();
+        if !ok {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    fn give_back(&self, n: usize) {
+        if n > 0 {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The node's memory budget is spent: growing would take the instances of this process
+/// past the total the operator allows. Not the guest's fault alone; answered as capacity.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the node's memory budget is spent: growing by {grow} bytes would take all instances past {total} bytes (memory_total in the runtime config)"
+)]
+pub struct NodeMemoryExhausted {
+    grow: usize,
+    total: usize,
 }
 
 /// A guest tried to grow its memory past its limit; the instance traps.
@@ -281,6 +385,12 @@ impl ResourceLimiter for InstanceLimits {
                 grow,
                 total,
                 limit: self.memory_limit,
+            }));
+        }
+        if !self.budget.try_take(grow) {
+            return Err(wasmtime::Error::new(NodeMemoryExhausted {
+                grow,
+                total: self.budget.total,
             }));
         }
         self.memory_used = total;
@@ -432,6 +542,8 @@ pub enum FailureKind {
     Trap,
     /// The instance pool is full: the machine is at capacity.
     Capacity,
+    /// The node's memory budget is spent (all instances together).
+    NodeMemory,
     /// Something else went wrong around the guest.
     Other,
 }
@@ -456,6 +568,9 @@ pub fn classify_error(e: &wasmtime::Error) -> FailureKind {
         }
         if cause.is::<MemoryLimitExceeded>() {
             return FailureKind::MemoryLimit;
+        }
+        if cause.is::<NodeMemoryExhausted>() {
+            return FailureKind::NodeMemory;
         }
     }
     FailureKind::Other

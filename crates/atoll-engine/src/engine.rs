@@ -35,6 +35,12 @@ pub struct EngineConfig {
     /// requests starving the others. An embedder whose calls are expected to run long
     /// (a library sandbox) turns it off.
     pub throttle_heavy: bool,
+    /// Bytes of linear memory all live instances may hold together; `None`: half of
+    /// the machine's physical memory (`/proc/meminfo`), or 4 GiB where that cannot be
+    /// read. Growth past it fails (the request gets a 503), and admission refuses new
+    /// instances once it is nearly spent, so many tenants' memory bombs at once cannot
+    /// get the process killed by the kernel's OOM killer.
+    pub memory_total: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +50,7 @@ impl Default for EngineConfig {
             max_instances: 1000,
             fuel: false,
             throttle_heavy: true,
+            memory_total: None,
         }
     }
 }
@@ -118,6 +125,7 @@ pub struct Engine {
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
     cpu: Arc<crate::component::CpuShare>,
+    budget: Arc<crate::component::MemoryBudget>,
 }
 
 impl Engine {
@@ -180,6 +188,11 @@ impl Engine {
             config.throttle_heavy,
             config.fuel,
         ));
+        let total = config.memory_total.map_or_else(default_memory_total, |t| {
+            usize::try_from(t).unwrap_or(usize::MAX)
+        });
+        tracing::debug!("memory budget for all instances: {total} bytes");
+        let budget = Arc::new(crate::component::MemoryBudget::new(total));
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
 
@@ -190,6 +203,7 @@ impl Engine {
             pooling,
             ticker_stop,
             cpu,
+            budget,
         })
     }
 
@@ -201,6 +215,11 @@ impl Engine {
     /// The operator's settings it was built with.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The memory budget all its instances share.
+    pub fn memory_budget(&self) -> &Arc<crate::component::MemoryBudget> {
+        &self.budget
     }
 
     /// Whether the pooling allocator is in use.
@@ -232,7 +251,14 @@ impl Engine {
             .instantiate_pre(&compiled)
             .map_err(|e| LoadError::Link(error_chain(&e)))?;
         Ok((
-            LoadedComponent::new(spec, pre, exports, capabilities, self.cpu.clone()),
+            LoadedComponent::new(
+                spec,
+                pre,
+                exports,
+                capabilities,
+                self.cpu.clone(),
+                self.budget.clone(),
+            ),
             outcome,
         ))
     }
@@ -307,6 +333,16 @@ fn wasmtime_config(config: &EngineConfig, pooling: bool, reset: MemoryReset) -> 
 /// The largest memory limit a manifest may set (4 GiB), so every limit fits a pool slot.
 fn atoll_manifest_max_memory() -> usize {
     usize::try_from(atoll_manifest::MAX_MEMORY).unwrap_or(usize::MAX)
+}
+
+/// Half of the machine's physical memory, or 4 GiB if `/proc/meminfo` cannot be read.
+fn default_memory_total() -> usize {
+    let mem_total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+        kib.checked_mul(1024)
+    });
+    mem_total.map_or(4 << 30, |b| b / 2)
 }
 
 fn spawn_epoch_ticker(engine: wasmtime::Engine, stop: Arc<AtomicBool>) {

@@ -57,6 +57,12 @@ pub(crate) async fn handle(
     // Admission: beyond the component's concurrency limit, answer at once.
     let Some(admission) = component.admit() else {
         // Debug, not warn: under overload a line per refused request would flood the log.
+        if component.in_flight() < component.max_concurrency() as usize {
+            tracing::debug!(app = %component.app_name(), component = %component.name(), "the node's memory budget is nearly spent; answering 503");
+            return Ok(unavailable(
+                "the server's memory budget is spent; retry shortly\n",
+            ));
+        }
         tracing::debug!(app = %component.app_name(), component = %component.name(), "over the concurrency limit; answering 503");
         return Ok(unavailable(
             "the component is at its concurrency limit; retry shortly\n",
@@ -185,6 +191,9 @@ fn respond(
         ),
         Err(Outcome::Failed(FailureKind::Capacity, _)) => {
             unavailable("the server is at capacity; retry shortly\n")
+        }
+        Err(Outcome::Failed(FailureKind::NodeMemory, _)) => {
+            unavailable("the server's memory budget is spent; retry shortly\n")
         }
         Err(Outcome::Failed(..)) => plain(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -38,10 +38,14 @@ pub enum Outcome {
 }
 
 impl ServedComponent {
-    /// Admission: a permit if the component is under its concurrency limit, else `None`
-    /// at once (the trigger refuses: HTTP answers 503, cron skips the tick).
+    /// Admission: a permit if the component is under its concurrency limit and the
+    /// node's memory budget has room for one more of its instances, else `None` at once
+    /// (the trigger refuses: HTTP answers 503, cron skips the tick).
     pub fn admit(self: &Arc<Self>) -> Option<Admission> {
         let permit = self.permits.clone().try_acquire_owned().ok()?;
+        if !self.loaded().memory_has_room() {
+            return None;
+        }
         Some(Admission {
             component: self.clone(),
             permit,
@@ -82,7 +86,8 @@ impl Admission {
             ),
         };
         let guest_caused = match &outcome {
-            Outcome::Finished | Outcome::Failed(FailureKind::Capacity, _) => false,
+            Outcome::Finished
+            | Outcome::Failed(FailureKind::Capacity | FailureKind::NodeMemory, _) => false,
             Outcome::Failed(..) => !excused(),
         };
         if let Outcome::Failed(kind, reason) = &outcome {

@@ -278,6 +278,10 @@ impl Plugin {
                 detail: e.root_cause().to_string(),
             },
             FailureKind::Capacity => Error::PoolFull,
+            FailureKind::NodeMemory => Error::Memory {
+                limit: self.inner.component.memory_budget().total() as u64,
+                detail: e.root_cause().to_string(),
+            },
             FailureKind::StackOverflow | FailureKind::Trap => Error::Trap {
                 code: trap,
                 message: trap_message(e),

@@ -84,6 +84,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Bytes of linear memory all live instances of all plugins may hold together
+    /// (default: half of the machine's physical memory). Past it, growth fails with
+    /// [`Error::Memory`] and new calls wait, so no mix of plugins can get the process
+    /// killed for memory.
+    pub fn memory_total(mut self, bytes: u64) -> Self {
+        self.config.memory_total = Some(bytes);
+        self
+    }
+
     /// Count fuel, so [`Limits::fuel`] can bound a call by instructions as well as by
     /// time. Off by default: it slows every guest down somewhat.
     pub fn fuel(mut self, on: bool) -> Self {
@@ -150,6 +159,7 @@ impl Runtime {
                 max_instances: 100,
                 fuel: false,
                 throttle_heavy: false,
+                memory_total: None,
             },
             links: Vec::new(),
         }

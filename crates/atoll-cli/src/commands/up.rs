@@ -148,6 +148,7 @@ impl UpCommand {
 
             let engine = Arc::new(Engine::new(EngineConfig {
                 cache_dir: self.cache_dir.clone().or_else(default_cache_dir),
+                memory_total: runtime_config.memory_total,
                 ..EngineConfig::default()
             })?);
             let loader = Loader::new(engine, runtime_config, env_variables)

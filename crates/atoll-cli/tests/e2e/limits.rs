@@ -240,3 +240,72 @@ async fn responses_over_the_cap_are_aborted() {
         .expect("post after");
     assert_eq!(r.body.len(), small.len());
 }
+
+/// Peak resident memory of a process (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .expect("VmHWM");
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_memory_budget_bounds_all_instances_together() {
+    // Each bomb may grow to its own limit (128 MiB by default); together, all instances
+    // may hold 64 MiB.
+    let app = TestApp::new(
+        r#"
+[app]
+name = "bombs"
+
+[component.bomb]
+source = "{{HOSTILE}}"
+
+[component.hello]
+source = "{{HELLO}}"
+
+[[trigger.http]]
+route = "/bomb/..."
+component = "bomb"
+
+[[trigger.http]]
+route = "/..."
+component = "hello"
+"#,
+    );
+    let config = app.path().join("runtime.toml");
+    std::fs::write(&config, "[limits]\nmemory_total = \"64MiB\"\n").expect("write config");
+    let config = config.display().to_string();
+    let server = Running::start_with(app, &shared_home(), &["--runtime-config", &config]);
+    let before = peak_rss(server.pid());
+
+    let bombs: Vec<_> = (0..8)
+        .map(|_| {
+            let url = server.url("/bomb/alloc");
+            tokio::spawn(async move { get(&client(), &url).await })
+        })
+        .collect();
+    for b in bombs {
+        let r = b.await.expect("bomb request");
+        // The budget, not the bomb's own 128 MiB limit, stopped it: capacity, 503.
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(r.text().contains("memory budget"), "{}", r.text());
+    }
+    // The neighbour is served, so the budget was given back by every bomb.
+    for _ in 0..5 {
+        let r = get(&client(), &server.url("/")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Eight bombs of up to 128 MiB each, yet the process grew by about the budget.
+    let grew = peak_rss(server.pid()).saturating_sub(before);
+    assert!(grew < 160 << 20, "peak RSS grew by {} MiB", grew >> 20);
+    assert!(
+        server.logs().contains("memory budget is spent"),
+        "{}",
+        server.logs()
+    );
+}
