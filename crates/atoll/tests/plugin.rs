@@ -42,6 +42,10 @@ impl acme::plugin::host::Host for HostState {
     fn bump(&mut self, by: u32) -> u32 {
         self.total.fetch_add(by, Ordering::SeqCst) + by
     }
+
+    fn block(&mut self, ms: u64) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
 }
 
 fn wasm() -> Vec<u8> {
@@ -779,5 +783,26 @@ async fn host_functions_without_the_plugins_state_get_a_default_not_a_panic() {
         state.total.load(Ordering::SeqCst),
         5,
         "the stateless plugin never reached it"
+    );
+}
+
+#[tokio::test]
+async fn a_sync_host_call_that_blocks_is_caught_when_it_returns() {
+    // A synchronous host function cannot be interrupted: the deadline (300 ms) is
+    // enforced at the guest's next epoch check after the 800 ms block returns, instead
+    // of letting the guest run on.
+    let plugin = plugin(short()).await;
+    let start = Instant::now();
+    let e = plugin
+        .call_wave("block-then-spin", &["800"])
+        .await
+        .expect_err("blocks, then loops");
+    let took = start.elapsed();
+    assert!(matches!(e, Error::Deadline { .. }), "{e:?}");
+    assert!(took >= Duration::from_millis(800), "{took:?}");
+    // At the guest's next epoch check (one 10 ms tick), not after 300 ms more of CPU.
+    assert!(
+        took < Duration::from_millis(1000),
+        "stopped only after {took:?}"
     );
 }

@@ -99,6 +99,11 @@ impl Guest for Plugin {
         host::bump(by)
     }
 
+    fn block_then_spin(ms: u64) {
+        host::block(ms);
+        Self::spin();
+    }
+
     fn read_file(path: String) -> Result<String, String> {
         std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))
     }
