@@ -51,9 +51,15 @@ pub struct ServedComponent {
     loaded: LoadedComponent,
     pub(crate) permits: Arc<Semaphore>,
     max_concurrency: u32,
+    pub(crate) failures: crate::run::FailureLog,
 }
 
 impl ServedComponent {
+    /// How many of its runs have failed with `kind` since this version was loaded.
+    pub fn failures(&self, kind: atoll_engine::FailureKind) -> u64 {
+        self.failures.count(kind)
+    }
+
     /// The app this component belongs to.
     pub fn app_name(&self) -> &Arc<str> {
         &self.app
@@ -289,6 +295,7 @@ impl Loader {
                     loaded,
                     permits,
                     max_concurrency: max,
+                    failures: crate::run::FailureLog::default(),
                 }),
             );
         }

@@ -20,6 +20,78 @@ use crate::app::ServedComponent;
 /// burning the machine's CPU on failures.
 pub const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 
+/// A component's failures of one kind are logged at most once per this window.
+pub const LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Failures of one component, by kind: counted always, logged once per [`LOG_WINDOW`].
+/// A few relaxed atomics; nothing on the path of a run that succeeds.
+#[derive(Debug)]
+pub(crate) struct FailureLog {
+    since: std::time::Instant,
+    kinds: [KindLog; KINDS],
+}
+
+/// One kind's count, when it was last logged (ms after `since`, +1 so 0 means never),
+/// and how many were not logged since.
+#[derive(Debug, Default)]
+struct KindLog {
+    count: std::sync::atomic::AtomicU64,
+    logged_at: std::sync::atomic::AtomicU64,
+    left_out: std::sync::atomic::AtomicU64,
+}
+
+const KINDS: usize = 7;
+
+fn kind_index(kind: FailureKind) -> usize {
+    match kind {
+        FailureKind::Timeout => 0,
+        FailureKind::MemoryLimit => 1,
+        FailureKind::StackOverflow => 2,
+        FailureKind::Trap => 3,
+        FailureKind::Capacity => 4,
+        FailureKind::NodeMemory => 5,
+        FailureKind::Other => 6,
+    }
+}
+
+impl Default for FailureLog {
+    fn default() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+            kinds: Default::default(),
+        }
+    }
+}
+
+impl FailureLog {
+    pub(crate) fn count(&self, kind: FailureKind) -> u64 {
+        self.kinds[kind_index(kind)]
+            .count
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Count a failure; `Some(left out since the last line)` if it is to be logged now.
+    pub(crate) fn record(&self, kind: FailureKind) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let k = &self.kinds[kind_index(kind)];
+        k.count.fetch_add(1, Relaxed);
+        let now = u64::try_from(self.since.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let last = k.logged_at.load(Relaxed);
+        let window = u64::try_from(LOG_WINDOW.as_millis()).unwrap_or(u64::MAX);
+        if (last == 0 || now.saturating_sub(last) >= window)
+            && k.logged_at
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            return Some(k.left_out.swap(0, Relaxed));
+        }
+        k.left_out.fetch_add(1, Relaxed);
+        None
+    }
+}
+
 /// A component's concurrency permit, taken by [`ServedComponent::admit`]: the right to
 /// run one instance now.
 pub struct Admission {
@@ -91,7 +163,15 @@ impl Admission {
             Outcome::Failed(..) => !excused(),
         };
         if let Outcome::Failed(kind, reason) = &outcome {
-            tracing::error!(app = %component.app_name(), component = %component.name(), kind = ?kind, "guest failed: {reason}");
+            // Counted every time; logged once per window per kind, with how many like
+            // it were left out, so a flood of failures is not a flood of log lines.
+            if let Some(more) = component.failures.record(*kind) {
+                if more == 0 {
+                    tracing::error!(app = %component.app_name(), component = %component.name(), kind = ?kind, "guest failed: {reason}");
+                } else {
+                    tracing::error!(app = %component.app_name(), component = %component.name(), kind = ?kind, "guest failed: {reason} (and {more} more failures of this kind in the last {:?}, not logged one by one)", LOG_WINDOW);
+                }
+            }
         }
         let permit = self.permit;
         if guest_caused {
@@ -120,5 +200,32 @@ fn describe_failure(e: &wasmtime::Error) -> String {
             format!("{cause} (in {})", frames.join(" <- "))
         }
         None => cause,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::{FailureKind, FailureLog, kind_index};
+
+    #[test]
+    fn failures_are_counted_always_and_logged_once_per_window_per_kind() {
+        let log = FailureLog::default();
+        assert_eq!(log.record(FailureKind::Trap), Some(0));
+        for _ in 0..5 {
+            assert_eq!(log.record(FailureKind::Trap), None);
+        }
+        // Another kind has a window of its own.
+        assert_eq!(log.record(FailureKind::Timeout), Some(0));
+        assert_eq!(log.count(FailureKind::Trap), 6);
+        assert_eq!(log.count(FailureKind::Timeout), 1);
+        // Once the window has passed (here: as if the last line was never written), the
+        // next is logged with the five left out.
+        log.kinds[kind_index(FailureKind::Trap)]
+            .logged_at
+            .store(0, Ordering::Relaxed);
+        assert_eq!(log.record(FailureKind::Trap), Some(5));
+        assert_eq!(log.record(FailureKind::Trap), None);
     }
 }

@@ -309,3 +309,47 @@ component = "hello"
         server.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_failures_is_counted_but_logged_once_per_second() {
+    let server = Running::start(TestApp::new(
+        r#"
+[app]
+name = "noisy"
+
+[component.bomb]
+source = "{{HOSTILE}}"
+
+[[trigger.http]]
+route = "/..."
+component = "bomb"
+"#,
+    ));
+    let c = client();
+    let started = std::time::Instant::now();
+    for _ in 0..30 {
+        assert_eq!(get(&c, &server.url("/trap")).await.status, 500);
+    }
+    let lines = |logs: &str| {
+        logs.lines()
+            .filter(|l| l.contains("component=bomb") && l.contains("guest failed"))
+            .count()
+    };
+    // 30 traps, but a line per second of them at most (plus one for a window edge).
+    let allowed = started.elapsed().as_secs() as usize + 2;
+    let logged = lines(&server.logs());
+    assert!(
+        (1..=allowed).contains(&logged),
+        "{logged} lines for 30 failures in {:?}:\n{}",
+        started.elapsed(),
+        server.logs()
+    );
+    // After the window, the next failure's line says how many were left out.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(&c, &server.url("/trap")).await.status, 500);
+    assert!(
+        server.wait_for_log("more failures of this kind", Duration::from_secs(5)),
+        "{}",
+        server.logs()
+    );
+}
