@@ -1,6 +1,7 @@
 //! What every trigger does around a guest: admission (a per-component concurrency
 //! permit, never a queue) and the guest's run (wall-clock timeout, failure
-//! classification, one log line per failure, and the failure penalty). A trigger supplies
+//! classification, failure counts and at most one log line per second per kind, and the
+//! failure penalty). A trigger supplies
 //! only the world-specific part: instantiate with its typed pre and call its export.
 //!
 //! Cost per run: one `Arc` clone of the component (the admission), one of its semaphore
