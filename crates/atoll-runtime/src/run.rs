@@ -39,6 +39,20 @@ struct KindLog {
     count: std::sync::atomic::AtomicU64,
     logged_at: std::sync::atomic::AtomicU64,
     left_out: std::sync::atomic::AtomicU64,
+    /// A hash of the last logged reason's words (digits left out, so byte counts and
+    /// addresses do not make every failure new): a different failure of the same kind
+    /// is logged at once.
+    last_reason: std::sync::atomic::AtomicU64,
+}
+
+/// A hash of `reason` without its digits.
+fn reason_hash(reason: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for c in reason.chars().filter(|c| !c.is_ascii_digit()) {
+        c.hash(&mut h);
+    }
+    h.finish()
 }
 
 const KINDS: usize = 7;
@@ -71,11 +85,21 @@ impl FailureLog {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Count a failure; `Some(left out since the last line)` if it is to be logged now.
-    pub(crate) fn record(&self, kind: FailureKind) -> Option<u64> {
+    /// Count a failure; `Some(left out since the last line)` if it is to be logged now:
+    /// the first of its kind in the window, or one whose reason differs from the last
+    /// logged.
+    pub(crate) fn record(&self, kind: FailureKind, reason: &str) -> Option<u64> {
         use std::sync::atomic::Ordering::Relaxed;
         let k = &self.kinds[kind_index(kind)];
         k.count.fetch_add(1, Relaxed);
+        let hash = reason_hash(reason);
+        if k.last_reason.swap(hash, Relaxed) != hash {
+            let now = u64::try_from(self.since.elapsed().as_millis())
+                .unwrap_or(u64::MAX)
+                .saturating_add(1);
+            k.logged_at.store(now, Relaxed);
+            return Some(k.left_out.swap(0, Relaxed));
+        }
         let now = u64::try_from(self.since.elapsed().as_millis())
             .unwrap_or(u64::MAX)
             .saturating_add(1);
@@ -166,7 +190,7 @@ impl Admission {
         if let Outcome::Failed(kind, reason) = &outcome {
             // Counted every time; logged once per window per kind, with how many like
             // it were left out, so a flood of failures is not a flood of log lines.
-            if let Some(more) = component.failures.record(*kind) {
+            if let Some(more) = component.failures.record(*kind, reason) {
                 if more == 0 {
                     tracing::error!(app = %component.app_name(), component = %component.name(), kind = ?kind, "guest failed: {reason}");
                 } else {
@@ -213,12 +237,18 @@ mod tests {
     #[test]
     fn failures_are_counted_always_and_logged_once_per_window_per_kind() {
         let log = FailureLog::default();
-        assert_eq!(log.record(FailureKind::Trap), Some(0));
+        assert_eq!(
+            log.record(FailureKind::Trap, "wasm trap: unreachable"),
+            Some(0)
+        );
         for _ in 0..5 {
-            assert_eq!(log.record(FailureKind::Trap), None);
+            assert_eq!(
+                log.record(FailureKind::Trap, "wasm trap: unreachable"),
+                None
+            );
         }
         // Another kind has a window of its own.
-        assert_eq!(log.record(FailureKind::Timeout), Some(0));
+        assert_eq!(log.record(FailureKind::Timeout, "timeout"), Some(0));
         assert_eq!(log.count(FailureKind::Trap), 6);
         assert_eq!(log.count(FailureKind::Timeout), 1);
         // Once the window has passed (here: as if the last line was never written), the
@@ -226,7 +256,27 @@ mod tests {
         log.kinds[kind_index(FailureKind::Trap)]
             .logged_at
             .store(0, Ordering::Relaxed);
-        assert_eq!(log.record(FailureKind::Trap), Some(5));
-        assert_eq!(log.record(FailureKind::Trap), None);
+        assert_eq!(
+            log.record(FailureKind::Trap, "wasm trap: unreachable"),
+            Some(5)
+        );
+        assert_eq!(
+            log.record(FailureKind::Trap, "wasm trap: unreachable"),
+            None
+        );
+        // Another failure of the same kind is logged at once; the same one with other
+        // numbers in it is not.
+        assert_eq!(
+            log.record(FailureKind::Trap, "out of bounds memory access"),
+            Some(1)
+        );
+        assert_eq!(
+            log.record(FailureKind::Trap, "out of bounds memory access"),
+            None
+        );
+        let a = "memory limit reached: growing by 1048576 bytes would bring the instance to 33619968 bytes";
+        let b = "memory limit reached: growing by 1048576 bytes would bring the instance to 33554432 bytes";
+        assert_eq!(log.record(FailureKind::MemoryLimit, a), Some(0));
+        assert_eq!(log.record(FailureKind::MemoryLimit, b), None);
     }
 }
