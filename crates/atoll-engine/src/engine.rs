@@ -77,6 +77,11 @@ pub struct EngineBuilder {
 }
 
 impl EngineBuilder {
+    /// The operator's settings it will build with, to change before [`build`](Self::build).
+    pub fn config_mut(&mut self) -> &mut EngineConfig {
+        &mut self.config
+    }
+
     /// Add host functions: `hook` gets the linker once, when the engine is built. Store
     /// data is [`InstanceState`]; an embedder reaches its own per-instance state through
     /// [`InstanceState::user_mut`].

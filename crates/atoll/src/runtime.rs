@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use atoll_capabilities::Backends;
-use atoll_engine::{ComponentSpec, Engine, EngineConfig, InstanceState};
+use atoll_engine::{ComponentSpec, Engine, EngineBuilder, EngineConfig, InstanceState};
 use wasmtime::component::Linker;
 
 use crate::plugin::{Plugin, PluginInner, StateFn};
@@ -45,9 +45,6 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-/// Host functions an application adds: given the linker once, when the runtime is built.
-type LinkHook = Box<dyn FnOnce(&mut Linker<InstanceState>) -> wasmtime::Result<()> + Send>;
-
 /// Builds a [`Runtime`].
 ///
 /// ```
@@ -65,22 +62,21 @@ type LinkHook = Box<dyn FnOnce(&mut Linker<InstanceState>) -> wasmtime::Result<(
 /// # drop(runtime); Ok(()) }
 /// ```
 pub struct RuntimeBuilder {
-    config: EngineConfig,
-    links: Vec<LinkHook>,
+    engine: EngineBuilder,
 }
 
 impl RuntimeBuilder {
     /// Cache compiled components in `dir` (keyed by their hash and the engine's
     /// settings), so a restart loads them in milliseconds instead of compiling again.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.config.cache_dir = Some(dir.into());
+        self.engine.config_mut().cache_dir = Some(dir.into());
         self
     }
 
     /// Instances alive at once across all plugins (the instance pool's size; each slot
     /// reserves address space, not memory). Default 100.
     pub fn max_instances(mut self, n: u32) -> Self {
-        self.config.max_instances = n;
+        self.engine.config_mut().max_instances = n;
         self
     }
 
@@ -89,14 +85,14 @@ impl RuntimeBuilder {
     /// [`Error::Memory`] and new calls wait, so no mix of plugins can get the process
     /// killed for memory.
     pub fn memory_total(mut self, bytes: u64) -> Self {
-        self.config.memory_total = Some(bytes);
+        self.engine.config_mut().memory_total = Some(bytes);
         self
     }
 
     /// Count fuel, so [`Limits::fuel`] can bound a call by instructions as well as by
     /// time. Off by default: it slows every guest down somewhat.
     pub fn fuel(mut self, on: bool) -> Self {
-        self.config.fuel = on;
+        self.engine.config_mut().fuel = on;
         self
     }
 
@@ -104,7 +100,7 @@ impl RuntimeBuilder {
     /// waiting, as the atoll server does for its tenants. Off by default: a library
     /// call is expected to run as fast as it can.
     pub fn throttle_heavy_calls(mut self, on: bool) -> Self {
-        self.config.throttle_heavy = on;
+        self.engine.config_mut().throttle_heavy = on;
         self
     }
 
@@ -124,18 +120,14 @@ impl RuntimeBuilder {
         mut self,
         hook: impl FnOnce(&mut Linker<InstanceState>) -> wasmtime::Result<()> + Send + 'static,
     ) -> Self {
-        self.links.push(Box::new(hook));
+        self.engine = self.engine.link(hook);
         self
     }
 
     /// Build the runtime: configure the engine, reserve the instance pool, start the
     /// epoch ticker.
     pub fn build(self) -> Result<Runtime, Error> {
-        let mut builder = Engine::builder(self.config);
-        for hook in self.links {
-            builder = builder.link(hook);
-        }
-        let engine = builder.build()?;
+        let engine = self.engine.build()?;
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -154,14 +146,13 @@ impl Runtime {
     /// A [`RuntimeBuilder`] with the defaults.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
-            config: EngineConfig {
+            engine: Engine::builder(EngineConfig {
                 cache_dir: None,
                 max_instances: 100,
                 fuel: false,
                 throttle_heavy: false,
                 memory_total: None,
-            },
-            links: Vec::new(),
+            }),
         }
     }
 
