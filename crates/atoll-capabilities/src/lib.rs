@@ -82,7 +82,9 @@ pub use keyvalue::{
 };
 pub use logs::{MAX_LINE, MAX_PER_REQUEST};
 pub use outbound::OutboundHttp;
-pub use runtime_config::{OutboundConfig, RuntimeConfig, StoreConfig};
+pub use runtime_config::{
+    FairnessConfig, LanePriority, OutboundConfig, RuntimeConfig, StoreConfig,
+};
 pub use variables::{ENV_PREFIX, env_name};
 
 use crate::logs::{GuestOutput, LogTarget, Stream};

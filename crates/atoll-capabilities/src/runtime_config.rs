@@ -21,6 +21,15 @@
 //!
 //! [limits]
 //! memory_total = "8GiB"             # all instances together (default: half the RAM)
+//!
+//! [fairness]                        # one tenant cannot starve the others (defaults shown)
+//! demote_after = "2ms"              # CPU a request may use on an event loop, then the slow lane
+//! slow_lane = "idle"                # the slow lane's OS priority: idle, nice (19) or off
+//! window = "1s"                     # how far back a component's failures and heavy runs count
+//! failure_budget = 10               # failures per window before a component is slowed down
+//! heavy_after = 2                   # heavy runs per window before it starts on the slow lane
+//! failing_concurrency = 2           # instances a failing component may run (default: cores)
+//! admission_wait = "250ms"          # how long a slowed-down request waits before its 503
 //! ```
 
 use std::collections::BTreeMap;
@@ -44,8 +53,59 @@ pub struct RuntimeConfig {
     /// `[limits] memory_total`: bytes of linear memory all instances may hold together;
     /// `None`: the engine's default (half of the machine's memory).
     pub memory_total: Option<u64>,
+    /// `[fairness]`: how one component is kept from starving the others.
+    pub fairness: FairnessConfig,
     /// The file it was read from, for messages.
     pub path: Option<PathBuf>,
+}
+
+/// The OS priority of the slow lane's threads (`[fairness] slow_lane`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LanePriority {
+    /// `SCHED_IDLE`: runs only on CPU time the event loops leave (the default).
+    #[default]
+    Idle,
+    /// nice 19: a small share of a busy CPU (where `SCHED_IDLE` is unavailable).
+    Nice,
+    /// No slow lane: every guest runs on the event loop that took its request.
+    Off,
+}
+
+/// `[fairness]`: the settings that keep one component from starving the others (see
+/// `atoll-runtime`'s `fairness` module for the mechanism). The defaults need no tuning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FairnessConfig {
+    /// Guest CPU one request may use on an event loop before it moves to the slow lane.
+    pub demote_after: Duration,
+    /// The slow lane's priority, or no slow lane.
+    pub slow_lane: LanePriority,
+    /// How far back (one to two windows) a component's failures and heavy runs count.
+    pub window: Duration,
+    /// Guest-caused failures in a window, when they also outnumber its successes, after
+    /// which a component is failing: few instances at a time, on the slow lane, and a
+    /// request waits up to `admission_wait` for one before its 503.
+    pub failure_budget: u32,
+    /// Requests moved to the slow lane in a window after which a component's requests
+    /// start there.
+    pub heavy_after: u32,
+    /// Instances a failing component may run at once; `None`: one per core.
+    pub failing_concurrency: Option<u32>,
+    /// How long a request to a failing component waits for an instance before its 503.
+    pub admission_wait: Duration,
+}
+
+impl Default for FairnessConfig {
+    fn default() -> Self {
+        Self {
+            demote_after: Duration::from_millis(2),
+            slow_lane: LanePriority::Idle,
+            window: Duration::from_secs(1),
+            failure_budget: 10,
+            heavy_after: 2,
+            failing_concurrency: None,
+            admission_wait: Duration::from_millis(250),
+        }
+    }
 }
 
 impl std::fmt::Display for StoreConfig {
@@ -150,6 +210,20 @@ struct RawConfig {
     outbound_http: RawOutbound,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    fairness: RawFairness,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFairness {
+    demote_after: Option<String>,
+    slow_lane: Option<String>,
+    window: Option<String>,
+    failure_budget: Option<u32>,
+    heavy_after: Option<u32>,
+    failing_concurrency: Option<u32>,
+    admission_wait: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -296,14 +370,79 @@ impl RuntimeConfig {
                 Some(bytes)
             }
         };
+        let fairness = fairness(&raw.fairness).map_err(|reason| bad(reason))?;
         Ok(Self {
             variables,
             key_value_stores,
             outbound_http,
             memory_total,
+            fairness,
             path: Some(path.to_path_buf()),
         })
     }
+}
+
+/// Check `[fairness]` and fill in the defaults.
+fn fairness(raw: &RawFairness) -> Result<FairnessConfig, String> {
+    let mut f = FairnessConfig::default();
+    let dur = |s: &Option<String>, key: &str, min: Duration, max: Duration, into: &mut Duration| {
+        if let Some(s) = s {
+            let d =
+                atoll_manifest::parse_duration(s).map_err(|e| format!("fairness.{key}: {e}"))?;
+            if d < min || d > max {
+                return Err(format!(
+                    "fairness.{key} is `{s}`; it must be between {min:?} and {max:?}"
+                ));
+            }
+            *into = d;
+        }
+        Ok::<(), String>(())
+    };
+    dur(
+        &raw.demote_after,
+        "demote_after",
+        Duration::from_micros(100),
+        Duration::from_secs(10),
+        &mut f.demote_after,
+    )?;
+    dur(
+        &raw.window,
+        "window",
+        Duration::from_millis(10),
+        Duration::from_secs(3600),
+        &mut f.window,
+    )?;
+    dur(
+        &raw.admission_wait,
+        "admission_wait",
+        Duration::ZERO,
+        Duration::from_secs(60),
+        &mut f.admission_wait,
+    )?;
+    if let Some(p) = &raw.slow_lane {
+        f.slow_lane = match p.as_str() {
+            "idle" => LanePriority::Idle,
+            "nice" => LanePriority::Nice,
+            "off" => LanePriority::Off,
+            other => {
+                return Err(format!(
+                    "fairness.slow_lane is `{other}`; it must be `idle`, `nice` or `off`"
+                ));
+            }
+        };
+    }
+    let at_least_one = |n: Option<u32>, key: &str| match n {
+        Some(0) => Err(format!("fairness.{key} must be at least 1")),
+        _ => Ok(n),
+    };
+    if let Some(n) = at_least_one(raw.failure_budget, "failure_budget")? {
+        f.failure_budget = n;
+    }
+    if let Some(n) = at_least_one(raw.heavy_after, "heavy_after")? {
+        f.heavy_after = n;
+    }
+    f.failing_concurrency = at_least_one(raw.failing_concurrency, "failing_concurrency")?;
+    Ok(f)
 }
 
 /// The kind of a TOML value, for messages that must not show the value.
@@ -346,6 +485,32 @@ mod tests {
             e.to_string()
                 .replace(&dir.path().display().to_string(), "$DIR")
         })
+    }
+
+    #[test]
+    fn fairness_has_defaults_and_checked_settings() {
+        let rc = load("").expect("empty");
+        assert_eq!(rc.fairness, super::FairnessConfig::default());
+        let rc = load(
+            "[fairness]\ndemote_after = \"5ms\"\nslow_lane = \"nice\"\nfailure_budget = 3\nfailing_concurrency = 1\nadmission_wait = \"0s\"\n",
+        )
+        .expect("loads");
+        assert_eq!(rc.fairness.demote_after, Duration::from_millis(5));
+        assert_eq!(rc.fairness.slow_lane, super::LanePriority::Nice);
+        assert_eq!(rc.fairness.failure_budget, 3);
+        assert_eq!(rc.fairness.failing_concurrency, Some(1));
+        assert_eq!(rc.fairness.admission_wait, Duration::ZERO);
+        let e = load("[fairness]\nslow_lane = \"low\"\n").expect_err("bad lane");
+        assert!(
+            e.contains("fairness.slow_lane") && e.contains("idle"),
+            "{e}"
+        );
+        let e = load("[fairness]\nfailure_budget = 0\n").expect_err("zero");
+        assert!(e.contains("fairness.failure_budget"), "{e}");
+        let e = load("[fairness]\ndemote_after = \"1h\"\n").expect_err("too long");
+        assert!(e.contains("fairness.demote_after"), "{e}");
+        let e = load("[fairness]\ndemote = \"1ms\"\n").expect_err("typo");
+        assert!(e.contains("demote"), "{e}");
     }
 
     #[test]

@@ -273,13 +273,28 @@ async fn tick_forever(job: Job, runs: Arc<Runs>) {
             state: job.state.clone(),
             runs: runs.clone(),
         };
-        let Some(admission) = job.component.admit() else {
-            drop(guard);
-            tracing::warn!(app = %job.app, component = %job.component.name(), "tick skipped: the component is at its concurrency limit");
-            continue;
+        let admission = match job.component.admit() {
+            Ok(a) => a,
+            Err(refused) => {
+                drop(guard);
+                let why = match refused {
+                    atoll_runtime::Refused::Concurrency => {
+                        "the component is at its concurrency limit"
+                    }
+                    atoll_runtime::Refused::Memory => "the node's memory budget is spent",
+                    atoll_runtime::Refused::Failing => {
+                        "the component keeps failing and its few slots are taken"
+                    }
+                };
+                tracing::warn!(app = %job.app, component = %job.component.name(), "tick skipped: {why}");
+                continue;
+            }
         };
         let run_job = job.clone();
-        tokio::spawn(async move {
+        // A job that computes moves to the slow lane like any guest, so it cannot hold
+        // the threads of this runtime.
+        let lane = admission.lane();
+        tokio::spawn(lane.run(Box::pin(async move {
             let _guard = guard;
             let store = run_job.component.loaded().new_store();
             let entry = run_job.entry.clone();
@@ -287,7 +302,8 @@ async fn tick_forever(job: Job, runs: Arc<Runs>) {
                 .run_guest(move || call(entry, store, timestamp), || false)
                 .await;
             tracing::debug!(app = %run_job.app, component = %run_job.component.name(), ?outcome, "cron run ended");
-        });
+            outcome
+        })));
     }
 }
 

@@ -408,8 +408,8 @@ impl ResourceLimiter for InstanceLimits {
 }
 
 /// A guest that has run this many epoch ticks (of CPU, not waiting) in one request
-/// counts as CPU-heavy.
-const HEAVY_AFTER_TICKS: u64 = 3;
+/// counts as CPU-heavy (30 ms).
+const HEAVY_AFTER_TICKS: u64 = 30;
 /// While other requests are being served, a CPU-heavy guest sleeps this long after each
 /// tick it runs, so it gets about a twentieth of a core and cannot starve light requests.
 const THROTTLE: Duration = Duration::from_millis(190);
@@ -433,6 +433,11 @@ pub struct CpuShare {
 }
 
 impl CpuShare {
+    /// Whether any instance is alive (the epoch ticker slows down when none is).
+    pub(crate) fn any_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed) > 0
+    }
+
     pub(crate) fn new(throttle: bool, fuel: bool) -> Self {
         Self {
             throttle,
@@ -442,6 +447,22 @@ impl CpuShare {
             light_done: AtomicU64::new(0),
         }
     }
+}
+
+std::thread_local! {
+    /// Epoch ticks that guests polled on this thread have run through (counted the way
+    /// the deadline counts them: running, not waiting). Read before and after a poll,
+    /// it says how much CPU that poll's guest used, whatever else the thread did and
+    /// however long the kernel kept it off the CPU meanwhile.
+    static THREAD_TICKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Guest CPU, in epoch ticks ([`EPOCH_TICK`](crate::EPOCH_TICK)), used by guests polled
+/// on the calling thread so far. The difference across one poll of a guest's future is
+/// the CPU that poll used, in ticks; a poll that ends before a tick counts 0. A
+/// thread-local read: cheap enough for every poll.
+pub fn thread_guest_ticks() -> u64 {
+    THREAD_TICKS.with(std::cell::Cell::get)
 }
 
 /// One store's share of the CPU: its remaining ticks before the timeout, and whether
@@ -485,6 +506,8 @@ impl CpuAccount {
         if since_resume <= EPOCH_TICK * 3 / 2 {
             self.ticks_left = self.ticks_left.saturating_sub(1);
             self.ticks_used += 1;
+            // The callback runs on the thread polling the guest.
+            THREAD_TICKS.with(|t| t.set(t.get() + 1));
         }
         if self.ticks_left == 0 {
             return UpdateDeadline::Interrupt;

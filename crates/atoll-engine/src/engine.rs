@@ -14,9 +14,14 @@ use crate::check::{ComponentKind, inspect_bytes};
 use crate::component::{InstanceState, LoadedComponent};
 use crate::error::{LoadError, error_chain};
 
-/// How often the epoch advances. A guest that runs past its deadline is stopped within
-/// one tick of it.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How often the epoch advances while guests run. A running guest yields to its
+/// scheduler at every tick (so a loop is held at most a tick by one poll, and a
+/// computing guest can be moved off it), and one that runs past its deadline is stopped
+/// within a tick of it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// How often it advances while no instance is alive: an idle server wakes 100 times a
+/// second, not 1000. A guest that starts meanwhile sees its first tick up to this late.
+const IDLE_TICK: Duration = Duration::from_millis(10);
 
 /// Operator settings for the engine (not the app's: those are in the manifest).
 #[derive(Debug, Clone)]
@@ -29,11 +34,11 @@ pub struct EngineConfig {
     /// instructions ([`LoadedComponent::set_fuel`]). Costs every guest some speed
     /// (~10-20% on compute-bound code), so it is off unless an embedder asks for it.
     pub fuel: bool,
-    /// While other guests are being served, pause a guest that has run more than a few
-    /// epoch ticks of CPU in one call after each tick it runs, so it gets about a
-    /// twentieth of a core (`THROTTLE`): the server's defence against one tenant's slow
-    /// requests starving the others. An embedder whose calls are expected to run long
-    /// (a library sandbox) turns it off.
+    /// While other guests are being served, pause a guest that has run more than 30 ms
+    /// of CPU in one call for 190 ms after each tick it runs, so it gets a small share of
+    /// a core (`THROTTLE`). Off by default: the HTTP server moves such guests to its slow
+    /// lane at the lowest OS priority instead (atoll-runtime's `fairness`), which uses
+    /// idle CPU that a sleep would waste. For an embedder with no lane of its own.
     pub throttle_heavy: bool,
     /// Bytes of linear memory all live instances may hold together; `None`: half of
     /// the machine's physical memory (`/proc/meminfo`), or 4 GiB where that cannot be
@@ -49,7 +54,7 @@ impl Default for EngineConfig {
             cache_dir: None,
             max_instances: 1000,
             fuel: false,
-            throttle_heavy: true,
+            throttle_heavy: false,
             memory_total: None,
         }
     }
@@ -193,13 +198,14 @@ impl Engine {
             config.throttle_heavy,
             config.fuel,
         ));
+        let alive = cpu.clone();
         let total = config.memory_total.map_or_else(default_memory_total, |t| {
             usize::try_from(t).unwrap_or(usize::MAX)
         });
         tracing::debug!("memory budget for all instances: {total} bytes");
         let budget = Arc::new(crate::component::MemoryBudget::new(total));
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone(), alive);
 
         Ok(Self {
             engine,
@@ -350,12 +356,20 @@ fn default_memory_total() -> usize {
     mem_total.map_or(4 << 30, |b| b / 2)
 }
 
-fn spawn_epoch_ticker(engine: wasmtime::Engine, stop: Arc<AtomicBool>) {
+fn spawn_epoch_ticker(
+    engine: wasmtime::Engine,
+    stop: Arc<AtomicBool>,
+    cpu: Arc<crate::component::CpuShare>,
+) {
     let spawned = std::thread::Builder::new()
         .name("atoll-epoch".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
+                std::thread::sleep(if cpu.any_alive() {
+                    EPOCH_TICK
+                } else {
+                    IDLE_TICK
+                });
                 engine.increment_epoch();
             }
         });

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use atoll_engine::FailureKind;
-use atoll_runtime::Outcome;
+use atoll_runtime::{Outcome, Refused};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
@@ -54,19 +54,24 @@ pub(crate) async fn handle(
     };
     let component = &target.component;
 
-    // Admission: beyond the component's concurrency limit, answer at once.
-    let Some(admission) = component.admit() else {
+    // Admission: beyond the component's concurrency limit or the node's memory budget,
+    // answer at once; a component that keeps failing makes its requests wait for one of
+    // its few slots first (fairness, in atoll-runtime).
+    let admission = match component.admit_waiting().await {
+        Ok(a) => a,
         // Debug, not warn: under overload a line per refused request would flood the log.
-        if component.in_flight() < component.max_concurrency() as usize {
-            tracing::debug!(app = %component.app_name(), component = %component.name(), "the node's memory budget is nearly spent; answering 503");
-            return Ok(unavailable(
-                "the server's memory budget is spent; retry shortly\n",
-            ));
+        Err(refused) => {
+            tracing::debug!(app = %component.app_name(), component = %component.name(), ?refused, "answering 503");
+            return Ok(unavailable(match refused {
+                Refused::Concurrency => {
+                    "the component is at its concurrency limit; retry shortly\n"
+                }
+                Refused::Memory => "the server's memory budget is spent; retry shortly\n",
+                Refused::Failing => {
+                    "the component keeps failing, so it is being slowed down; retry later\n"
+                }
+            }));
         }
-        tracing::debug!(app = %component.app_name(), component = %component.name(), "over the concurrency limit; answering 503");
-        return Ok(unavailable(
-            "the component is at its concurrency limit; retry shortly\n",
-        ));
     };
 
     let max_body = state.config.max_body_bytes;
@@ -100,7 +105,10 @@ pub(crate) async fn handle(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let exceeded_in_guest = exceeded.clone();
     let in_guest = target.clone();
-    let mut guest = Box::pin(async move {
+    // The run starts on this loop, or on the slow lane for a heavy or failing component,
+    // and moves there once it has used its share of this loop's CPU.
+    let lane = admission.lane();
+    let mut guest = lane.run(Box::pin(async move {
         // The store lives in this future: it is dropped when the call ends or is cut
         // off at the timeout, before the body guard hears the outcome.
         let run = move || async move {
@@ -116,7 +124,7 @@ pub(crate) async fn handle(
             .await;
         let _ = done_tx.send(outcome == Outcome::Finished);
         outcome
-    });
+    }));
 
     // Run the guest right here first: most guests set the response, write the body and
     // return within this poll, which saves a task spawn and a cross-thread wake-up per

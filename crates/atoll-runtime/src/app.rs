@@ -52,6 +52,11 @@ pub struct ServedComponent {
     pub(crate) permits: Arc<Semaphore>,
     max_concurrency: u32,
     pub(crate) failures: crate::run::FailureLog,
+    pub(crate) fairness: Arc<crate::fairness::Fairness>,
+    pub(crate) pressure: crate::fairness::Pressure,
+    /// The slots of a failing component (`fairness`).
+    pub(crate) gate: Arc<Semaphore>,
+    pub(crate) last_standing: std::sync::atomic::AtomicU8,
 }
 
 impl ServedComponent {
@@ -166,6 +171,7 @@ pub struct Loader {
     #[cfg(feature = "registry")]
     home: Option<atoll_registry::AtollHome>,
     default_max_concurrency: u32,
+    fairness: Arc<crate::fairness::Fairness>,
 }
 
 static LOADS: AtomicU64 = AtomicU64::new(1);
@@ -187,6 +193,7 @@ impl Loader {
     ) -> Self {
         Self {
             engine,
+            fairness: Arc::new(crate::fairness::Fairness::new(runtime.fairness.clone())),
             runtime: Arc::new(runtime),
             env_variables: Arc::new(env_variables),
             backends: Backends::default(),
@@ -296,6 +303,10 @@ impl Loader {
                     permits,
                     max_concurrency: max,
                     failures: crate::run::FailureLog::default(),
+                    fairness: self.fairness.clone(),
+                    pressure: crate::fairness::Pressure::default(),
+                    gate: Arc::new(Semaphore::new(self.fairness.failing_concurrency())),
+                    last_standing: std::sync::atomic::AtomicU8::new(0),
                 }),
             );
         }

@@ -13,6 +13,10 @@
 //! - [`ServedComponent::admit`] and [`Admission::run_guest`]: admission (concurrency
 //!   permit, never a queue) and the guest run (timeout, failure classification, one log
 //!   line per failure, failure penalty), the same for every trigger.
+//! - Fairness between components ([`Lane`], [`Standing`], the `fairness` module): a
+//!   guest that computes moves off the event loops to a slow lane at the lowest OS
+//!   priority; a component whose runs are heavy starts there; one that keeps failing runs
+//!   few instances at a time and its requests wait before their 503.
 //!
 //! Not for: any one trigger (HTTP routing and status codes are `atoll-http`'s, cron
 //! schedules `atoll-cron`'s, and each checks the export its world needs), parsing
@@ -24,6 +28,7 @@
 //! semaphore and timers), and with `registry` the registry client crate and semver.
 
 mod app;
+mod fairness;
 mod live;
 #[cfg(feature = "registry")]
 mod packages;
@@ -33,7 +38,8 @@ pub use app::{
     LoadedApp, Loader, ResolvedSource, RuntimeError, ServedComponent, default_max_concurrency,
     load_diagnostic, read_component, source_diagnostic,
 };
+pub use fairness::{Lane, Laned, Standing};
 pub use live::{LiveApps, Snapshot};
 #[cfg(feature = "registry")]
 pub use packages::resolve_packages;
-pub use run::{Admission, FAILURE_PENALTY, Outcome};
+pub use run::{Admission, FAILURE_PENALTY, Outcome, Refused};

@@ -15,6 +15,7 @@ use atoll_engine::{FailureKind, classify_error};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::ServedComponent;
+use crate::fairness::{Lane, Standing};
 
 /// How long a failed run keeps holding its component's concurrency slot, so a component
 /// that keeps trapping, timing out or exhausting memory slows itself down instead of
@@ -122,6 +123,21 @@ impl FailureLog {
 pub struct Admission {
     component: Arc<ServedComponent>,
     permit: OwnedSemaphorePermit,
+    /// A failing component's slot (see `fairness`), held through the failure penalty.
+    gate: Option<OwnedSemaphorePermit>,
+    standing: Standing,
+}
+
+/// Why admission refused a request: the trigger answers 503 (cron skips the tick).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The component runs as many instances as its `max_concurrency`.
+    Concurrency,
+    /// The node's memory budget has no room for another instance.
+    Memory,
+    /// The component keeps failing: it runs few instances at a time, and none was free
+    /// within the admission wait.
+    Failing,
 }
 
 /// How one guest run ended.
@@ -135,18 +151,95 @@ pub enum Outcome {
 }
 
 impl ServedComponent {
-    /// Admission: a permit if the component is under its concurrency limit and the
-    /// node's memory budget has room for one more of its instances, else `None` at once
-    /// (the trigger refuses: HTTP answers 503, cron skips the tick).
-    pub fn admit(self: &Arc<Self>) -> Option<Admission> {
-        let permit = self.permits.clone().try_acquire_owned().ok()?;
+    /// Admission without waiting: a permit if the component is under its concurrency
+    /// limit, the node's memory budget has room for one more of its instances, and, if
+    /// it is failing (see `fairness`), one of its few slots is free now.
+    pub fn admit(self: &Arc<Self>) -> Result<Admission, Refused> {
+        let standing = self.standing();
+        let gate = match standing {
+            Standing::Failing => Some(
+                self.gate
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| Refused::Failing)?,
+            ),
+            _ => None,
+        };
+        self.admit_with(standing, gate)
+    }
+
+    /// Admission for a trigger that can hold a request back: as [`ServedComponent::admit`],
+    /// but a request to a failing component waits up to the admission wait for one of its
+    /// slots, so a client that ignores `retry-after` is slowed to the component's pace
+    /// instead of being answered as fast as the server can refuse.
+    pub async fn admit_waiting(self: &Arc<Self>) -> Result<Admission, Refused> {
+        let standing = self.standing();
+        let gate = match standing {
+            Standing::Failing => {
+                let wait = self.fairness.config.admission_wait;
+                match tokio::time::timeout(wait, self.gate.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => Some(p),
+                    _ => return Err(Refused::Failing),
+                }
+            }
+            _ => None,
+        };
+        self.admit_with(standing, gate)
+    }
+
+    fn admit_with(
+        self: &Arc<Self>,
+        standing: Standing,
+        gate: Option<OwnedSemaphorePermit>,
+    ) -> Result<Admission, Refused> {
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refused::Concurrency)?;
         if !self.loaded().memory_has_room() {
-            return None;
+            return Err(Refused::Memory);
         }
-        Some(Admission {
+        Ok(Admission {
             component: self.clone(),
             permit,
+            gate,
+            standing,
         })
+    }
+
+    /// Its standing from its recent pressure; a change is logged once.
+    fn standing(&self) -> Standing {
+        let gate_busy = self.gate.available_permits() < self.fairness.failing_concurrency();
+        let now = self.pressure.standing(&self.fairness, gate_busy);
+        let code = now as u8;
+        if self
+            .last_standing
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != code
+            && self
+                .last_standing
+                .swap(code, std::sync::atomic::Ordering::Relaxed)
+                != code
+        {
+            let (failed, heavy) = self.pressure.recent();
+            let window = self.fairness.config.window;
+            match now {
+                Standing::Failing => {
+                    tracing::warn!(app = %self.app_name(), component = %self.name(),
+                    "component keeps failing ({failed} failures in the last {window:?} or two): it now runs at most {} instances at a time, on the slow lane, and requests wait up to {:?} for one before their 503",
+                    self.fairness.failing_concurrency(), self.fairness.config.admission_wait)
+                }
+                Standing::Heavy => tracing::info!(app = %self.app_name(), component = %self.name(),
+                    "component is CPU-heavy ({heavy} requests over {:?} of CPU in the last {window:?} or two): its requests start on the slow lane",
+                    self.fairness.config.demote_after),
+                Standing::Normal => {
+                    tracing::info!(app = %self.app_name(), component = %self.name(),
+                    "component is back to normal: its requests start on the event loops again")
+                }
+            }
+        }
+        now
     }
 }
 
@@ -154,6 +247,16 @@ impl Admission {
     /// The component admitted.
     pub fn component(&self) -> &Arc<ServedComponent> {
         &self.component
+    }
+
+    /// Where this run starts (the slow lane for a heavy or failing component) and how it
+    /// moves there: take it before the admission goes into the run, then wrap the run
+    /// in [`Lane::run`].
+    pub fn lane(&self) -> Lane {
+        Lane {
+            component: self.component.clone(),
+            start_slow: self.standing != Standing::Normal,
+        }
     }
 
     /// Run the guest: the future `run` returns instantiates and calls it (it owns the
@@ -198,14 +301,17 @@ impl Admission {
                 }
             }
         }
-        let permit = self.permit;
+        component
+            .pressure
+            .ended(&component.fairness, &outcome, guest_caused);
+        let held = (self.permit, self.gate);
         if guest_caused {
             tokio::spawn(async move {
                 tokio::time::sleep(FAILURE_PENALTY).await;
-                drop(permit);
+                drop(held);
             });
         } else {
-            drop(permit);
+            drop(held);
         }
         outcome
     }

@@ -80,7 +80,7 @@ async fn admission_is_bounded_and_a_failure_keeps_its_slot_a_while() {
     let first = web.admit().expect("a first permit");
     let second = web.admit().expect("a second permit");
     assert!(
-        web.admit().is_none(),
+        matches!(web.admit(), Err(atoll_runtime::Refused::Concurrency)),
         "over max_concurrency, admission refuses at once"
     );
     drop(second);

@@ -327,9 +327,35 @@ component = "bomb"
     ));
     let c = client();
     let started = std::time::Instant::now();
+    let mut answers = Vec::new();
     for _ in 0..30 {
-        assert_eq!(get(&c, &server.url("/trap")).await.status, 500);
+        let t = std::time::Instant::now();
+        let r = get(&c, &server.url("/trap")).await;
+        answers.push((r.status, t.elapsed(), r.text()));
     }
+    // The first ten are the guest's own 500s. Then its failure budget (10 per window) is
+    // spent: it runs a few instances at a time (each kept 1 s after it fails), and a
+    // request waits for one (250 ms) before its 503, so a client that retries at once is
+    // slowed to the component's pace instead of being refused as fast as the server can.
+    assert!(answers[..10].iter().all(|a| a.0 == 500), "{answers:?}");
+    assert!(
+        answers.iter().all(|a| a.0 == 500 || a.0 == 503),
+        "{answers:?}"
+    );
+    let slowed: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    assert!(!slowed.is_empty(), "{answers:?}");
+    assert!(
+        slowed
+            .iter()
+            .all(|a| a.1 >= Duration::from_millis(200) && a.2.contains("keeps failing")),
+        "{slowed:?}"
+    );
+    assert_eq!(
+        server.logs().matches("component keeps failing").count(),
+        1,
+        "{}",
+        server.logs()
+    );
     let lines = |logs: &str| {
         logs.lines()
             .filter(|l| l.contains("component=bomb") && l.contains("guest failed"))

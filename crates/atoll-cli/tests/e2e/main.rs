@@ -4,6 +4,7 @@
 mod call;
 mod common;
 mod cron;
+mod fairness;
 mod files;
 mod hostile;
 mod inspect;
