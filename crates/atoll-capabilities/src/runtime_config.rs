@@ -370,7 +370,7 @@ impl RuntimeConfig {
                 Some(bytes)
             }
         };
-        let fairness = fairness(&raw.fairness).map_err(|reason| bad(reason))?;
+        let fairness = fairness(&raw.fairness).map_err(bad)?;
         Ok(Self {
             variables,
             key_value_stores,

@@ -57,6 +57,8 @@ pub struct ServedComponent {
     /// The slots of a failing component (`fairness`).
     pub(crate) gate: Arc<Semaphore>,
     pub(crate) last_standing: std::sync::atomic::AtomicU8,
+    /// Refusals by `Refused` reason.
+    pub(crate) refusals: [std::sync::atomic::AtomicU64; 3],
 }
 
 impl ServedComponent {
@@ -307,6 +309,7 @@ impl Loader {
                     pressure: crate::fairness::Pressure::default(),
                     gate: Arc::new(Semaphore::new(self.fairness.failing_concurrency())),
                     last_standing: std::sync::atomic::AtomicU8::new(0),
+                    refusals: Default::default(),
                 }),
             );
         }

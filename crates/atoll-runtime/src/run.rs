@@ -157,15 +157,24 @@ impl ServedComponent {
     pub fn admit(self: &Arc<Self>) -> Result<Admission, Refused> {
         let standing = self.standing();
         let gate = match standing {
-            Standing::Failing => Some(
-                self.gate
-                    .clone()
-                    .try_acquire_owned()
-                    .map_err(|_| Refused::Failing)?,
-            ),
+            Standing::Failing => match self.gate.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => return Err(self.refuse(Refused::Failing)),
+            },
             _ => None,
         };
         self.admit_with(standing, gate)
+    }
+
+    /// Count a refusal and return it.
+    fn refuse(&self, why: Refused) -> Refused {
+        self.refusals[why as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        why
+    }
+
+    /// How many requests admission has refused for `why` since this version was loaded.
+    pub fn refusals(&self, why: Refused) -> u64 {
+        self.refusals[why as usize].load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Admission for a trigger that can hold a request back: as [`ServedComponent::admit`],
@@ -179,7 +188,7 @@ impl ServedComponent {
                 let wait = self.fairness.config.admission_wait;
                 match tokio::time::timeout(wait, self.gate.clone().acquire_owned()).await {
                     Ok(Ok(p)) => Some(p),
-                    _ => return Err(Refused::Failing),
+                    _ => return Err(self.refuse(Refused::Failing)),
                 }
             }
             _ => None,
@@ -196,9 +205,9 @@ impl ServedComponent {
             .permits
             .clone()
             .try_acquire_owned()
-            .map_err(|_| Refused::Concurrency)?;
+            .map_err(|_| self.refuse(Refused::Concurrency))?;
         if !self.loaded().memory_has_room() {
-            return Err(Refused::Memory);
+            return Err(self.refuse(Refused::Memory));
         }
         Ok(Admission {
             component: self.clone(),

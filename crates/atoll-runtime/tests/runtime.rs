@@ -83,6 +83,8 @@ async fn admission_is_bounded_and_a_failure_keeps_its_slot_a_while() {
         matches!(web.admit(), Err(atoll_runtime::Refused::Concurrency)),
         "over max_concurrency, admission refuses at once"
     );
+    assert_eq!(web.refusals(atoll_runtime::Refused::Concurrency), 1);
+    assert_eq!(web.refusals(atoll_runtime::Refused::Failing), 0);
     drop(second);
 
     // A run past the component's timeout (200ms) fails as a timeout ...
