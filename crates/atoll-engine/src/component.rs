@@ -465,6 +465,29 @@ pub fn thread_guest_ticks() -> u64 {
     THREAD_TICKS.with(std::cell::Cell::get)
 }
 
+/// The calling thread's CPU time in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`, a system
+/// call: read only at epoch ticks and yields, never per request).
+fn thread_cpu_nanos() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec on this stack.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+            let secs = u64::try_from(ts.tv_sec).ok()?;
+            let nanos = u64::try_from(ts.tv_nsec).ok()?;
+            return secs.checked_mul(1_000_000_000)?.checked_add(nanos);
+        }
+    }
+    None
+}
+
+fn half_tick_nanos() -> u64 {
+    u64::try_from(EPOCH_TICK.as_nanos() / 2).unwrap_or(u64::MAX)
+}
+
 /// One store's share of the CPU: its remaining ticks before the timeout, and whether
 /// it counts as heavy. Owned by the store's epoch callback; dropped with the store.
 struct CpuAccount {
@@ -478,6 +501,9 @@ struct CpuAccount {
     base: Instant,
     /// Nanoseconds after `base` at which the guest last came back from a yield.
     resumed: Arc<AtomicU64>,
+    /// The CPU time of the thread that resumed it then (`thread_cpu_nanos`), or
+    /// `u64::MAX` before its first yield.
+    resumed_cpu: Arc<AtomicU64>,
 }
 
 impl CpuAccount {
@@ -492,6 +518,7 @@ impl CpuAccount {
             light_seen,
             base: Instant::now(),
             resumed: Arc::new(AtomicU64::new(0)),
+            resumed_cpu: Arc::new(AtomicU64::new(u64::MAX)),
         }
     }
 
@@ -506,8 +533,19 @@ impl CpuAccount {
         if since_resume <= EPOCH_TICK * 3 / 2 {
             self.ticks_left = self.ticks_left.saturating_sub(1);
             self.ticks_used += 1;
-            // The callback runs on the thread polling the guest.
-            THREAD_TICKS.with(|t| t.set(t.get() + 1));
+            // For fairness, a tick counts only if the thread really ran the guest for at
+            // least half of it since it resumed (CPU time, which a preempted thread
+            // does not accumulate): wall time alone would call a short request heavy
+            // whenever the kernel or the hypervisor paused its thread mid-run. The
+            // first tick has no resume point yet and never counts. The callback runs on
+            // the thread polling the guest, the thread that resumed it.
+            let at_resume = self.resumed_cpu.load(Ordering::Relaxed);
+            if at_resume != u64::MAX
+                && let Some(now) = thread_cpu_nanos()
+                && now.saturating_sub(at_resume) >= half_tick_nanos()
+            {
+                THREAD_TICKS.with(|t| t.set(t.get() + 1));
+            }
         }
         if self.ticks_left == 0 {
             return UpdateDeadline::Interrupt;
@@ -520,7 +558,8 @@ impl CpuAccount {
         let others_light = light_done != self.light_seen
             || self.share.alive.load(Ordering::Relaxed) > self.share.heavy.load(Ordering::Relaxed);
         self.light_seen = light_done;
-        let (resumed, base) = (self.resumed.clone(), self.base);
+        let (resumed, resumed_cpu, base) =
+            (self.resumed.clone(), self.resumed_cpu.clone(), self.base);
         let pause = if self.heavy && others_light && self.share.throttle {
             Some(THROTTLE)
         } else {
@@ -536,6 +575,7 @@ impl CpuAccount {
                 }
                 let at = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 resumed.store(at, Ordering::Relaxed);
+                resumed_cpu.store(thread_cpu_nanos().unwrap_or(u64::MAX), Ordering::Relaxed);
             }),
         )
     }

@@ -161,17 +161,6 @@ pub enum Standing {
     Failing,
 }
 
-impl Standing {
-    /// The stricter of the two.
-    fn max_by_rank(self, other: Standing) -> Standing {
-        if (other as u8) > (self as u8) {
-            other
-        } else {
-            self
-        }
-    }
-}
-
 const FAILED: usize = 0;
 const HEAVY: usize = 1;
 const OK: usize = 2;
@@ -186,13 +175,9 @@ pub(crate) struct Pressure {
     window: AtomicU64,
     current: [AtomicU32; 3],
     previous: [AtomicU32; 3],
-    /// The standing last decided (`Standing as u8`): leaving one takes less than
-    /// entering it (hysteresis), because a failing component admitted a few at a time
-    /// cannot fail as often as it did, nor a heavy one started on the slow lane be
-    /// moved there, and it must not be let back onto the loops for that alone.
+    /// The standing last decided (`Standing as u8`; see `judge`).
     held: std::sync::atomic::AtomicU8,
-    /// Runs of the component on the slow lane now: while any is, a heavy or failing
-    /// component stays at least heavy (one starved there neither fails nor counts).
+    /// Runs of the component on the slow lane now.
     pub(crate) on_slow: AtomicUsize,
 }
 
@@ -249,46 +234,29 @@ impl Pressure {
     }
 
     /// The standing now; `gate_busy`: some of the component's failing slots are taken
-    /// (a failing component whose runs are starved on the slow lane stays failing).
+    /// (a failing component whose runs are starved on the slow lane, so that they
+    /// neither fail nor succeed, stays failing).
     pub(crate) fn standing(&self, f: &Fairness, gate_busy: bool) -> Standing {
         let held = self.held.load(Relaxed);
-        if held != Standing::Normal as u8 && (gate_busy || self.on_slow.load(Relaxed) > 0) {
-            // Leaving waits until its runs there are done.
-            let stay = if held == Standing::Failing as u8 && gate_busy {
-                Standing::Failing
-            } else {
-                Standing::Heavy
-            };
-            if self.any_bad() {
-                self.roll(f);
-            }
-            let now = self.judge(f, held).max_by_rank(stay);
-            if held != now as u8 {
-                self.held.store(now as u8, Relaxed);
-            }
-            return now;
-        }
-        if !self.any_bad() {
-            if self.held.load(Relaxed) != Standing::Normal as u8 {
-                self.held.store(Standing::Normal as u8, Relaxed);
-            }
+        if held == Standing::Normal as u8 && !self.any_bad() {
             return Standing::Normal;
         }
         self.roll(f);
-        let now = self.judge(f, held);
+        let now = self.judge(f, held, gate_busy);
         if held != now as u8 {
             self.held.store(now as u8, Relaxed);
         }
         now
     }
 
-    /// The standing the counts call for, given the one held.
-    fn judge(&self, f: &Fairness, held: u8) -> Standing {
+    /// The standing the counts call for, given the one held. Leaving a standing takes
+    /// less than entering it, because a failing component admitted a few at a time
+    /// cannot fail as often as it did, nor a heavy one started on the slow lane be moved
+    /// there again, and neither must be let back onto the loops for that alone.
+    fn judge(&self, f: &Fairness, held: u8, gate_busy: bool) -> Standing {
         let (failed, heavy, ok) = (self.sum(FAILED), self.sum(HEAVY), self.sum(OK));
-        // Entering takes the budget; staying, only failures that successes do not
-        // outnumber (or any heavy run) in the last window or two.
         let failing = if held == Standing::Failing as u8 {
-            failed > 0 && failed >= ok
+            (failed > 0 && failed >= ok) || (gate_busy && ok == 0)
         } else {
             failed >= f.config.failure_budget && failed >= ok
         };
@@ -517,8 +485,16 @@ mod tests {
         // failure is not outweighed by successes...
         succeed(&p, &f, 9);
         assert_eq!(p.standing(&f, false), Standing::Failing);
-        // ... or while its slots are taken, even once they are.
+        // ... and leaves once successes outnumber them, busy or not.
         succeed(&p, &f, 2);
+        assert_eq!(p.standing(&f, true), Standing::Normal);
+        // Runs starved on the slow lane neither fail nor succeed: with its slots taken
+        // and no success, a failing component stays failing after its failures age out.
+        let f = fairness(Duration::from_millis(10));
+        let p = Pressure::default();
+        fail(&p, &f, 10);
+        assert_eq!(p.standing(&f, false), Standing::Failing);
+        std::thread::sleep(Duration::from_millis(35));
         assert_eq!(p.standing(&f, true), Standing::Failing);
         assert_eq!(p.standing(&f, false), Standing::Normal);
     }
@@ -541,10 +517,7 @@ mod tests {
         assert_eq!(p.standing(&f, false), Standing::Normal);
         p.count(&f, HEAVY);
         assert_eq!(p.standing(&f, false), Standing::Heavy);
-        // While one of its runs is on the slow lane it stays heavy.
-        p.on_slow.fetch_add(1, Relaxed);
-        assert_eq!(p.standing(&f, false), Standing::Heavy);
-        p.on_slow.fetch_sub(1, Relaxed);
+        // Once heavy, one heavy run in the windows keeps it so.
         assert_eq!(p.standing(&f, false), Standing::Heavy);
     }
 

@@ -172,6 +172,13 @@ impl ServedComponent {
         why
     }
 
+    /// How many of its runs are on the slow lane now.
+    pub fn on_slow_lane(&self) -> usize {
+        self.pressure
+            .on_slow
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many requests admission has refused for `why` since this version was loaded.
     pub fn refusals(&self, why: Refused) -> u64 {
         self.refusals[why as usize].load(std::sync::atomic::Ordering::Relaxed)
