@@ -6,7 +6,10 @@
 //!   more than `demote_after` of CPU on an event loop is moved there at its next yield
 //!   (guests yield at every epoch tick, 1 ms): the kernel then runs it only on CPU time
 //!   the event loops leave, so a loop, and every short request on it, is never held
-//!   longer than `demote_after` plus one tick by a guest that computes. Moving is safe
+//!   longer than `demote_after` plus about two ticks by a guest that computes. CPU is
+//!   counted in epoch ticks the thread's CPU clock confirms
+//!   (`atoll_engine::thread_guest_ticks`), never in wall time: a short request whose
+//!   thread the kernel or the hypervisor paused is not heavy. Moving is safe
 //!   between polls: a wasmtime store and its fiber are `Send`, and the timers and
 //!   sockets it opened on the loop keep working (their wake-ups cross threads).
 //! - **Pressure.** Per component, over the last one to two `window`s: guest-caused
@@ -26,9 +29,9 @@
 //! cannot interrupt (a bulk memory operation, bounded by the instance's memory limit);
 //! a failing component is admitted at most `failing_concurrency` at a time.
 //!
-//! Cost on a request that finishes in its first poll (hello): four relaxed loads of its
-//! component's counters at admission (all zero: no clock read), and one `Instant::now`
-//! around the poll. Not for: memory, which the engine's node-wide budget bounds.
+//! Cost on a request that finishes in its first poll (hello): five relaxed loads of its
+//! component's counters at admission (all zero: no clock read), one of the gate's
+//! permits, and a thread-local read before the poll. Not for: memory, which the engine's node-wide budget bounds.
 
 use std::future::Future;
 use std::pin::Pin;
