@@ -11,10 +11,11 @@
 //! the response is ready, and moved to its own task only if it is still running then,
 //! so the body can stream while it writes. [`respond`] turns the outcome into a status.
 //!
-//! Costs per request beyond the guest: a route-table load (`arc-swap`, no lock), four
+//! Costs per request beyond the guest: a route-table load (`arc-swap`, no lock), five
 //! `Arc` clones (the target, twice: here and in the guest's future; the admission; the
-//! semaphore permit), the body-cap flag and two oneshots, and the boxed guest future;
-//! no lock. Under callgrind the whole request (hello guest, keep-alive) costs the same
+//! semaphore permit; the lane, which needs the component if the run moves), the
+//! body-cap flag and two oneshots, the boxed guest future, and the fairness checks
+//! (a few relaxed loads at admission, a thread-local read around each poll); no lock. Under callgrind the whole request (hello guest, keep-alive) costs the same
 //! instructions as before the runtime core existed (106.3k vs 106.2k).
 
 use std::convert::Infallible;

@@ -56,7 +56,6 @@ pub struct ServedComponent {
     pub(crate) pressure: crate::fairness::Pressure,
     /// The slots of a failing component (`fairness`).
     pub(crate) gate: Arc<Semaphore>,
-    pub(crate) last_standing: std::sync::atomic::AtomicU8,
     /// Refusals by `Refused` reason.
     pub(crate) refusals: [std::sync::atomic::AtomicU64; 3],
 }
@@ -308,7 +307,6 @@ impl Loader {
                     fairness: self.fairness.clone(),
                     pressure: crate::fairness::Pressure::default(),
                     gate: Arc::new(Semaphore::new(self.fairness.failing_concurrency())),
-                    last_standing: std::sync::atomic::AtomicU8::new(0),
                     refusals: Default::default(),
                 }),
             );

@@ -236,20 +236,24 @@ impl Pressure {
             .saturating_add(self.previous[what].load(Relaxed))
     }
 
-    /// The standing now; `gate_busy`: some of the component's failing slots are taken
-    /// (a failing component whose runs are starved on the slow lane, so that they
-    /// neither fail nor succeed, stays failing).
-    pub(crate) fn standing(&self, f: &Fairness, gate_busy: bool) -> Standing {
+    /// The standing now, and whether it just changed (true for exactly one caller per
+    /// change, for the log line). `gate_busy` says whether some of the component's
+    /// failing slots are taken (a failing component whose runs are starved on the slow
+    /// lane, so that they neither fail nor succeed, stays failing); asked only then.
+    pub(crate) fn standing(
+        &self,
+        f: &Fairness,
+        gate_busy: impl FnOnce() -> bool,
+    ) -> (Standing, bool) {
         let held = self.held.load(Relaxed);
         if held == Standing::Normal as u8 && !self.any_bad() {
-            return Standing::Normal;
+            return (Standing::Normal, false);
         }
         self.roll(f);
-        let now = self.judge(f, held, gate_busy);
-        if held != now as u8 {
-            self.held.store(now as u8, Relaxed);
-        }
-        now
+        let busy = held == Standing::Failing as u8 && gate_busy();
+        let now = self.judge(f, held, busy);
+        let changed = held != now as u8 && self.held.swap(now as u8, Relaxed) != now as u8;
+        (now, changed)
     }
 
     /// The standing the counts call for, given the one held. Leaving a standing takes
@@ -472,34 +476,34 @@ mod tests {
     fn a_component_is_failing_once_its_failures_pass_the_budget_and_outnumber_its_successes() {
         let f = fairness(Duration::from_secs(60));
         let p = Pressure::default();
-        assert_eq!(p.standing(&f, false), Standing::Normal);
+        assert_eq!(p.standing(&f, || false).0, Standing::Normal);
         fail(&p, &f, 9);
-        assert_eq!(p.standing(&f, false), Standing::Normal);
+        assert_eq!(p.standing(&f, || false).0, Standing::Normal);
         // Failures the guest did not cause never count.
         p.ended(
             &f,
             &Outcome::Failed(FailureKind::Capacity, "pool".into()),
             false,
         );
-        assert_eq!(p.standing(&f, false), Standing::Normal);
+        assert_eq!(p.standing(&f, || false).0, Standing::Normal);
         fail(&p, &f, 1);
-        assert_eq!(p.standing(&f, false), Standing::Failing);
+        assert_eq!(p.standing(&f, || false).0, Standing::Failing);
         // Admitted a few at a time it fails less often, and stays failing while any
         // failure is not outweighed by successes...
         succeed(&p, &f, 9);
-        assert_eq!(p.standing(&f, false), Standing::Failing);
+        assert_eq!(p.standing(&f, || false).0, Standing::Failing);
         // ... and leaves once successes outnumber them, busy or not.
         succeed(&p, &f, 2);
-        assert_eq!(p.standing(&f, true), Standing::Normal);
+        assert_eq!(p.standing(&f, || true).0, Standing::Normal);
         // Runs starved on the slow lane neither fail nor succeed: with its slots taken
         // and no success, a failing component stays failing after its failures age out.
         let f = fairness(Duration::from_millis(10));
         let p = Pressure::default();
         fail(&p, &f, 10);
-        assert_eq!(p.standing(&f, false), Standing::Failing);
+        assert_eq!(p.standing(&f, || false).0, Standing::Failing);
         std::thread::sleep(Duration::from_millis(35));
-        assert_eq!(p.standing(&f, true), Standing::Failing);
-        assert_eq!(p.standing(&f, false), Standing::Normal);
+        assert_eq!(p.standing(&f, || true).0, Standing::Failing);
+        assert_eq!(p.standing(&f, || false).0, Standing::Normal);
     }
 
     #[test]
@@ -509,7 +513,7 @@ mod tests {
         fail(&p, &f, 1);
         succeed(&p, &f, 1000);
         fail(&p, &f, 500);
-        assert_eq!(p.standing(&f, false), Standing::Normal);
+        assert_eq!(p.standing(&f, || false).0, Standing::Normal);
     }
 
     #[test]
@@ -517,11 +521,11 @@ mod tests {
         let f = fairness(Duration::from_secs(60));
         let p = Pressure::default();
         p.count(&f, HEAVY);
-        assert_eq!(p.standing(&f, false), Standing::Normal);
+        assert_eq!(p.standing(&f, || false).0, Standing::Normal);
         p.count(&f, HEAVY);
-        assert_eq!(p.standing(&f, false), Standing::Heavy);
+        assert_eq!(p.standing(&f, || false).0, Standing::Heavy);
         // Once heavy, one heavy run in the windows keeps it so.
-        assert_eq!(p.standing(&f, false), Standing::Heavy);
+        assert_eq!(p.standing(&f, || false).0, Standing::Heavy);
     }
 
     #[test]
@@ -531,10 +535,10 @@ mod tests {
         fail(&p, &f, 20);
         p.count(&f, HEAVY);
         p.count(&f, HEAVY);
-        assert_eq!(p.standing(&f, false), Standing::Failing);
+        assert_eq!(p.standing(&f, || false).0, Standing::Failing);
         // Two windows later nothing is left.
         std::thread::sleep(Duration::from_millis(35));
-        assert_eq!(p.standing(&f, false), Standing::Normal);
+        assert_eq!(p.standing(&f, || false).0, Standing::Normal);
         assert_eq!(p.recent(), (0, 0));
         // One window later, the previous window still counts.
         fail(&p, &f, 20);
@@ -542,6 +546,6 @@ mod tests {
         while p.since.elapsed().as_millis() as u64 / 10 == w {
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert_eq!(p.standing(&f, false), Standing::Failing);
+        assert_eq!(p.standing(&f, || false).0, Standing::Failing);
     }
 }

@@ -226,18 +226,10 @@ impl ServedComponent {
 
     /// Its standing from its recent pressure; a change is logged once.
     fn standing(&self) -> Standing {
-        let gate_busy = self.gate.available_permits() < self.fairness.failing_concurrency();
-        let now = self.pressure.standing(&self.fairness, gate_busy);
-        let code = now as u8;
-        if self
-            .last_standing
-            .load(std::sync::atomic::Ordering::Relaxed)
-            != code
-            && self
-                .last_standing
-                .swap(code, std::sync::atomic::Ordering::Relaxed)
-                != code
-        {
+        let (now, changed) = self.pressure.standing(&self.fairness, || {
+            self.gate.available_permits() < self.fairness.failing_concurrency()
+        });
+        if changed {
             let (failed, heavy) = self.pressure.recent();
             let window = self.fairness.config.window;
             match now {
