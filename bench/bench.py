@@ -290,7 +290,16 @@ def main():
         s.stop()
     log(f"idle RSS with 100 apps: {rss_100:.1f} MiB")
 
-    # 6. One hostile tenant (infinite loops and memory bombs) beside a well-behaved one.
+    # 6. Tenant fairness. The verdict: bench/flood's one-core placement (server on one
+    # CPU, 20 connections that ignore retry-after flooding a hostile component with
+    # loops, memory bombs and traps, the neighbour's wrk and the flood on the other CPU).
+    import flood as flood_bench
+    cpus = flood_bench.split_cpus()
+    fair = None
+    if cpus:
+        fair = flood_bench.run_placement("1 core", cpus[0], cpus[1], flood_bench.make_app(), atoll_env)
+    # For information: polite clients (they wait as retry-after asks), as this row was
+    # measured before the flood existed.
     mixed = make_app(
         apps / "mixed", "mixed",
         {"hello": (hello, None), "hostile": (hostile, '{ memory = "32MiB", timeout = "1s", max_concurrency = 4 }')},
@@ -302,13 +311,9 @@ def main():
         wrk(s.url(), 1)
         calm = med([wrk(s.url(), DURATION)["rps"] for _ in range(2)])
         stormy = hostile_storm(s, retry_after=True)
-        # For information: the same clients ignoring retry-after, i.e. a request flood
-        # from this same 2-core machine (the clients' own CPU then competes with both
-        # servers; an edge rate limit is the remedy for that, not the sandbox).
-        flood = hostile_storm(s, retry_after=False)
     finally:
         s.stop()
-    log(f"neighbour throughput: calm {calm:.0f}, with a hostile tenant {stormy:.0f}, with a hostile flood {flood:.0f}")
+    log(f"neighbour throughput: calm {calm:.0f}, beside polite hostile clients {stormy:.0f}")
 
     # 7. In process, no sockets: one request's instance against starting a process.
     inproc = in_process()
@@ -316,7 +321,7 @@ def main():
 
     speed = {"before": speed_before, "after": machine_speed()}
     log(f"machine speed after: {speed['after']}")
-    report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood, speed, inproc)
+    report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, fair, speed, inproc)
 
 
 def criterion(bench, keys, warm_up=2, measure=5):
@@ -373,7 +378,7 @@ def hostile_storm(s, retry_after):
             t.join()
 
 
-def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood, speed, inproc):
+def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, fair, speed, inproc):
     names = [n for n, _, _ in specs]
     rps = {n: med([x["rps"] for x in results[n]]) for n in names}
     cpu = {n: med([x["cpu_us"] for x in results[n]]) for n in names}
@@ -423,13 +428,16 @@ def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, flood
     goal("compute-heavy guest vs the same Rust code native (in process)", f"{compute:.2f}x ({inproc['compute_guest'] / 1000:.2f} vs {inproc['compute_native'] / 1000:.2f} ms)", "< 1.3x", compute < 1.3)
     goal("`atoll up` start to first 200, warm cache", f"{cold['atoll']:.1f} ms (native hyper {cold['native-hyper']:.1f} ms)", "< 30 ms", cold["atoll"] < 30)
     goal("idle RSS, one `atoll up` serving 100 apps", f"{rss_100:.1f} MiB", "< 200 MiB", rss_100 < 200)
-    goal("neighbour throughput beside a hostile tenant (clients honour retry-after)", f"{100 * stormy / calm:.0f}% ({stormy:,.0f} vs {calm:,.0f} req/s)", ">= 90%", stormy >= 0.9 * calm)
+    if fair:
+        goal("a neighbour while another component is flooded (20 connections ignoring retry-after; server on one CPU, clients on the other)",
+             f"{100 * fair['share']:.0f}% ({fair['flooded_rps']:,.0f} vs {fair['calm_rps']:,.0f} req/s), p99 {fair['flooded_p99_ms']:.2f} ms (calm {fair['calm_p99_ms']:.2f})",
+             ">= 90%, p99 < 5 ms", fair["share"] >= 0.9 and fair["flooded_p99_ms"] < 5)
     lines += ["", "| goal | measured | target | |", "|---|---|---|---|", *goals, ""]
-    lines.append(f"For information, the same hostile clients ignoring retry-after (a request flood from this machine): neighbour at {100 * flood / calm:.0f}% ({flood:,.0f} req/s).")
+    lines.append(f"For information, a neighbour beside hostile clients that honour retry-after (4 clients, all CPUs shared): {100 * stormy / calm:.0f}% ({stormy:,.0f} vs {calm:,.0f} req/s). `bench/flood` has the flood on two CPUs as well.")
     lines.append("")
     lines.append("In-process figures: `cargo bench -p atoll-http --bench instantiate` and `--bench compute` (criterion's estimates), run after the race.")
     (OUT / "report.md").write_text("\n".join(lines) + "\n")
-    (OUT / "results.json").write_text(json.dumps({"results": results, "rss": rss, "at80": at80, "single_ms": single, "cold_ms": cold, "rss_100_apps_mib": rss_100, "in_process_us": inproc, "hostile": {"calm": calm, "stormy": stormy, "flood": flood}, "machine_speed": speed}, indent=1))
+    (OUT / "results.json").write_text(json.dumps({"results": results, "rss": rss, "at80": at80, "single_ms": single, "cold_ms": cold, "rss_100_apps_mib": rss_100, "in_process_us": inproc, "hostile": {"calm": calm, "polite": stormy, "flood": fair}, "machine_speed": speed}, indent=1))
     svg(names, results)
     print("\n".join(lines))
     log(f"wrote {OUT / 'report.md'} and {OUT / 'report.svg'}")

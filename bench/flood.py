@@ -180,8 +180,8 @@ def run_placement(name, server_cpus, client_cpus, app, env):
     return result
 
 
-def main():
-    OUT.mkdir(parents=True, exist_ok=True)
+def make_app():
+    """The two-component app of the flood, under target/bench/apps/flood."""
     app = OUT / "apps" / "flood"
     if app.exists():
         shutil.rmtree(app)
@@ -194,12 +194,27 @@ def main():
         '[[trigger.http]]\nroute = "/bad/..."\ncomponent = "bad"\n\n'
         '[[trigger.http]]\nroute = "/..."\ncomponent = "good"\n'
     )
-    env = {"ATOLL_HOME": str(OUT / "home"), "ATOLL_LOG": "warn"}
+    return app
+
+
+def split_cpus():
+    """The server's CPU and the clients' CPU, or None on a machine with one."""
     if len(CPUS) < 2:
-        sys.exit("bench/flood needs at least 2 CPUs: the server on one, the clients on another")
+        return None
     first, second = sorted(CPUS)[:2]
+    return str(first), str(second)
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    app = make_app()
+    env = {"ATOLL_HOME": str(OUT / "home"), "ATOLL_LOG": "warn"}
+    cpus = split_cpus()
+    if cpus is None:
+        sys.exit("bench/flood needs at least 2 CPUs: the server on one, the clients on another")
+    first, second = cpus
     results = [
-        run_placement("1 core", str(first), str(second), app, env),
+        run_placement("1 core", first, second, app, env),
         run_placement("2 cores", f"{first},{second}", f"{first},{second}", app, env),
     ]
     lines = [
