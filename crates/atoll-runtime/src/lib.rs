@@ -11,8 +11,9 @@
 //!   requests in flight keep the version they started on; subscribers are told of each
 //!   change and rebuild their own index.
 //! - [`ServedComponent::admit`] and [`Admission::run_guest`]: admission (concurrency
-//!   permit, never a queue) and the guest run (timeout, failure classification, one log
-//!   line per failure, failure penalty), the same for every trigger.
+//!   permit, never a queue but for a failing component's bounded wait) and the guest
+//!   run (timeout, failure classification, one log line per failure, failure penalty),
+//!   the same for every trigger.
 //! - Fairness between components ([`Lane`], [`Standing`], the `fairness` module): a
 //!   guest that computes moves off the event loops to a slow lane at the lowest OS
 //!   priority; a component whose runs are heavy starts there; one that keeps failing runs

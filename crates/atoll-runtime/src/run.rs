@@ -1,8 +1,9 @@
 //! What every trigger does around a guest: admission (a per-component concurrency
-//! permit, never a queue) and the guest's run (wall-clock timeout, failure
-//! classification, failure counts and at most one log line per second per kind, and the
-//! failure penalty). A trigger supplies
-//! only the world-specific part: instantiate with its typed pre and call its export.
+//! permit, never a queue but for a failing component's bounded wait; see `fairness`)
+//! and the guest's run (wall-clock timeout, failure classification, failure counts and
+//! at most one log line per second per kind, and the failure penalty). A trigger
+//! supplies only the world-specific part: instantiate with its typed pre and call its
+//! export.
 //!
 //! Cost per run: one `Arc` clone of the component (the admission), one of its semaphore
 //! (the owned permit), the timer of `tokio::time::timeout`. No locks.
