@@ -1,7 +1,7 @@
 //! Cheap checks of a `.wasm` file before compiling it, so a wrong file gets a message
 //! that says what it is and how to fix it, instead of a compiler error; and
 //! [`describe_bytes`], the same look without compiling for `atoll inspect` (size,
-//! sha256, WIT imports and exports). Nothing here compiles or instantiates.
+//! sha256, WIT imports and exports, producers). Nothing here compiles or instantiates.
 
 use sha2::{Digest, Sha256};
 use wasmparser::{Parser, Payload};
@@ -19,6 +19,37 @@ pub struct ComponentFile {
     pub imports: Vec<String>,
     /// Top-level export names, e.g. `wasi:http/incoming-handler@0.2.0`.
     pub exports: Vec<String>,
+    /// What built it, from the `producers` custom sections of the component and of the
+    /// modules inside it (which language and toolchain): `(field, name, version)`, e.g.
+    /// `("language", "Rust", "")` or `("processed-by", "rustc", "1.95.0 (...)")`, each
+    /// once, in file order.
+    pub producers: Vec<(String, String, String)>,
+}
+
+/// Every `producers` entry in `bytes`, nested modules included, each once.
+fn producers(bytes: &[u8]) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        let Ok(Payload::CustomSection(section)) = payload else {
+            continue;
+        };
+        let wasmparser::KnownCustom::Producers(reader) = section.as_known() else {
+            continue;
+        };
+        for field in reader.into_iter().flatten() {
+            for value in field.values.into_iter().flatten() {
+                let entry = (
+                    field.name.to_string(),
+                    value.name.to_string(),
+                    value.version.to_string(),
+                );
+                if !out.contains(&entry) {
+                    out.push(entry);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Describe a component's bytes without compiling them (for `atoll inspect`): size,
@@ -32,6 +63,7 @@ pub fn describe_bytes(bytes: &[u8]) -> Result<ComponentFile, LoadError> {
             sha256: hex::encode(Sha256::digest(bytes)),
             imports,
             exports,
+            producers: producers(bytes),
         }),
         ComponentKind::NotWasm => Err(LoadError::NotWasm),
         ComponentKind::Malformed(e) => Err(LoadError::Malformed(e)),

@@ -24,10 +24,12 @@ use serde_json::{Value, json};
 /// Version of the `--json` output.
 const JSON_FORMAT: u32 = 1;
 
-/// Show each component's imports, exports, size, sha256, routes and grants.
+/// Show each component's imports, exports, size, sha256, producers, routes and grants;
+/// or, given a `.wasm` file, what that component is.
 #[derive(Args)]
 pub struct InspectCommand {
-    /// The app directory, with an atoll.toml [default: .].
+    /// The app directory, with an atoll.toml [default: .]; or a component file
+    /// (`atoll inspect hello.wasm`), shown on its own.
     #[arg(conflicts_with = "file")]
     dir: Option<PathBuf>,
     /// The manifest file (instead of DIR/atoll.toml).
@@ -63,6 +65,15 @@ struct Report<'a> {
 
 impl InspectCommand {
     pub fn execute(self) -> anyhow::Result<()> {
+        if let Some(file) = self.dir.as_deref().filter(|p| p.is_file()) {
+            if self.component.is_some() || self.runtime_config.is_some() {
+                anyhow::bail!(
+                    "--component and --runtime-config are for an app; `{}` is a component file, shown on its own",
+                    file.display()
+                );
+            }
+            return write_stdout(&bare(file, self.json)?);
+        }
         let path = super::manifest_path(self.dir.as_deref(), self.file.as_deref());
         let app = atoll_manifest::load(&path)?;
         let resolved = atoll_runtime::resolve_packages(&app, &super::share::atoll_home())?;
@@ -146,17 +157,84 @@ impl InspectCommand {
         } else {
             to_text(&app, &unset, &reports)
         };
-        use std::io::Write;
-        let mut stdout = std::io::stdout().lock();
-        match stdout
-            .write_all(out.as_bytes())
-            .and_then(|()| stdout.flush())
-        {
-            // `atoll inspect | head` is fine.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            r => r.context("cannot write to stdout"),
+        write_stdout(&out)
+    }
+}
+
+fn write_stdout(out: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        // `atoll inspect | head` is fine.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to stdout"),
+    }
+}
+
+/// `atoll inspect FILE.wasm`: the component alone, no app around it.
+fn bare(path: &std::path::Path, json: bool) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file = atoll_engine::describe_bytes(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a component atoll can run: {e}\nhelp: {}",
+            path.display(),
+            e.help()
+        )
+    })?;
+    if json {
+        let mut s = serde_json::to_string_pretty(&json!({
+            "format": JSON_FORMAT,
+            "file": path.display().to_string(),
+            "size": file.size,
+            "sha256": file.sha256,
+            "exports": file.exports,
+            "imports": file.imports,
+            "producers": producers_json(&file),
+        }))
+        .context("cannot encode the report as JSON")?;
+        s.push('\n');
+        return Ok(s);
+    }
+    let mut s = String::new();
+    let _ = writeln!(s, "component {}", path.display());
+    field(&mut s, "size", &[format!("{} bytes", file.size)]);
+    field(&mut s, "sha256", std::slice::from_ref(&file.sha256));
+    field(&mut s, "exports", &or_none(file.exports.clone()));
+    field(&mut s, "imports", &or_none(file.imports.clone()));
+    field(&mut s, "built by", &or_none(producers_text(&file)));
+    Ok(s)
+}
+
+/// The producers entries as JSON objects.
+fn producers_json(file: &ComponentFile) -> Vec<Value> {
+    file.producers
+        .iter()
+        .map(|(field, name, version)| json!({ "field": field, "name": name, "version": version }))
+        .collect()
+}
+
+/// The producers entries, one line per field: `language: Rust`, `processed-by: rustc
+/// 1.95.0, wit-component 0.240.0`.
+fn producers_text(file: &ComponentFile) -> Vec<String> {
+    let mut fields: Vec<(&str, Vec<String>)> = Vec::new();
+    for (field, name, version) in &file.producers {
+        let entry = if version.is_empty() {
+            name.clone()
+        } else {
+            format!("{name} {version}")
+        };
+        match fields.iter_mut().find(|(f, _)| f == field) {
+            Some((_, v)) => v.push(entry),
+            None => fields.push((field, vec![entry])),
         }
     }
+    fields
+        .into_iter()
+        .map(|(f, v)| format!("{f}: {}", v.join(", ")))
+        .collect()
 }
 
 fn to_json(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> Value {
@@ -214,6 +292,7 @@ fn to_json(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> Value 
                 "sha256": r.file.sha256,
                 "exports": r.file.exports,
                 "imports": r.file.imports,
+                "producers": producers_json(&r.file),
                 "routes": r.routes,
                 "schedules": r.schedules,
                 "grants": {
@@ -295,6 +374,7 @@ fn to_text(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> String
         }
         field(&mut s, "exports", &or_none(r.file.exports.clone()));
         field(&mut s, "imports", &or_none(r.file.imports.clone()));
+        field(&mut s, "built by", &or_none(producers_text(&r.file)));
         let _ = writeln!(s, "  grants");
         let hosts = c
             .grants

@@ -515,3 +515,75 @@ component = "job"
     let (stdout, _) = text(&out);
     assert!(stdout.contains("*/5 * * * * * (UTC)"), "{stdout}");
 }
+
+#[test]
+fn a_bare_component_file_is_shown_on_its_own() {
+    let hello = test_programs_artifacts::HELLO;
+    let out = atoll_inspect()
+        .arg(hello)
+        .output()
+        .expect("run atoll inspect");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with(&format!("component {hello}\n")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&sha256_of(hello)), "{stdout}");
+    assert!(
+        stdout.contains("wasi:http/incoming-handler@0.2."),
+        "{stdout}"
+    );
+    // Built from Rust in this repository (with wasi-libc's C): the producers section
+    // says so.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("language: ") && l.contains("Rust")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("processed-by: "), "{stdout}");
+    assert!(stdout.contains("rustc"), "{stdout}");
+
+    let out = atoll_inspect()
+        .arg(hello)
+        .arg("--json")
+        .output()
+        .expect("run atoll inspect --json");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["format"], 1);
+    assert_eq!(v["sha256"], sha256_of(hello));
+    assert_eq!(
+        v["size"].as_u64(),
+        Some(std::fs::metadata(hello).expect("size").len())
+    );
+    let producers = v["producers"].as_array().expect("producers");
+    assert!(
+        producers
+            .iter()
+            .any(|p| p["field"] == "language" && p["name"] == "Rust"),
+        "{stdout}"
+    );
+
+    // Not a component: what it is and what to do, on stderr, and a failure.
+    let dir = tempfile::tempdir().expect("temp");
+    let bogus = dir.path().join("notes.wasm");
+    std::fs::write(&bogus, "not wasm at all").expect("write");
+    let out = atoll_inspect().arg(&bogus).output().expect("run");
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("notes.wasm") && stderr.contains("help:"),
+        "{stderr}"
+    );
+    // App-only flags are refused with a reason.
+    let out = atoll_inspect()
+        .arg(hello)
+        .args(["--component", "x"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("component file"), "{}", text(&out).1);
+}
