@@ -1,6 +1,7 @@
 //! `atoll inspect`: what each component of an app is (size, sha256, WIT imports and
-//! exports), which routes reach it, and what the manifest grants it, with variables
-//! resolved as `atoll up` would. Secret values are never printed.
+//! exports, what built it), which routes reach it, and what the manifest grants it,
+//! with variables resolved as `atoll up` would; or, given a `.wasm` file, that
+//! component alone. Secret values are never printed.
 //!
 //! The facts come from the libraries: `atoll_runtime::read_component` and `atoll_engine::describe_bytes` (the file),
 //! `atoll_capabilities::inspect` (config values, stores, imports against grants) and the
