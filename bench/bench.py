@@ -81,14 +81,18 @@ class Server:
     def url(self, path="/"):
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def rss_mib(self):
+    def status_mib(self, key):
+        """A size field of /proc/PID/status (`VmRSS`, `VmHWM`) in MiB, or None."""
         try:
             for line in open(f"/proc/{self.proc.pid}/status"):
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{key}:"):
                     return int(line.split()[1]) / 1024
         except OSError:
             pass
         return None
+
+    def rss_mib(self):
+        return self.status_mib("VmRSS")
 
     def cpu_s(self):
         """CPU seconds the server has used so far, its own and its reaped children's
@@ -310,7 +314,7 @@ def main():
         s.wait_ready()
         wrk(s.url(), 1)
         calm = med([wrk(s.url(), DURATION)["rps"] for _ in range(2)])
-        stormy = hostile_storm(s, retry_after=True)
+        stormy = polite_storm(s)
     finally:
         s.stop()
     log(f"neighbour throughput: calm {calm:.0f}, beside polite hostile clients {stormy:.0f}")
@@ -354,16 +358,16 @@ def in_process():
     return found
 
 
-def hostile_storm(s, retry_after):
+def polite_storm(s):
     """The neighbour's throughput (wrk on /) while 4 clients send the hostile component
-    infinite loops (2) and memory bombs (2), one request at a time each. With
-    `retry_after`, a client answered 503 waits as the server's retry-after asks (1 s), as
-    HTTP clients and load balancers do; without, it retries at once."""
+    infinite loops (2) and memory bombs (2), one request at a time each; a client answered
+    503 waits as the server's retry-after asks (1 s), as HTTP clients and load balancers
+    do. (Clients that do not wait are bench/flood's.)"""
     stop = threading.Event()
 
     def hammer(path):
         while not stop.is_set():
-            if status_of(s.port, path, timeout=5) == 503 and retry_after:
+            if status_of(s.port, path, timeout=5) == 503:
                 stop.wait(1.0)
 
     threads = [threading.Thread(target=hammer, args=(p,)) for p in ["/bad/loop"] * 2 + ["/bad/alloc"] * 2]

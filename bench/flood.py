@@ -104,16 +104,6 @@ def timed(s, p):
     return r
 
 
-def hwm_mib(pid):
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def run_placement(name, server_cpus, client_cpus, app, env):
     log(f"== {name}: server on CPU {server_cpus}, clients on CPU {client_cpus}")
     s = Server(f"flood-{name.replace(' ', '')}", ["taskset", "-c", server_cpus, ATOLL, "up", str(app), "--listen", "127.0.0.1:{PORT}"], env)
@@ -151,7 +141,7 @@ def run_placement(name, server_cpus, client_cpus, app, env):
             if s.proc.poll() is not None:
                 raise RuntimeError(f"the server died during the flood; see {s.log.name}")
         alive = status_of(s.port, "/") == 200
-        peak = hwm_mib(s.proc.pid)
+        peak = s.status_mib("VmHWM")
     finally:
         s.stop()
     med = lambda xs: statistics.median(xs)  # noqa: E731

@@ -369,11 +369,11 @@ impl<F: Future<Output = Outcome> + Send + 'static> Future for Laned<F> {
         if let State::Here(guest) = &mut this.state {
             // CPU, not wall time: a poll the kernel (or the hypervisor) interrupted is
             // not a heavy one.
-            let before = thread_guest_ticks();
-            if let Poll::Ready(outcome) = guest.as_mut().poll(cx) {
+            let (polled, ticks) = poll_counting(guest.as_mut(), cx);
+            if let Poll::Ready(outcome) = polled {
                 return Poll::Ready(outcome);
             }
-            this.used += thread_guest_ticks().wrapping_sub(before);
+            this.used += ticks;
             if this.used < this.component.fairness.demote_ticks {
                 return Poll::Pending;
             }
@@ -407,6 +407,13 @@ impl<F: Future<Output = Outcome>> Drop for Laned<F> {
     }
 }
 
+/// Poll a guest once; with it, the epoch ticks of guest CPU that poll used.
+fn poll_counting<F: Future>(guest: Pin<&mut F>, cx: &mut Context<'_>) -> (Poll<F::Output>, u64) {
+    let before = thread_guest_ticks();
+    let polled = guest.poll(cx);
+    (polled, thread_guest_ticks().wrapping_sub(before))
+}
+
 /// A guest on the slow lane, its CPU still counted: a run that started there and
 /// uses more than `demote_after` is a heavy run, which keeps its component heavy.
 struct Measured<F> {
@@ -427,10 +434,9 @@ impl<F: Future<Output = Outcome>> Future for Measured<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         let this = &mut *self;
-        let before = thread_guest_ticks();
-        let polled = this.guest.as_mut().poll(cx);
+        let (polled, ticks) = poll_counting(this.guest.as_mut(), cx);
         if !this.counted {
-            this.used += thread_guest_ticks().wrapping_sub(before);
+            this.used += ticks;
             if this.used >= this.component.fairness.demote_ticks {
                 this.counted = true;
                 this.component
