@@ -1,7 +1,8 @@
 //! `wasi:config/store`: the config keys a component's `variables` render to, read-only.
 //! Two versions of the same interface are linked, so guests built for either work:
 //! `0.2.0-rc.1` (wasmtime's wasi-config, wasmCloud) and `0.2.0-draft-2024-09-27`
-//! (Spin 3). A component without `variables` sees no keys.
+//! (Spin 3). A component without `variables` sees no keys; asking for a key it does not
+//! have answers `None` and logs a `capability denied` line with `kind=config`.
 //!
 //! Cost: nothing per instance; each call clones the asked value.
 
@@ -50,9 +51,29 @@ fn sorted(values: &ConfigValues) -> Vec<(String, String)> {
     all
 }
 
+/// The value of `key`, or `None` with a `capability denied` line when the component has
+/// no such key (its `variables` do not render it).
+fn lookup(caps: &mut InstanceCapabilities, key: &str) -> Option<String> {
+    if let Some(v) = caps.grants.config.get(key) {
+        return Some(v.clone());
+    }
+    let key = caps.grants.target.quote(key);
+    if caps.may_log_denial() {
+        let t = &caps.grants.target;
+        tracing::warn!(
+            app = %t.app,
+            component = %t.component,
+            kind = %"config",
+            "capability denied: the component asked for config key `{key}`, which is not one of its variables; add it to the component's variables"
+        );
+    }
+    caps.note_denial(|| format!("config key `{key}`"));
+    None
+}
+
 impl rc1::wasi::config::store::Host for &mut InstanceCapabilities {
     fn get(&mut self, key: String) -> Result<Option<String>, rc1::wasi::config::store::Error> {
-        Ok(self.grants.config.get(&key).cloned())
+        Ok(lookup(self, &key))
     }
 
     fn get_all(&mut self) -> Result<Vec<(String, String)>, rc1::wasi::config::store::Error> {
@@ -62,7 +83,7 @@ impl rc1::wasi::config::store::Host for &mut InstanceCapabilities {
 
 impl draft::wasi::config::store::Host for &mut InstanceCapabilities {
     fn get(&mut self, key: String) -> Result<Option<String>, draft::wasi::config::store::Error> {
-        Ok(self.grants.config.get(&key).cloned())
+        Ok(lookup(self, &key))
     }
 
     fn get_all(&mut self) -> Result<Vec<(String, String)>, draft::wasi::config::store::Error> {

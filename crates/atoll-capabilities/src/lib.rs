@@ -63,6 +63,7 @@ mod logging;
 mod logs;
 mod outbound;
 mod runtime_config;
+mod sockets;
 #[cfg(test)]
 mod tests;
 mod variables;
@@ -97,12 +98,14 @@ pub trait CapabilityView: Send + 'static {
     fn capabilities(&mut self) -> (&mut InstanceCapabilities, &mut ResourceTable);
 }
 
-/// Link phase: add `wasi:config/store`, `wasi:keyvalue` and `wasi:logging` to `linker`.
-/// Once per engine.
+/// Link phase: add `wasi:config/store`, `wasi:keyvalue` and `wasi:logging` to `linker`,
+/// and replace `wasi:sockets`' entry points with ones that log their denial (after
+/// wasmtime-wasi's own functions are linked). Once per engine.
 pub fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     config::add_to_linker(linker)?;
     keyvalue::add_to_linker(linker)?;
     logging::add_to_linker(linker)?;
+    sockets::add_to_linker(linker)?;
     Ok(())
 }
 
@@ -189,6 +192,13 @@ impl std::fmt::Debug for ComponentCapabilities {
 }
 
 impl ComponentCapabilities {
+    /// `text` with the value of every secret variable this component can read replaced
+    /// by `[redacted]`: for anything the host logs that a guest chose (an error it
+    /// answered with, a name it asked for).
+    pub fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        self.target.redact(text)
+    }
+
     /// Grants nothing: no config keys, no outbound HTTP, no files, no stores. Guest
     /// output is still logged under `app` and `component`.
     pub fn deny_all(app: &str, component: &str) -> Self {
@@ -236,7 +246,8 @@ impl ComponentCapabilities {
             grants: self.clone(),
             outbound: OutboundHttp::new(self.outbound.clone()),
             logged: 0,
-            denied_store: None,
+            denied: None,
+            denials_logged: 0,
         }
     }
 }
@@ -377,8 +388,10 @@ pub struct InstanceCapabilities {
     outbound: OutboundHttp,
     /// Bytes of `wasi:logging` messages this instance has logged, for the cap.
     logged: usize,
-    /// The first key-value store this instance was refused.
-    denied_store: Option<String>,
+    /// The first key-value store, socket or config key this instance was refused.
+    denied: Option<String>,
+    /// `capability denied` lines this instance has logged for sockets and config keys.
+    denials_logged: u8,
 }
 
 impl InstanceCapabilities {
@@ -387,22 +400,37 @@ impl InstanceCapabilities {
         &mut self.outbound
     }
 
-    /// The first capability this instance asked for and was refused (an outbound host
-    /// not granted, a key-value store not granted), as one line; `None` if none was. An
-    /// embedder reports it with a failed call: the guest's trap is often its reaction to
-    /// the refusal. (Files outside a mount and unset environment variables are not
-    /// recorded: WASI answers those like any missing file or variable.)
     /// Forget the denials recorded so far, for an instance reused across calls.
     pub fn clear_denials(&mut self) {
         self.outbound.denied = None;
-        self.denied_store = None;
+        self.denied = None;
     }
 
-    /// The first denial since the instance was made (or since [`clear_denials`](Self::clear_denials)).
+    /// Record a denial (`what` is a noun phrase: "a TCP socket") unless one is recorded.
+    fn note_denial(&mut self, what: impl FnOnce() -> String) {
+        if self.denied.is_none() {
+            self.denied = Some(what());
+        }
+    }
+
+    /// Whether another denial line may be logged for this instance (a few per instance,
+    /// so a guest retrying in a loop cannot flood the log).
+    fn may_log_denial(&mut self) -> bool {
+        if self.denials_logged >= sockets::MAX_LOGGED_PER_INSTANCE {
+            return false;
+        }
+        self.denials_logged += 1;
+        true
+    }
+
+    /// The first capability this instance asked for and was refused (an outbound host,
+    /// a key-value store, a socket or a config key not granted), as one line; `None` if
+    /// none was, since the instance was made (or since
+    /// [`clear_denials`](Self::clear_denials)). An embedder reports it with a failed call:
+    /// the guest's trap is often its reaction to the refusal. (Files outside a mount and
+    /// unset environment variables are not recorded: no host call is made for them, as
+    /// a guest without preopens or variables answers those itself.)
     pub fn first_denial(&self) -> Option<&str> {
-        self.outbound
-            .denied
-            .as_deref()
-            .or(self.denied_store.as_deref())
+        self.outbound.denied.as_deref().or(self.denied.as_deref())
     }
 }

@@ -8,7 +8,7 @@
 
 use wasmtime::component::{HasData, Linker};
 
-use crate::logs::{MAX_LINE, MAX_PER_REQUEST};
+use crate::logs::{LogTarget, MAX_LINE, MAX_PER_REQUEST};
 use crate::{CapabilityView, InstanceCapabilities};
 
 mod bindings {
@@ -45,6 +45,16 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// `text` cut to at most `max` bytes (on a character boundary, never inside a secret)
+/// and redacted.
+fn redact_cut<'t>(target: &LogTarget, text: &'t str, max: usize) -> std::borrow::Cow<'t, str> {
+    if text.len() <= max {
+        return target.redact(text);
+    }
+    let piece = cut(text, target.safe_cut(text.as_bytes(), max));
+    target.redact_cut_off(piece)
+}
+
 impl Host for &mut InstanceCapabilities {
     fn log(&mut self, level: Level, context: String, message: String) {
         if self.logged >= MAX_PER_REQUEST {
@@ -53,8 +63,10 @@ impl Host for &mut InstanceCapabilities {
         self.logged += message.len() + context.len();
         let target = &self.grants.target;
         let (app, component) = (&target.app, &target.component);
-        let message = target.redact(cut(&message, MAX_LINE));
-        let context = target.redact(cut(&context, 256));
+        // Cut where no secret is split, then redact: a secret across the cut would
+        // otherwise be logged as its first part.
+        let message = redact_cut(target, &message, MAX_LINE);
+        let context = redact_cut(target, &context, 256);
         match level {
             Level::Trace => {
                 tracing::trace!(app = %app, component = %component, context = %context, "{message}")

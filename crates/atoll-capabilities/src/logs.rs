@@ -45,6 +45,93 @@ impl LogTarget {
         }
         out
     }
+
+    /// A name a guest chose (a store label, a config key, a host to look up), ready for
+    /// a log line: at most 256 bytes, secrets redacted, escaped.
+    pub(crate) fn quote(&self, text: &str) -> String {
+        const MAX: usize = 256;
+        let cut = self.safe_cut(text.as_bytes(), MAX);
+        let piece = String::from_utf8_lossy(&text.as_bytes()[..cut]);
+        let mut quoted = self
+            .redact_cut_off_if(&piece, cut < text.len())
+            .escape_debug()
+            .to_string();
+        if cut < text.len() {
+            quoted.push_str("...");
+        }
+        quoted
+    }
+
+    fn redact_cut_off_if<'t>(&self, text: &'t str, cut_off: bool) -> std::borrow::Cow<'t, str> {
+        if cut_off {
+            self.redact_cut_off(text)
+        } else {
+            self.redact(text)
+        }
+    }
+
+    /// Bytes of the longest secret (0 without secrets).
+    pub(crate) fn longest_secret(&self) -> usize {
+        self.secrets.iter().map(String::len).max().unwrap_or(0)
+    }
+
+    /// Where to cut `text` to at most `want` bytes so that no secret straddles the cut
+    /// (each piece is then redacted whole). `text` must hold at least
+    /// [`longest_secret`](Self::longest_secret) bytes past `want`, or all there is, so a
+    /// secret running past `want` is seen. The cut moves left to the start of any
+    /// secret it would split; only when that leaves nothing (overlapping secrets from
+    /// the very start, e.g. a secret of one repeated letter) does it stay at `want`.
+    pub(crate) fn safe_cut(&self, text: &[u8], want: usize) -> usize {
+        if want >= text.len() {
+            return text.len();
+        }
+        let mut cut = want;
+        loop {
+            let mut left = cut;
+            for secret in self.secrets.iter().map(String::as_bytes) {
+                if secret.len() < 2 {
+                    continue;
+                }
+                for start in cut.saturating_sub(secret.len() - 1)..cut {
+                    if text[start..].starts_with(secret) {
+                        left = left.min(start);
+                        break;
+                    }
+                }
+            }
+            if left == cut {
+                return cut;
+            }
+            if left == 0 {
+                return want;
+            }
+            cut = left;
+        }
+    }
+
+    /// `text` redacted, with a trailing beginning of a secret (the text was cut off
+    /// there, so the rest may follow unseen) also replaced.
+    pub(crate) fn redact_cut_off<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        let redacted = self.redact(text);
+        let partial = self
+            .secrets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| {
+                (1..s.len())
+                    .rev()
+                    .filter(|n| s.is_char_boundary(*n))
+                    .find(|n| redacted.ends_with(&s[..*n]))
+            })
+            .max();
+        match partial {
+            Some(n) => {
+                let keep = redacted.len() - n;
+                std::borrow::Cow::Owned(format!("{}[redacted]", &redacted[..keep]))
+            }
+            None => redacted,
+        }
+    }
 }
 
 /// Which stream a [`GuestOutput`] is.
@@ -80,6 +167,8 @@ impl GuestOutput {
                 line: Vec::new(),
                 logged: 0,
                 truncated: false,
+                #[cfg(test)]
+                sink: None,
             }))
         });
         LogWriter(buffer.clone())
@@ -109,6 +198,9 @@ struct LineBuffer {
     /// Bytes taken so far (logged or buffered), for the per-instance cap.
     logged: usize,
     truncated: bool,
+    /// Tests read the lines here instead of from the log.
+    #[cfg(test)]
+    sink: Option<Vec<String>>,
 }
 
 impl LineBuffer {
@@ -122,14 +214,21 @@ impl LineBuffer {
             self.truncated = true;
         }
         self.logged += bytes.len();
+        // A long line is cut into pieces of at most MAX_LINE, never inside a secret:
+        // a piece is cut off only once the bytes after the cut could hold the longest
+        // secret, and the cut moves before any secret it would split.
+        let lookahead = self.target.longest_secret();
         for chunk in bytes.split_inclusive(|b| *b == b'\n') {
             let (text, complete) = match chunk.strip_suffix(b"\n") {
                 Some(t) => (t, true),
                 None => (chunk, false),
             };
             self.line.extend_from_slice(text);
-            while self.line.len() > MAX_LINE {
-                let rest = self.line.split_off(MAX_LINE);
+            while self.line.len() > MAX_LINE
+                && (complete || self.line.len() >= MAX_LINE + lookahead)
+            {
+                let cut = self.target.safe_cut(&self.line, MAX_LINE);
+                let rest = self.line.split_off(cut);
                 self.emit();
                 self.line = rest;
             }
@@ -138,7 +237,8 @@ impl LineBuffer {
             }
         }
         if self.truncated {
-            self.emit();
+            // The cap may have cut a secret short: its beginning is not logged either.
+            self.flush_all(LogTarget::redact_cut_off);
             let (app, component) = (&*self.target.app, &*self.target.component);
             tracing::warn!(
                 app = %app,
@@ -149,11 +249,32 @@ impl LineBuffer {
     }
 
     fn emit(&mut self) {
+        self.emit_with(LogTarget::redact)
+    }
+
+    /// Log what is buffered, in pieces of at most [`MAX_LINE`]; no more bytes follow.
+    fn flush_all(&mut self, redact: for<'t> fn(&LogTarget, &'t str) -> std::borrow::Cow<'t, str>) {
+        while self.line.len() > MAX_LINE {
+            let cut = self.target.safe_cut(&self.line, MAX_LINE);
+            let rest = self.line.split_off(cut);
+            self.emit_with(redact);
+            self.line = rest;
+        }
+        self.emit_with(redact);
+    }
+
+    fn emit_with(&mut self, redact: for<'t> fn(&LogTarget, &'t str) -> std::borrow::Cow<'t, str>) {
         if self.line.is_empty() {
             return;
         }
         let text = String::from_utf8_lossy(&self.line);
-        let text = self.target.redact(text.trim_end_matches('\r'));
+        let text = redact(&self.target, text.trim_end_matches('\r'));
+        #[cfg(test)]
+        if let Some(sink) = &mut self.sink {
+            sink.push(text.into_owned());
+            self.line.clear();
+            return;
+        }
         let (app, component) = (&*self.target.app, &*self.target.component);
         match self.stream {
             Stream::Stdout => {
@@ -170,7 +291,7 @@ impl LineBuffer {
 impl Drop for LineBuffer {
     fn drop(&mut self) {
         // A last line without a newline is still worth seeing.
-        self.emit();
+        self.flush_all(LogTarget::redact);
     }
 }
 
@@ -245,5 +366,120 @@ mod tests {
             target.redact("nothing here"),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    fn target(secrets: &[&str]) -> LogTarget {
+        LogTarget {
+            app: "a".into(),
+            component: "c".into(),
+            secrets: secrets.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_secret() {
+        let t = target(&["hunter2", "s3cr3t-Zq9-token"]);
+        // The secret across byte 10: the cut moves to its start.
+        let text = b"0123456789hunter2 and more";
+        assert_eq!(t.safe_cut(text, 12), 10);
+        // Nothing to split: the cut stays.
+        assert_eq!(t.safe_cut(text, 5), 5);
+        assert_eq!(t.safe_cut(text, 17), 17);
+        // Shorter than the cut: all of it.
+        assert_eq!(t.safe_cut(b"short", 100), 5);
+        // Two secrets overlapping across the cut: before both.
+        let t2 = target(&["abcd", "cdef"]);
+        assert_eq!(t2.safe_cut(b"xxabcdefyy", 5), 2);
+        // A secret of one repeated letter from the start: no safe cut, so it stays put.
+        let t3 = target(&["aaaa"]);
+        assert_eq!(t3.safe_cut(b"aaaaaaaaaa", 6), 6);
+    }
+
+    #[test]
+    fn a_secret_cut_short_is_hidden_too() {
+        let t = target(&["hunter2"]);
+        assert_eq!(t.redact_cut_off("token=hunt"), "token=[redacted]");
+        assert_eq!(t.redact_cut_off("token=hunter2"), "token=[redacted]");
+        assert_eq!(t.redact_cut_off("nothing"), "nothing");
+    }
+
+    #[test]
+    fn names_are_quoted_short_and_redacted() {
+        let t = target(&["hunter2"]);
+        assert_eq!(t.quote("my-hunter2-store"), "my-[redacted]-store");
+        assert_eq!(t.quote("a\nb"), "a\\nb");
+        let long = format!("{}hunter2", "x".repeat(252));
+        let q = t.quote(&long);
+        assert!(!q.contains("hunt") && q.ends_with("..."), "{q}");
+        assert!(q.len() < 270, "{}", q.len());
+    }
+
+    /// A line buffer that collects what it would log.
+    fn buffer(secrets: &[&str]) -> LineBuffer {
+        LineBuffer {
+            target: Arc::new(target(secrets)),
+            stream: Stream::Stdout,
+            line: Vec::new(),
+            logged: 0,
+            truncated: false,
+            sink: Some(Vec::new()),
+        }
+    }
+
+    const SECRET: &str = "s3cr3t-Zq9-token";
+
+    fn assert_no_piece_of_the_secret(lines: &[String]) {
+        for line in lines {
+            for fragment in ["s3cr3", "3cr3t", "Zq9", "-token"] {
+                assert!(!line.contains(fragment), "`{fragment}` logged: {line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_secret_across_the_line_cut_is_redacted() {
+        for split in [1, 7, 4089, 4090, 4095, 4096, 5000, 100_000] {
+            let mut text = "x".repeat(4090);
+            text.push_str(SECRET);
+            text.push_str(" and the rest ");
+            text.push_str(&"y".repeat(5000));
+            text.push('\n');
+            let mut b = buffer(&[SECRET]);
+            for chunk in text.as_bytes().chunks(split) {
+                b.write(chunk);
+            }
+            let lines = b.sink.take().unwrap_or_default();
+            assert!(lines.len() >= 3, "split {split}: {} lines", lines.len());
+            assert!(lines.iter().all(|l| l.len() <= MAX_LINE), "split {split}");
+            assert_no_piece_of_the_secret(&lines);
+            assert_eq!(
+                lines.iter().filter(|l| l.contains("[redacted]")).count(),
+                1,
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_secret_cut_by_the_per_request_cap_is_redacted() {
+        for before in [5, 1, SECRET.len() - 1] {
+            let mut b = buffer(&[SECRET]);
+            // Lines up to `before` bytes short of the cap, then the secret.
+            let line = format!("{}\n", "z".repeat(99));
+            let mut written = 0;
+            while written + line.len() <= MAX_PER_REQUEST - before {
+                b.write(line.as_bytes());
+                written += line.len();
+            }
+            b.write("w".repeat(MAX_PER_REQUEST - before - written).as_bytes());
+            b.write(format!("{SECRET}\n").as_bytes());
+            let lines = b.sink.take().unwrap_or_default();
+            assert_no_piece_of_the_secret(&lines);
+            assert!(
+                lines.last().is_some_and(|l| l.ends_with("[redacted]")),
+                "{:?}",
+                lines.last()
+            );
+        }
     }
 }

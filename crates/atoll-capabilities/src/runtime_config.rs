@@ -21,6 +21,7 @@
 //!
 //! [limits]
 //! memory_total = "8GiB"             # all instances together (default: half the RAM)
+//! memory_reset = "auto"             # "zeroing": never the PAGEMAP_SCAN reset (slower)
 //!
 //! [fairness]                        # one tenant cannot starve the others (defaults shown)
 //! demote_after = "2ms"              # CPU a request may use on an event loop, then the slow lane
@@ -53,6 +54,10 @@ pub struct RuntimeConfig {
     /// `[limits] memory_total`: bytes of linear memory all instances may hold together;
     /// `None`: the engine's default (half of the machine's memory).
     pub memory_total: Option<u64>,
+    /// `[limits] memory_reset = "zeroing"`: reset instance memory by zeroing even where
+    /// the faster `PAGEMAP_SCAN` reset works (`"auto"`, the default, picks the scan
+    /// where it is safe).
+    pub memory_reset_zeroing: bool,
     /// `[fairness]`: how one component is kept from starving the others.
     pub fairness: FairnessConfig,
     /// The file it was read from, for messages.
@@ -230,6 +235,7 @@ struct RawFairness {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     memory_total: Option<String>,
+    memory_reset: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -370,12 +376,22 @@ impl RuntimeConfig {
                 Some(bytes)
             }
         };
+        let memory_reset_zeroing = match raw.limits.memory_reset.as_deref() {
+            None | Some("auto") => false,
+            Some("zeroing") => true,
+            Some(other) => {
+                return Err(bad(format!(
+                    "limits.memory_reset is `{other}`; it must be \"auto\" or \"zeroing\""
+                )));
+            }
+        };
         let fairness = fairness(&raw.fairness).map_err(bad)?;
         Ok(Self {
             variables,
             key_value_stores,
             outbound_http,
             memory_total,
+            memory_reset_zeroing,
             fairness,
             path: Some(path.to_path_buf()),
         })
@@ -527,6 +543,26 @@ mod tests {
         assert!(e.contains("limits.memory_total"), "{e}");
         let e = load("[limits]\nmemroy_total = \"1GiB\"\n").expect_err("typo");
         assert!(e.contains("memroy_total"), "{e}");
+    }
+
+    #[test]
+    fn the_memory_reset_is_auto_unless_zeroing_is_asked_for() {
+        assert!(!load("").expect("empty").memory_reset_zeroing);
+        assert!(
+            !load("[limits]\nmemory_reset = \"auto\"\n")
+                .expect("auto")
+                .memory_reset_zeroing
+        );
+        assert!(
+            load("[limits]\nmemory_reset = \"zeroing\"\n")
+                .expect("zeroing")
+                .memory_reset_zeroing
+        );
+        let e = load("[limits]\nmemory_reset = \"scan\"\n").expect_err("unknown");
+        assert!(
+            e.contains("limits.memory_reset") && e.contains("zeroing"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -46,6 +46,22 @@ pub struct EngineConfig {
     /// instances once it is nearly spent, so many tenants' memory bombs at once cannot
     /// get the process killed by the kernel's OOM killer.
     pub memory_total: Option<u64>,
+    /// How a pooled instance's memory is made clean again after a request: the fast
+    /// `PAGEMAP_SCAN` reset where the machine supports it ([`MemoryResetMode::Auto`]), or
+    /// always the slower zeroing one ([`MemoryResetMode::Zeroing`]; `[limits]
+    /// memory_reset = "zeroing"` in the runtime config), which is what a machine
+    /// without the scan gets, so that path can be run and tested anywhere.
+    pub memory_reset: MemoryResetMode,
+}
+
+/// Which reset a pooled instance's memory gets between requests ([`EngineConfig::memory_reset`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryResetMode {
+    /// `PAGEMAP_SCAN` on Linux 6.7+ without swap, zeroing otherwise.
+    #[default]
+    Auto,
+    /// Zeroing and decommitting, whatever the machine supports.
+    Zeroing,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +72,7 @@ impl Default for EngineConfig {
             fuel: false,
             throttle_heavy: false,
             memory_total: None,
+            memory_reset: MemoryResetMode::Auto,
         }
     }
 }
@@ -154,7 +171,12 @@ impl Engine {
     }
 
     fn build(config: EngineConfig, links: Vec<LinkHook>) -> Result<Self, LoadError> {
-        let reset = MemoryReset::for_this_machine();
+        let reset = match config.memory_reset {
+            MemoryResetMode::Auto => MemoryReset::for_this_machine(),
+            MemoryResetMode::Zeroing => MemoryReset::Zeroing {
+                reason: "memory_reset = \"zeroing\" was asked for",
+            },
+        };
         match reset {
             MemoryReset::PagemapScan => tracing::debug!(
                 "instance memory is reset with PAGEMAP_SCAN: only the pages a request wrote"

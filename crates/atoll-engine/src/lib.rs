@@ -35,5 +35,7 @@ pub use check::{ComponentFile, ComponentKind, describe_bytes, inspect_bytes};
 pub use component::{
     FailureKind, InstanceState, LoadedComponent, MemoryBudget, classify_error, thread_guest_ticks,
 };
-pub use engine::{CacheOutcome, ComponentSpec, EPOCH_TICK, Engine, EngineBuilder, EngineConfig};
+pub use engine::{
+    CacheOutcome, ComponentSpec, EPOCH_TICK, Engine, EngineBuilder, EngineConfig, MemoryResetMode,
+};
 pub use error::{LoadError, error_chain, io_reason};

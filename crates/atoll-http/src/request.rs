@@ -180,7 +180,10 @@ fn respond(
             ))
         }),
         Ok(Err(code)) => {
-            tracing::error!(app = %component.app_name(), component = %component.name(), "guest answered with an error: {code:?}");
+            // The error's text is the guest's: it may hold a secret it can read.
+            let code = format!("{code:?}");
+            let code = component.loaded().capabilities().redact(&code);
+            tracing::error!(app = %component.app_name(), component = %component.name(), "guest answered with an error: {code}");
             plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the component failed to handle the request\n",

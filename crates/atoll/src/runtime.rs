@@ -152,6 +152,7 @@ impl Runtime {
                 fuel: false,
                 throttle_heavy: false,
                 memory_total: None,
+                memory_reset: atoll_engine::MemoryResetMode::Auto,
             }),
         }
     }

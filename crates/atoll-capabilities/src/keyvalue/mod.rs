@@ -255,17 +255,16 @@ impl KeyValueView<'_> {
             })?),
             None => {
                 let t = &self.caps.grants.target;
-                if self.caps.denied_store.is_none() {
-                    self.caps.denied_store =
-                        Some(format!("key-value store `{}`", identifier.escape_debug()));
-                }
+                // The label is the guest's choice: it may hold a secret it can read.
+                let label = t.quote(&identifier);
                 tracing::warn!(
                     app = %t.app,
                     component = %t.component,
                     kind = %"key_value",
-                    "capability denied: the component may not open key-value store `{}`; add it to key_value_stores",
-                    identifier.escape_debug()
+                    "capability denied: the component may not open key-value store `{label}`; add it to key_value_stores"
                 );
+                self.caps
+                    .note_denial(|| format!("key-value store `{label}`"));
                 Err(KvError::AccessDenied)
             }
         }

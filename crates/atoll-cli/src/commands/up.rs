@@ -149,6 +149,11 @@ impl UpCommand {
             let engine = Arc::new(Engine::new(EngineConfig {
                 cache_dir: self.cache_dir.clone().or_else(default_cache_dir),
                 memory_total: runtime_config.memory_total,
+                memory_reset: if runtime_config.memory_reset_zeroing {
+                    atoll_engine::MemoryResetMode::Zeroing
+                } else {
+                    atoll_engine::MemoryResetMode::Auto
+                },
                 ..EngineConfig::default()
             })?);
             let loader = Loader::new(engine, runtime_config, env_variables)

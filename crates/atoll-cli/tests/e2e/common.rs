@@ -140,9 +140,23 @@ impl Running {
         extra_args: &[&str],
         envs: &[(&str, &str)],
     ) -> Self {
+        let dirs: Vec<PathBuf> = apps.iter().map(|a| a.path().to_path_buf()).collect();
+        Self::start_command(apps, &dirs, home, extra_args, envs)
+    }
+
+    /// `atoll up ARGS... --listen 127.0.0.1:0 EXTRA...` with `positional` as given (app
+    /// directories, or nothing when `extra_args` names manifests with `-f`); `apps` are
+    /// kept alive as long as the server.
+    pub fn start_command(
+        apps: Vec<TestApp>,
+        positional: &[PathBuf],
+        home: &Path,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let mut child = atoll_command()
             .arg("up")
-            .args(apps.iter().map(|a| a.path()))
+            .args(positional)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra_args)
             .envs(envs.iter().copied())
@@ -221,6 +235,11 @@ impl Running {
     /// Send SIGTERM and wait for the process to exit.
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         signal(self.pid(), "TERM");
+        self.wait_exit(timeout)
+    }
+
+    /// Wait for the process to exit (after a signal the test sent), at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let start = Instant::now();
         while start.elapsed() < timeout {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -323,4 +342,104 @@ pub async fn get(client: &HttpClient, url: &str) -> Reply {
     send(client, "GET", url, Bytes::new())
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// One raw HTTP/1.1 connection, for tests that must know every request went over the
+/// same TCP connection (a pooled client reconnects silently when the server closes).
+pub struct RawConn {
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    pub fn open(addr: SocketAddr) -> Self {
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("read timeout");
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// `GET path` on this connection: (status, lower-cased headers, body). Panics if the
+    /// server closed the connection instead of answering.
+    pub fn get(&mut self, path: &str) -> (u16, Vec<(String, String)>, String) {
+        use std::io::Write;
+        write!(
+            self.stream,
+            "GET {path} HTTP/1.1\r\nhost: atoll.test\r\n\r\n"
+        )
+        .expect("write request");
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill("the response head");
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        self.buf.drain(..head_end);
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let body = if let Some(len) = header("content-length") {
+            let len: usize = len.parse().expect("content-length");
+            while self.buf.len() < len {
+                self.fill("the body");
+            }
+            self.buf.drain(..len).collect::<Vec<u8>>()
+        } else if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+            let mut body = Vec::new();
+            loop {
+                let line_end = loop {
+                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    self.fill("a chunk size");
+                };
+                let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+                let size =
+                    usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                        .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
+                self.buf.drain(..line_end + 2);
+                while self.buf.len() < size + 2 {
+                    self.fill("a chunk");
+                }
+                body.extend(self.buf.drain(..size));
+                self.buf.drain(..2);
+                if size == 0 {
+                    break;
+                }
+            }
+            body
+        } else {
+            panic!("a response without a length on a keep-alive connection: {head:?}")
+        };
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn fill(&mut self, what: &str) {
+        use std::io::Read;
+        let mut chunk = [0u8; 8192];
+        let n = self
+            .stream
+            .read(&mut chunk)
+            .unwrap_or_else(|e| panic!("reading {what}: {e}"));
+        assert!(n > 0, "the server closed the connection before {what}");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
 }

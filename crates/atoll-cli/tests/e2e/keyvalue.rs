@@ -23,7 +23,7 @@ name = "{app}"
 
 [component.kv]
 source = "{{{{KV}}}}"
-key_value_stores = ["default"]
+key_value_stores = ["default", "cache"]
 
 [component.none]
 source = "{{{{KV}}}}"
@@ -69,9 +69,18 @@ async fn op(c: &HttpClient, server: &Running, query: &str) -> (u16, String) {
     (r.status, r.text())
 }
 
-/// The behaviour every backend must have.
+/// The behaviour every backend must have. `runtime_toml` configures the `default`
+/// store; the `cache` store is put on the same backend.
 async fn check_backend(runtime_toml: Option<&str>) {
-    let (a, _rc_a) = start(TestApp::new(&manifest(&unique("kva"))), runtime_toml);
+    let runtime_toml = runtime_toml.map(|t| {
+        format!(
+            "{t}\n{}",
+            t.replace("[key_value_store.default]", "[key_value_store.cache]")
+        )
+    });
+    let runtime_toml = runtime_toml.as_deref();
+    let a_name = unique("kva");
+    let (a, _rc_a) = start(TestApp::new(&manifest(&a_name)), runtime_toml);
     let (b, _rc_b) = start(TestApp::new(&manifest(&unique("kvb"))), runtime_toml);
     let c = client();
 
@@ -113,11 +122,39 @@ async fn check_backend(runtime_toml: Option<&str>) {
     assert_eq!(op(&c, &b, "op=list").await, (200, "".into()));
     assert_eq!(op(&c, &b, "op=set&key=k&value=from-b").await.0, 200);
     assert_eq!(op(&c, &a, "op=get&key=k").await, (200, "v1".into()));
-    // Tenant-prefix tricks are just keys.
-    assert_eq!(
-        op(&c, &b, &format!("op=get&key=../{}/k", "kva")).await.0,
-        404
-    );
+    // Tenant-prefix tricks are just keys: b names a's real namespace in its keys.
+    for trick in [
+        format!("../{a_name}/default/k"),
+        format!("{a_name}/default/k"),
+        format!("/{a_name}/default/k"),
+        format!("..%2F{a_name}%2Fdefault%2Fk"),
+    ] {
+        assert_eq!(
+            op(&c, &b, &format!("op=get&key={trick}")).await,
+            (404, "not found".into()),
+            "{trick}"
+        );
+    }
+    assert_eq!(op(&c, &b, "op=list").await, (200, "k".into()));
+
+    // Two labels of one app on one backend are two stores.
+    let cache = |q: &str| a.url(&format!("/kv?store=cache&{q}"));
+    assert_eq!(get(&c, &cache("op=get&key=k")).await.status, 404);
+    assert_eq!(get(&c, &cache("op=set&key=k&value=c1")).await.status, 200);
+    assert_eq!(get(&c, &cache("op=get&key=k")).await.text(), "c1");
+    assert_eq!(get(&c, &cache("op=list")).await.text(), "k");
+    assert_eq!(op(&c, &a, "op=get&key=k").await, (200, "v1".into()));
+    assert_eq!(get(&c, &cache("op=delete&key=k")).await.status, 200);
+    assert_eq!(op(&c, &a, "op=get&key=k").await, (200, "v1".into()));
+
+    // Data is namespaced by app name and label: another `atoll up` of an app with the
+    // same name on the same shared backend sees the same keys (as the nodes of a fleet
+    // must). The embedded store is a file in each app's own directory, so it is not
+    // shared that way.
+    if runtime_toml.is_some() {
+        let (twin, _rc_twin) = start(TestApp::new(&manifest(&a_name)), runtime_toml);
+        assert_eq!(op(&c, &twin, "op=get&key=k").await, (200, "v1".into()));
+    }
 
     // Deny by default: an ungranted label, and a component with no grant.
     let r = get(&c, &a.url("/kv?store=other&op=get&key=k")).await;
@@ -126,7 +163,18 @@ async fn check_backend(runtime_toml: Option<&str>) {
     assert_eq!((r.status, r.text().as_str()), (403, "access-denied"));
     let r = get(&c, &a.url("/spin?store=other&op=get&key=k")).await;
     assert_eq!((r.status, r.text().as_str()), (403, "access-denied"));
-    assert!(a.wait_for_log("capability denied", Duration::from_secs(5)));
+    for component in ["kv", "none", "spin"] {
+        assert!(
+            a.wait_until(Duration::from_secs(5), |logs| logs.lines().any(|l| {
+                l.contains("capability denied")
+                    && l.contains(&format!("app={a_name}"))
+                    && l.contains(&format!("component={component}"))
+                    && l.contains("kind=key_value")
+            })),
+            "no key-value denial line for {component}:\n{}",
+            a.logs()
+        );
+    }
 
     // Atomic increments under concurrency: 8 clients x 500.
     let started = Instant::now();
@@ -642,8 +690,8 @@ async fn postgres_silent_connection_is_replaced() {
 async fn postgres_silent_connection_is_replaced_under_a_short_component_timeout() {
     let fwd = Forwarder::start("127.0.0.1:5432".parse().expect("addr")).await;
     let short = manifest(&unique("kvshort")).replacen(
-        "key_value_stores = [\"default\"]\n",
-        "key_value_stores = [\"default\"]\nlimits = { timeout = \"1s\" }\n",
+        "key_value_stores = [\"default\", \"cache\"]\n",
+        "key_value_stores = [\"default\", \"cache\"]\nlimits = { timeout = \"1s\" }\n",
         1,
     );
     let (server, _rc) = start(

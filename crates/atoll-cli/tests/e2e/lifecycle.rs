@@ -104,15 +104,26 @@ component = "slow"
     ));
     let url = server.url("/?ms=2500");
     let in_flight = tokio::spawn(async move { get(&client(), &url).await });
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The guest logs a line as it starts: from then on the request is in flight.
+    assert!(
+        server.wait_for_log("sleeping 2500ms", Duration::from_secs(30)),
+        "{}",
+        server.logs()
+    );
 
     let addr = server.addr;
+    signal(server.pid(), "TERM");
+    // While draining, new connections are refused: the listener is closed before the
+    // server logs that it is waiting.
+    assert!(
+        server.wait_for_log("shutting down: waiting up to", Duration::from_secs(10)),
+        "{}",
+        server.logs()
+    );
     let status = tokio::task::spawn_blocking(move || {
-        let status = server.terminate(Duration::from_secs(15));
+        let status = server.wait_exit(Duration::from_secs(15));
         (status, server)
     });
-    // While draining, new connections are refused.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
         "a new connection was accepted during shutdown"

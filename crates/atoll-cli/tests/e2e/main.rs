@@ -6,6 +6,7 @@ mod common;
 mod cron;
 mod fairness;
 mod files;
+mod flags;
 mod hostile;
 mod inspect;
 mod keyvalue;

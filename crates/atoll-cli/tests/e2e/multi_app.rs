@@ -38,7 +38,11 @@ async fn apps_share_a_server_by_path_and_by_host() {
         "shop.example.com.",
     ] {
         let r = get_host(&c, &server.url("/info/x"), host).await;
-        assert_eq!(r.text(), "count=1 dirty=false\n", "Host: {host}");
+        assert_eq!(
+            r.text(),
+            "count=1 dirty=false tag=pristine heap=clean stack=clean\n",
+            "Host: {host}"
+        );
     }
     // Any other host falls to the apps without hosts.
     let r = get_host(&c, &server.url("/"), "other.example.com").await;

@@ -73,13 +73,33 @@ async fn hello_and_routing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_and_h2c() {
     let server = Running::start(TestApp::new(ROUTES));
-    // Many requests over one pooled HTTP/1.1 connection, then over HTTP/2 (prior knowledge).
-    for c in [client(), h2_client()] {
-        for _ in 0..50 {
-            let r = get(&c, &server.url("/hello")).await;
-            assert_eq!(r.status, 200);
-            assert_eq!(r.text(), "Hello, world!\n");
+    // Many requests over one HTTP/1.1 connection: a raw one, which fails if the server
+    // closes it (a pooled client would reconnect and hide that).
+    let addr = server.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut conn = RawConn::open(addr);
+        for i in 0..50 {
+            let (status, headers, body) = conn.get("/hello");
+            assert_eq!(
+                (status, body.as_str()),
+                (200, "Hello, world!\n"),
+                "request {i}"
+            );
+            assert!(
+                !headers
+                    .iter()
+                    .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close")),
+                "request {i} asked to close the connection: {headers:?}"
+            );
         }
+    })
+    .await
+    .expect("keep-alive client");
+    // Then over HTTP/2 (prior knowledge): one connection, many streams.
+    let c = h2_client();
+    for _ in 0..50 {
+        let r = get(&c, &server.url("/hello")).await;
+        assert_eq!((r.status, r.text().as_str()), (200, "Hello, world!\n"));
     }
 }
 
@@ -146,8 +166,74 @@ component = "env"
         );
     }
     assert!(body.contains("args 0\n"), "{body}");
-    // No files and no network.
+    // No files.
     assert!(body.contains("preopens 0\n"), "{body}");
     assert!(body.contains("std_fs_root false\n"), "{body}");
-    assert!(body.contains("std_net false\n"), "{body}");
+
+    // No network: the test listens on TCP and UDP, the guest tries both and a name
+    // lookup. Nothing arrives, each attempt fails in the guest, and each is logged.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp listener");
+    tcp.set_nonblocking(true).expect("nonblocking");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    udp.set_nonblocking(true).expect("nonblocking");
+    let (tcp_port, udp_port) = (
+        tcp.local_addr().expect("addr").port(),
+        udp.local_addr().expect("addr").port(),
+    );
+    // The same listeners do receive from an ordinary client, so "nothing arrived" below
+    // is about the guest, not the sockets.
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("udp client")
+        .send_to(b"probe", ("127.0.0.1", udp_port))
+        .expect("send");
+    let _probe = std::net::TcpStream::connect(("127.0.0.1", tcp_port)).expect("connect");
+    let mut buf = [0u8; 64];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (mut accepted, mut received) = (false, false);
+    while !(accepted && received) && std::time::Instant::now() < deadline {
+        accepted |= tcp.accept().is_ok();
+        received |= udp.recv_from(&mut buf).is_ok();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(accepted && received, "the test's own probes did not arrive");
+
+    let r = get(
+        &client(),
+        &server.url(&format!("/?tcp={tcp_port}&udp={udp_port}&lookup=localhost")),
+    )
+    .await;
+    let body = r.text();
+    for line in ["tcp denied", "udp denied", "lookup denied"] {
+        assert!(
+            body.contains(line),
+            "expected `{line}`: {body}\n{}",
+            server.logs()
+        );
+    }
+    // The guest's attempts were over before it answered: a connection it made would be
+    // in the accept queue now, and a datagram in the socket's buffer.
+    assert!(tcp.accept().is_err(), "the guest reached the TCP listener");
+    assert!(
+        udp.recv_from(&mut buf).is_err(),
+        "the guest's UDP datagram arrived"
+    );
+    for what in [
+        "a TCP socket",
+        "a UDP socket",
+        "a name lookup of `localhost`",
+    ] {
+        assert!(
+            server.wait_until(std::time::Duration::from_secs(5), |logs| logs.lines().any(
+                |l| {
+                    l.contains("capability denied")
+                        && l.contains(what)
+                        && l.contains("app=env")
+                        && l.contains("component=env")
+                        && l.contains("kind=socket")
+                }
+            )),
+            "no denial line for {what}:\n{}",
+            server.logs()
+        );
+    }
 }

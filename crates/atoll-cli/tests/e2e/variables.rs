@@ -22,6 +22,15 @@ source = "{{CONFIG}}"
 source = "{{KV_SPIN}}"
 variables = { greeting = "{{ greeting }}, world" }
 
+# A component that can read the secret and names a store after it.
+[component.kvleak]
+source = "{{KV}}"
+variables = { token = "{{ api_token }}" }
+
+[[trigger.http]]
+route = "/kvleak"
+component = "kvleak"
+
 [[trigger.http]]
 route = "/config"
 component = "config"
@@ -162,4 +171,73 @@ fn secrets_never_appear_in_errors() {
     assert!(!ok);
     assert!(stderr.contains("missing.wasm"), "{stderr}");
     assert!(!stderr.contains(SECRET), "the secret leaked:\n{stderr}");
+}
+
+/// A guest that can read a secret tries to get it into the operator's logs at their
+/// edges: split by the 4 KiB line cut, cut short by the 64 KiB cap, through
+/// wasi:logging's message and context, as the error it answers with, and as the label
+/// of a store it is refused. No part of the secret reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_stay_out_of_logs_at_their_edges() {
+    let server = Running::start_with_env(
+        TestApp::new(APP),
+        &shared_home(),
+        &[],
+        &[("ATOLL_VARIABLE_API_TOKEN", SECRET)],
+    );
+    let c = client();
+    for how in ["straddle", "cap", "logging", "error"] {
+        let r = get(&c, &server.url(&format!("/config?leak={how}&key=token"))).await;
+        let expected = if how == "error" { 500 } else { 200 };
+        assert_eq!(r.status, expected, "{how}: {}", r.text());
+    }
+    let r = get(
+        &c,
+        &server.url(&format!("/kvleak?store=store-{SECRET}&op=get&key=k")),
+    )
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (403, "access-denied"));
+    // Each attempt did reach the log, redacted.
+    for (what, needle) in [
+        ("straddle", " after the straddle"),
+        ("cap", "guest output over 65536 bytes"),
+        ("logging", "llllllllllllllllllllllllllllllllBearer "),
+        ("logging context", "the context is cut"),
+        ("logging context", "the context is the secret"),
+        ("error", "guest answered with an error"),
+        ("store", "may not open key-value store `store-[redacted]`"),
+    ] {
+        assert!(
+            server.wait_for_log(needle, std::time::Duration::from_secs(10)),
+            "{what}: no `{needle}` line:\n{}",
+            tail(&server.logs())
+        );
+    }
+    let logs = server.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("guest answered with an error") && l.contains("[redacted]")),
+        "{}",
+        tail(&logs)
+    );
+    // No piece of the secret (16 bytes) is left anywhere: every 4-byte window of it,
+    // but the two inside the word "token", which the logs may use for other reasons.
+    for i in 0..=SECRET.len() - 4 {
+        let fragment = &SECRET[i..i + 4];
+        if ["toke", "oken"].contains(&fragment) {
+            continue;
+        }
+        if let Some(line) = logs.lines().find(|l| l.contains(fragment)) {
+            panic!("`{fragment}` of the secret is in the log: {}", tail(line));
+        }
+    }
+}
+
+/// The end of a long text, for a readable failure message.
+fn tail(text: &str) -> &str {
+    let mut start = text.len().saturating_sub(2000);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }
