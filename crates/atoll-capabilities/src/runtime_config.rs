@@ -259,15 +259,24 @@ impl RuntimeConfig {
         };
         let text =
             std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        Self::parse(&text, path)
+    }
+
+    /// Check the text of a runtime config; `path` is where it came from, for messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, CapabilityError> {
+        let bad = |reason: String| CapabilityError::RuntimeConfig {
+            path: path.to_path_buf(),
+            reason,
+        };
         // The message names the line and column but never quotes the text: the file may
         // hold secrets.
         let at = |start: usize| {
-            let before = text.get(..start).unwrap_or(&text);
+            let before = text.get(..start).unwrap_or(text);
             let line = before.matches('\n').count() + 1;
             let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
             format!(" at line {line}, column {col}")
         };
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| at(s.start));
             bad(format!(
                 "{}{}",
