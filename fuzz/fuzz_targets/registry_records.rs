@@ -10,6 +10,13 @@ use atoll_registry::merkle;
 use atoll_registry::sign::{KeyPair, PublicKey};
 use libfuzzer_sys::fuzz_target;
 
+/// `d` with one bit flipped: a digest that is surely not `d`.
+fn flipped(d: &Digest, bit: u8) -> Digest {
+    let mut bytes = d.0;
+    bytes[usize::from(bit / 8) % 32] ^= 1 << (bit % 8);
+    Digest(bytes)
+}
+
 fn server_key() -> &'static PublicKey {
     static KEY: OnceLock<PublicKey> = OnceLock::new();
     KEY.get_or_init(|| {
@@ -60,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
     if !proof.is_empty() {
         let mut bad = proof.clone();
         let at = usize::from(pick) % bad.len();
-        bad[at] = merkle::leaf_hash(b"tampered");
+        bad[at] = flipped(&bad[at], pick);
         assert!(!merkle::verify_inclusion(
             i,
             size,
@@ -76,13 +83,8 @@ fuzz_target!(|data: &[u8]| {
             &root
         ));
     }
-    assert!(!merkle::verify_inclusion(
-        i,
-        size,
-        &merkle::leaf_hash(b"other"),
-        &proof,
-        &root
-    ));
+    let other = flipped(&leaves[index], pick);
+    assert!(!merkle::verify_inclusion(i, size, &other, &proof, &root));
     assert!(!merkle::verify_inclusion(
         size,
         size,
@@ -103,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
         &consistency
     ));
     if old < n {
-        let wrong_old = merkle::leaf_hash(b"forked");
+        let wrong_old = flipped(&old_root, pick);
         assert!(!merkle::verify_consistency(
             o,
             s,
@@ -114,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
         if !consistency.is_empty() {
             let mut bad = consistency.clone();
             let at = usize::from(pick) % bad.len();
-            bad[at] = merkle::leaf_hash(b"tampered");
+            bad[at] = flipped(&bad[at], pick);
             assert!(!merkle::verify_consistency(o, s, &old_root, &root, &bad));
         }
     }

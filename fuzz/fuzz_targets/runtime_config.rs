@@ -38,7 +38,10 @@ fn secret_values(text: &str) -> Vec<&str> {
     for line in text.lines() {
         let line = line.trim();
         if line.starts_with('[') {
-            in_variables = line.trim_start_matches('[').trim_start().starts_with("variables");
+            in_variables = line
+                .trim_start_matches('[')
+                .trim_start()
+                .starts_with("variables");
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {

@@ -199,6 +199,12 @@ impl ComponentCapabilities {
         self.target.redact(text)
     }
 
+    /// `text` redacted and cut to at most `max` bytes (never inside a secret), for a
+    /// log line about something a guest chose.
+    pub fn redact_short(&self, text: &str, max: usize) -> String {
+        self.target.redact_short(text, max)
+    }
+
     /// Grants nothing: no config keys, no outbound HTTP, no files, no stores. Guest
     /// output is still logged under `app` and `component`.
     pub fn deny_all(app: &str, component: &str) -> Self {
@@ -360,11 +366,7 @@ impl ComponentCapabilitiesBuilder {
 
     /// The grants, ready for [`ComponentCapabilities::prepare`].
     pub fn build(self) -> ComponentCapabilities {
-        let target = Arc::new(LogTarget {
-            app: self.app,
-            component: self.component,
-            secrets: self.secrets,
-        });
+        let target = Arc::new(LogTarget::new(self.app, self.component, self.secrets));
         ComponentCapabilities {
             outbound: Arc::new(OutboundPolicy {
                 allowed: self.allowed,
@@ -390,7 +392,8 @@ pub struct InstanceCapabilities {
     logged: usize,
     /// The first key-value store, socket or config key this instance was refused.
     denied: Option<String>,
-    /// `capability denied` lines this instance has logged for sockets and config keys.
+    /// `capability denied` lines this instance has logged for sockets, config keys and
+    /// key-value stores.
     denials_logged: u8,
 }
 

@@ -9,6 +9,10 @@
 use wasmtime::component::{HasData, Linker};
 
 use crate::logs::{LogTarget, MAX_LINE, MAX_PER_REQUEST};
+
+/// Bytes a `log` call counts against [`MAX_PER_REQUEST`] at least (so at most 1024 calls
+/// per instance are logged, however short).
+const MIN_CHARGE: usize = 64;
 use crate::{CapabilityView, InstanceCapabilities};
 
 mod bindings {
@@ -60,7 +64,9 @@ impl Host for &mut InstanceCapabilities {
         if self.logged >= MAX_PER_REQUEST {
             return;
         }
-        self.logged += message.len() + context.len();
+        // Every call counts for at least a short line, so empty messages cannot make
+        // an unbounded number of log lines.
+        self.logged += (message.len() + context.len()).max(MIN_CHARGE);
         let target = &self.grants.target;
         let (app, component) = (&target.app, &target.component);
         // Cut where no secret is split, then redact: a secret across the cut would

@@ -34,6 +34,37 @@ pub(crate) struct LogTarget {
 }
 
 impl LogTarget {
+    /// The tags and the secrets to hide. What is hidden: each secret; its escaped form
+    /// (as `{:?}` of a guest's error shows it); and each line of 8 bytes or more of a
+    /// secret that spans lines (a PEM key), since output is logged line by line. Longest
+    /// first, so a secret that contains another is hidden whole.
+    pub(crate) fn new(app: Arc<str>, component: Arc<str>, secrets: Vec<String>) -> Self {
+        let mut hidden: Vec<String> = Vec::new();
+        for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
+            let escaped = secret.escape_debug().to_string();
+            if escaped != secret {
+                hidden.push(escaped);
+            }
+            if secret.contains('\n') {
+                hidden.extend(
+                    secret
+                        .lines()
+                        .map(|l| l.trim_end_matches('\r'))
+                        .filter(|l| l.len() >= 8)
+                        .map(str::to_string),
+                );
+            }
+            hidden.push(secret);
+        }
+        hidden.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        hidden.dedup();
+        Self {
+            app,
+            component,
+            secrets: hidden,
+        }
+    }
+
     /// `text` with every secret value this component can read replaced by
     /// `[redacted]`. Costs a scan per secret, only on lines that are logged.
     pub(crate) fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
@@ -44,6 +75,19 @@ impl LogTarget {
             }
         }
         out
+    }
+
+    /// `text` cut to at most `max` bytes where no secret is split (on a character
+    /// boundary), redacted, with a secret's cut-off beginning hidden too.
+    pub(crate) fn redact_short(&self, text: &str, max: usize) -> String {
+        if text.len() <= max {
+            return self.redact(text).into_owned();
+        }
+        let mut cut = self.safe_cut(text.as_bytes(), max).min(text.len());
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.redact_cut_off(&text[..cut]).into_owned()
     }
 
     /// A name a guest chose (a store label, a config key, a host to look up), ready for
@@ -75,38 +119,48 @@ impl LogTarget {
         self.secrets.iter().map(String::len).max().unwrap_or(0)
     }
 
-    /// Where to cut `text` to at most `want` bytes so that no secret straddles the cut
-    /// (each piece is then redacted whole). `text` must hold at least
+    /// Where to cut `text` near `want` bytes so that no secret straddles the cut (each
+    /// piece is then redacted whole). `text` must hold at least
     /// [`longest_secret`](Self::longest_secret) bytes past `want`, or all there is, so a
     /// secret running past `want` is seen. The cut moves left to the start of any
-    /// secret it would split; only when that leaves nothing (overlapping secrets from
-    /// the very start, e.g. a secret of one repeated letter) does it stay at `want`.
+    /// secret it would split; when that leaves nothing (a secret longer than `want`,
+    /// or overlapping secrets from the very start), it moves right, past the end of the
+    /// secrets that straddle `want`, so that piece is longer than `want` instead.
     pub(crate) fn safe_cut(&self, text: &[u8], want: usize) -> usize {
         if want >= text.len() {
             return text.len();
         }
+        let straddling = |cut: usize| {
+            self.secrets
+                .iter()
+                .map(String::as_bytes)
+                .filter(|s| s.len() >= 2)
+                .flat_map(move |s| {
+                    (cut.saturating_sub(s.len() - 1)..cut)
+                        .filter(move |&start| text[start..].starts_with(s))
+                        .map(move |start| (start, start + s.len()))
+                })
+        };
         let mut cut = want;
         loop {
-            let mut left = cut;
-            for secret in self.secrets.iter().map(String::as_bytes) {
-                if secret.len() < 2 {
-                    continue;
-                }
-                for start in cut.saturating_sub(secret.len() - 1)..cut {
-                    if text[start..].starts_with(secret) {
-                        left = left.min(start);
-                        break;
-                    }
-                }
+            match straddling(cut).map(|(start, _)| start).min() {
+                None => return cut,
+                Some(0) => break,
+                Some(start) => cut = start,
             }
-            if left == cut {
+        }
+        // Rightwards: past every secret that straddles the cut, until none does.
+        let mut cut = want;
+        for _ in 0..64 {
+            match straddling(cut).map(|(_, end)| end).max() {
+                None => return cut,
+                Some(end) => cut = end.min(text.len()),
+            }
+            if cut == text.len() {
                 return cut;
             }
-            if left == 0 {
-                return want;
-            }
-            cut = left;
         }
+        cut
     }
 
     /// `text` redacted, with a trailing beginning of a secret (the text was cut off
@@ -224,16 +278,16 @@ impl LineBuffer {
                 None => (chunk, false),
             };
             self.line.extend_from_slice(text);
-            while self.line.len() > MAX_LINE
-                && (complete || self.line.len() >= MAX_LINE + lookahead)
-            {
+            // A line still being written is cut only where the bytes after the cut can
+            // hold the longest secret, so a secret across the cut is seen whole.
+            while !complete && self.line.len() >= MAX_LINE + lookahead {
                 let cut = self.target.safe_cut(&self.line, MAX_LINE);
                 let rest = self.line.split_off(cut);
                 self.emit();
                 self.line = rest;
             }
             if complete {
-                self.emit();
+                self.flush_all(LogTarget::redact);
             }
         }
         if self.truncated {
@@ -252,27 +306,43 @@ impl LineBuffer {
         self.emit_with(LogTarget::redact)
     }
 
-    /// Log what is buffered, in pieces of at most [`MAX_LINE`]; no more bytes follow.
+    /// Log what is buffered, which no more bytes of this line follow: redacted whole
+    /// first, then cut into pieces of at most [`MAX_LINE`] (a cut can then only split
+    /// the `[redacted]` marker, never a secret).
     fn flush_all(&mut self, redact: for<'t> fn(&LogTarget, &'t str) -> std::borrow::Cow<'t, str>) {
-        while self.line.len() > MAX_LINE {
-            let cut = self.target.safe_cut(&self.line, MAX_LINE);
-            let rest = self.line.split_off(cut);
-            self.emit_with(redact);
-            self.line = rest;
+        if self.line.is_empty() {
+            return;
         }
-        self.emit_with(redact);
+        let text = String::from_utf8_lossy(&self.line).into_owned();
+        self.line.clear();
+        let text = redact(&self.target, text.trim_end_matches('\r')).into_owned();
+        let mut rest = text.as_str();
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(MAX_LINE);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (piece, tail) = rest.split_at(cut);
+            self.log(piece);
+            rest = tail;
+        }
     }
 
     fn emit_with(&mut self, redact: for<'t> fn(&LogTarget, &'t str) -> std::borrow::Cow<'t, str>) {
         if self.line.is_empty() {
             return;
         }
-        let text = String::from_utf8_lossy(&self.line);
-        let text = redact(&self.target, text.trim_end_matches('\r'));
+        let text = String::from_utf8_lossy(&self.line).into_owned();
+        self.line.clear();
+        let text = redact(&self.target, text.trim_end_matches('\r')).into_owned();
+        self.log(&text);
+    }
+
+    /// One log line of this stream.
+    fn log(&mut self, text: &str) {
         #[cfg(test)]
         if let Some(sink) = &mut self.sink {
-            sink.push(text.into_owned());
-            self.line.clear();
+            sink.push(text.to_string());
             return;
         }
         let (app, component) = (&*self.target.app, &*self.target.component);
@@ -284,7 +354,6 @@ impl LineBuffer {
                 tracing::warn!(app = %app, component = %component, stream = %"stderr", "{text}")
             }
         }
-        self.line.clear();
     }
 }
 
@@ -353,11 +422,11 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let target = LogTarget {
-            app: "a".into(),
-            component: "c".into(),
-            secrets: vec!["hunter2".into(), String::new()],
-        };
+        let target = LogTarget::new(
+            "a".into(),
+            "c".into(),
+            vec!["hunter2".into(), String::new()],
+        );
         assert_eq!(
             target.redact("token=hunter2 and hunter2"),
             "token=[redacted] and [redacted]"
@@ -369,11 +438,11 @@ mod tests {
     }
 
     fn target(secrets: &[&str]) -> LogTarget {
-        LogTarget {
-            app: "a".into(),
-            component: "c".into(),
-            secrets: secrets.iter().map(|s| s.to_string()).collect(),
-        }
+        LogTarget::new(
+            "a".into(),
+            "c".into(),
+            secrets.iter().map(|s| s.to_string()).collect(),
+        )
     }
 
     #[test]
@@ -390,9 +459,30 @@ mod tests {
         // Two secrets overlapping across the cut: before both.
         let t2 = target(&["abcd", "cdef"]);
         assert_eq!(t2.safe_cut(b"xxabcdefyy", 5), 2);
-        // A secret of one repeated letter from the start: no safe cut, so it stays put.
+        // A secret of one repeated letter from the start: no cut to the left, so the
+        // piece runs past the secrets instead.
         let t3 = target(&["aaaa"]);
-        assert_eq!(t3.safe_cut(b"aaaaaaaaaa", 6), 6);
+        assert_eq!(t3.safe_cut(b"aaaaaaaaaa", 6), 10);
+        assert_eq!(t3.safe_cut(b"aaaaaaaaaabbbbbbbbbb", 6), 10);
+        // A secret longer than the piece: the piece holds it whole.
+        let t4 = target(&["0123456789abcdef"]);
+        assert_eq!(t4.safe_cut(b"0123456789abcdef and more", 8), 16);
+    }
+
+    #[test]
+    fn a_secret_inside_another_escaped_or_across_lines_is_hidden() {
+        let t = target(&["pass", "password123", "multi\nline secret value\nend"]);
+        assert_eq!(
+            t.redact("x password123 y pass"),
+            "x [redacted] y [redacted]"
+        );
+        // As `{:?}` shows it, with the newline escaped.
+        assert_eq!(
+            t.redact(&format!("{:?}", "multi\nline secret value\nend")),
+            "\"[redacted]\""
+        );
+        // Line by line, as output is logged: the long line is hidden on its own.
+        assert_eq!(t.redact("line secret value"), "[redacted]");
     }
 
     #[test]
@@ -452,12 +542,50 @@ mod tests {
             assert!(lines.len() >= 3, "split {split}: {} lines", lines.len());
             assert!(lines.iter().all(|l| l.len() <= MAX_LINE), "split {split}");
             assert_no_piece_of_the_secret(&lines);
+            // (A cut may split the marker itself, never the secret.)
             assert_eq!(
-                lines.iter().filter(|l| l.contains("[redacted]")).count(),
+                lines.concat().matches("[redacted]").count(),
                 1,
                 "split {split}"
             );
         }
+    }
+
+    #[test]
+    fn a_secret_cut_by_the_cap_after_a_long_line_is_redacted() {
+        // The last line is already longer than MAX_LINE when the cap cuts the secret.
+        for long in [4090, 4095, 4097, 4100] {
+            let mut b = buffer(&[SECRET]);
+            let line = format!("{}\n", "z".repeat(99));
+            let mut written = 0;
+            while written + line.len() <= MAX_PER_REQUEST - long - 5 {
+                b.write(line.as_bytes());
+                written += line.len();
+            }
+            b.write("z".repeat(MAX_PER_REQUEST - long - 5 - written).as_bytes());
+            b.write(b"\n");
+            b.write("w".repeat(long - 1).as_bytes());
+            b.write(format!("{SECRET}\n").as_bytes());
+            let lines = b.sink.take().unwrap_or_default();
+            assert_no_piece_of_the_secret(&lines);
+            assert!(lines.iter().all(|l| l.len() <= MAX_LINE), "{long}");
+        }
+    }
+
+    #[test]
+    fn a_secret_longer_than_a_line_is_redacted() {
+        let long_secret = "k".repeat(5000) + "-end-of-the-key";
+        let mut b = buffer(&[&long_secret]);
+        b.write(format!("key: {long_secret} (done)\n").as_bytes());
+        let lines = b.sink.take().unwrap_or_default();
+        assert!(
+            lines
+                .iter()
+                .all(|l| !l.contains("kkkkkkkk") && !l.contains("end-of-the-key")),
+            "{:?}",
+            lines.iter().map(|l| l.len()).collect::<Vec<_>>()
+        );
+        assert!(lines.concat().contains("[redacted]"));
     }
 
     #[test]

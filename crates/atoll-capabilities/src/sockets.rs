@@ -23,7 +23,8 @@ use crate::CapabilityView;
 /// release are matched to it by the linker.
 const VERSION: &str = "0.2.12";
 
-/// Denial lines logged per instance, so a guest retrying in a loop cannot flood the log.
+/// Denial lines (sockets, config keys, key-value stores) logged per instance, so a guest
+/// retrying in a loop cannot flood the log.
 pub(crate) const MAX_LOGGED_PER_INSTANCE: u8 = 4;
 
 pub(crate) fn add_to_linker<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {

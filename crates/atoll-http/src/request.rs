@@ -181,8 +181,9 @@ fn respond(
         }),
         Ok(Err(code)) => {
             // The error's text is the guest's: it may hold a secret it can read.
+            // (Redacted as `{:?}` shows it: secrets are hidden in their escaped form too.)
             let code = format!("{code:?}");
-            let code = component.loaded().capabilities().redact(&code);
+            let code = component.loaded().capabilities().redact_short(&code, 1024);
             tracing::error!(app = %component.app_name(), component = %component.name(), "guest answered with an error: {code}");
             plain(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -257,12 +257,15 @@ impl KeyValueView<'_> {
                 let t = &self.caps.grants.target;
                 // The label is the guest's choice: it may hold a secret it can read.
                 let label = t.quote(&identifier);
-                tracing::warn!(
-                    app = %t.app,
-                    component = %t.component,
-                    kind = %"key_value",
-                    "capability denied: the component may not open key-value store `{label}`; add it to key_value_stores"
-                );
+                if self.caps.may_log_denial() {
+                    let t = &self.caps.grants.target;
+                    tracing::warn!(
+                        app = %t.app,
+                        component = %t.component,
+                        kind = %"key_value",
+                        "capability denied: the component may not open key-value store `{label}`; add it to key_value_stores"
+                    );
+                }
                 self.caps
                     .note_denial(|| format!("key-value store `{label}`"));
                 Err(KvError::AccessDenied)

@@ -159,6 +159,12 @@ async fn a_fresh_instance_per_request_with_the_zeroing_reset() {
     let config = dir.path().join("runtime.toml");
     std::fs::write(&config, "[limits]\nmemory_reset = \"zeroing\"\n").expect("write config");
     let server = fresh_instances(&["--runtime-config", config.to_str().expect("utf-8 path")]).await;
+    // With pooling: without it there is no slot reuse, and the test would prove nothing.
+    assert!(
+        !server.logs().contains("pooling allocator unavailable"),
+        "{}",
+        server.logs()
+    );
     assert!(
         server.logs().contains("reset by zeroing")
             && server

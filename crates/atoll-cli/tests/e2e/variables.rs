@@ -93,12 +93,14 @@ async fn granted_keys_are_rendered_and_others_absent() {
     assert_eq!(get(&c, &server.url("/bare?key=greeting")).await.status, 404);
     // Asking for a key it has no variable for is a denial, logged with its kind.
     assert!(
-        server.wait_until(std::time::Duration::from_secs(10), |logs| logs.lines().any(|l| {
-            l.contains("capability denied")
-                && l.contains("config key `greeting`")
-                && l.contains("component=bare")
-                && l.contains("kind=config")
-        })),
+        server.wait_until(std::time::Duration::from_secs(10), |logs| logs.lines().any(
+            |l| {
+                l.contains("capability denied")
+                    && l.contains("config key `greeting`")
+                    && l.contains("component=bare")
+                    && l.contains("kind=config")
+            }
+        )),
         "{}",
         server.logs()
     );
