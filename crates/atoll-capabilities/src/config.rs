@@ -58,16 +58,13 @@ fn lookup(caps: &mut InstanceCapabilities, key: &str) -> Option<String> {
         return Some(v.clone());
     }
     let key = caps.grants.target.quote(key);
-    if caps.may_log_denial() {
-        let t = &caps.grants.target;
-        tracing::warn!(
-            app = %t.app,
-            component = %t.component,
-            kind = %"config",
-            "capability denied: the component asked for config key `{key}`, which is not one of its variables; add it to the component's variables"
-        );
-    }
-    caps.note_denial(|| format!("config key `{key}`"));
+    caps.deny(
+        "config",
+        &format!("config key `{key}`"),
+        &format!(
+            "the component asked for config key `{key}`, which is not one of its variables; add it to the component's variables"
+        ),
+    );
     None
 }
 

@@ -409,21 +409,24 @@ impl InstanceCapabilities {
         self.denied = None;
     }
 
-    /// Record a denial (`what` is a noun phrase: "a TCP socket") unless one is recorded.
-    fn note_denial(&mut self, what: impl FnOnce() -> String) {
+    /// The guest asked for `what` (a noun phrase: "a TCP socket") and was refused:
+    /// record it as the first denial unless one is, and log `capability denied:
+    /// {message}` with `kind`, a few times per instance at most, so a guest retrying in
+    /// a loop cannot flood the log.
+    fn deny(&mut self, kind: &str, what: &str, message: &str) {
         if self.denied.is_none() {
-            self.denied = Some(what());
+            self.denied = Some(what.to_string());
         }
-    }
-
-    /// Whether another denial line may be logged for this instance (a few per instance,
-    /// so a guest retrying in a loop cannot flood the log).
-    fn may_log_denial(&mut self) -> bool {
-        if self.denials_logged >= sockets::MAX_LOGGED_PER_INSTANCE {
-            return false;
+        if self.denials_logged < sockets::MAX_LOGGED_PER_INSTANCE {
+            self.denials_logged += 1;
+            let t = &self.grants.target;
+            tracing::warn!(
+                app = %t.app,
+                component = %t.component,
+                kind = %kind,
+                "capability denied: {message}"
+            );
         }
-        self.denials_logged += 1;
-        true
     }
 
     /// The first capability this instance asked for and was refused (an outbound host,

@@ -76,14 +76,11 @@ fn shadow<T: CapabilityView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
 /// Record and log (a few times per instance) that the guest asked for `what`.
 fn deny<T: CapabilityView>(data: &mut T, what: &str) {
     let (caps, _) = data.capabilities();
-    caps.note_denial(|| what.to_string());
-    if caps.may_log_denial() {
-        let t = &caps.grants.target;
-        tracing::warn!(
-            app = %t.app,
-            component = %t.component,
-            kind = %"socket",
-            "capability denied: the component asked for {what}; components get no sockets: reach the network with outbound HTTP and allowed_outbound_hosts"
-        );
-    }
+    caps.deny(
+        "socket",
+        what,
+        &format!(
+            "the component asked for {what}; components get no sockets: reach the network with outbound HTTP and allowed_outbound_hosts"
+        ),
+    );
 }

@@ -257,17 +257,13 @@ impl KeyValueView<'_> {
                 let t = &self.caps.grants.target;
                 // The label is the guest's choice: it may hold a secret it can read.
                 let label = t.quote(&identifier);
-                if self.caps.may_log_denial() {
-                    let t = &self.caps.grants.target;
-                    tracing::warn!(
-                        app = %t.app,
-                        component = %t.component,
-                        kind = %"key_value",
-                        "capability denied: the component may not open key-value store `{label}`; add it to key_value_stores"
-                    );
-                }
-                self.caps
-                    .note_denial(|| format!("key-value store `{label}`"));
+                self.caps.deny(
+                    "key_value",
+                    &format!("key-value store `{label}`"),
+                    &format!(
+                        "the component may not open key-value store `{label}`; add it to key_value_stores"
+                    ),
+                );
                 Err(KvError::AccessDenied)
             }
         }
