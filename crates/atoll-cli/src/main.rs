@@ -54,8 +54,17 @@ enum Command {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
+    let mut cli = Cli::parse();
+    // The dashboard's log tail sees what stderr gets, from the first line on.
+    let tail = match &mut cli.command {
+        Command::Up(cmd) | Command::Watch(cmd) if cmd.admin.is_some() => {
+            let tail = atoll_admin::LogTail::default();
+            cmd.log_tail = Some(tail.clone());
+            Some(tail)
+        }
+        _ => None,
+    };
+    init_logging(tail);
     let result = match cli.command {
         Command::Up(cmd) => cmd.execute(),
         Command::Watch(mut cmd) => {
@@ -102,14 +111,20 @@ fn report(e: &anyhow::Error) {
     }
 }
 
-fn init_logging() {
+fn init_logging(tail: Option<atoll_admin::LogTail>) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_env("ATOLL_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn,hyper=warn,h2=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false),
+        )
+        .with(tail.map(|t| t.layer()))
         .init();
 }

@@ -611,6 +611,30 @@ pub enum FailureKind {
     Other,
 }
 
+/// The guest's frames at a trap, innermost first, demangled, without the Rust panic and
+/// abort machinery above the guest's own code (`std::`, `core::`, `__rustc`); at most
+/// `max`. Empty when the error carries no wasm backtrace.
+pub fn guest_frames(e: &wasmtime::Error, max: usize) -> Vec<String> {
+    let Some(bt) = e.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return Vec::new();
+    };
+    bt.frames()
+        .iter()
+        .map(|f| match f.func_name() {
+            Some(name) => format!("{:#}", rustc_demangle::demangle(name)),
+            None => "?".to_string(),
+        })
+        .filter(|name| {
+            !(name.starts_with("std::")
+                || name.starts_with("core::")
+                || name.starts_with("__rustc::")
+                || name == "abort"
+                || name.starts_with("__rust_"))
+        })
+        .take(max)
+        .collect()
+}
+
 /// Classify an error from instantiating or calling a guest.
 pub fn classify_error(e: &wasmtime::Error) -> FailureKind {
     if let Some(trap) = e.downcast_ref::<Trap>() {

@@ -33,7 +33,8 @@ mod error;
 
 pub use check::{ComponentFile, ComponentKind, describe_bytes, inspect_bytes};
 pub use component::{
-    FailureKind, InstanceState, LoadedComponent, MemoryBudget, classify_error, thread_guest_ticks,
+    FailureKind, InstanceState, LoadedComponent, MemoryBudget, classify_error, guest_frames,
+    thread_guest_ticks,
 };
 pub use engine::{
     CacheOutcome, ComponentSpec, EPOCH_TICK, Engine, EngineBuilder, EngineConfig, MemoryResetMode,

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use atoll_engine::FailureKind;
-use atoll_runtime::{Outcome, Refused};
+use atoll_runtime::{DeniedBefore, Outcome, Refused};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
@@ -33,6 +33,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::body::{GuardedBody, LimitedBody};
+use crate::routes::Target;
 use crate::server::ServerState;
 
 /// What the server sends: the guest's streamed body, or a short body of our own.
@@ -42,17 +43,38 @@ pub(crate) async fn handle(
     state: Arc<ServerState>,
     req: Request<Incoming>,
 ) -> Result<Response<ServerBody>, Infallible> {
+    let started = std::time::Instant::now();
     let host = req
         .uri()
         .host()
         .or_else(|| req.headers().get(header::HOST)?.to_str().ok());
-    let target = {
+    let (target, route) = {
         let routes = state.routes.load();
         match routes.route(host, req.uri().path()) {
-            Some(t) => t.clone(),
-            None => return Ok(plain(StatusCode::NOT_FOUND, "no route matches this path\n")),
+            Some((t, r)) => (t.clone(), r.clone()),
+            None => {
+                state.config.metrics.unrouted();
+                return Ok(plain(StatusCode::NOT_FOUND, "no route matches this path\n"));
+            }
         }
     };
+    let method = req.method().clone();
+    let response = handle_routed(&state, target.clone(), req).await;
+    target.component.metrics().http_request(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    Ok(response)
+}
+
+/// A request routed to `target`: admission, the guest's run, the response.
+async fn handle_routed(
+    state: &ServerState,
+    target: Arc<Target>,
+    req: Request<Incoming>,
+) -> Response<ServerBody> {
     let component = &target.component;
 
     // Admission: beyond the component's concurrency limit or the node's memory budget,
@@ -63,7 +85,7 @@ pub(crate) async fn handle(
         // Debug, not warn: under overload a line per refused request would flood the log.
         Err(refused) => {
             tracing::debug!(app = %component.app_name(), component = %component.name(), ?refused, "answering 503");
-            return Ok(unavailable(match refused {
+            return unavailable(match refused {
                 Refused::Concurrency => {
                     "the component is at its concurrency limit; retry shortly\n"
                 }
@@ -71,7 +93,7 @@ pub(crate) async fn handle(
                 Refused::Failing => {
                     "the component keeps failing, so it is being slowed down; retry later\n"
                 }
-            }));
+            });
         }
     };
 
@@ -79,7 +101,7 @@ pub(crate) async fn handle(
     if let Some(len) = content_length(&req)
         && len > max_body
     {
-        return Ok(too_large());
+        return too_large();
     }
 
     let exceeded = Arc::new(AtomicBool::new(false));
@@ -99,7 +121,7 @@ pub(crate) async fn handle(
         Ok(v) => v,
         Err(e) => {
             tracing::debug!("bad request: {e}");
-            return Ok(plain(StatusCode::BAD_REQUEST, "malformed request\n"));
+            return plain(StatusCode::BAD_REQUEST, "malformed request\n");
         }
     };
 
@@ -113,11 +135,18 @@ pub(crate) async fn handle(
         // The store lives in this future: it is dropped when the call ends or is cut
         // off at the timeout, before the body guard hears the outcome.
         let run = move || async move {
+            let t = std::time::Instant::now();
             let proxy = in_guest.proxy.instantiate_async(&mut store).await?;
-            proxy
+            in_guest.component.metrics().instantiated(t.elapsed());
+            let called = proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, guest_req, out)
-                .await
+                .await;
+            // A failure after a refused capability is often the guest's reaction to it.
+            called.map_err(|e| match store.data().first_denial() {
+                Some(denied) => e.context(DeniedBefore(denied.to_string())),
+                None => e,
+            })
         };
         // No penalty when the client's body went over the cap: not the guest's doing.
         let outcome = admission
@@ -149,9 +178,9 @@ pub(crate) async fn handle(
         Ended::Response(Err(_)) => Err(guest.await),
     };
     if exceeded.load(Ordering::Relaxed) {
-        return Ok(too_large());
+        return too_large();
     }
-    Ok(respond(response, &state, component, done_rx))
+    respond(response, state, component, done_rx)
 }
 
 /// Which came first: the guest's end, or its response.
@@ -185,6 +214,10 @@ fn respond(
             let code = format!("{code:?}");
             let code = component.loaded().capabilities().redact_short(&code, 1024);
             tracing::error!(app = %component.app_name(), component = %component.name(), "guest answered with an error: {code}");
+            component.metrics().failed_otherwise(
+                "error_response",
+                &format!("the guest answered with an error: {code}"),
+            );
             plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the component failed to handle the request\n",
@@ -193,6 +226,10 @@ fn respond(
         // The guest ended without calling `response-outparam.set`.
         Err(Outcome::Finished) => {
             tracing::error!(app = %component.app_name(), component = %component.name(), "guest returned without setting a response");
+            component.metrics().failed_otherwise(
+                "no_response",
+                "the guest returned without setting a response",
+            );
             plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the component returned without a response\n",

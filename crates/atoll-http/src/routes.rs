@@ -55,6 +55,9 @@ pub(crate) struct Target {
 /// Routes over one snapshot of the live apps.
 pub struct RouteTable {
     pub(crate) targets: Vec<Arc<Target>>,
+    /// Per route (what the routers point at): its target and the route as the manifest
+    /// wrote it (the `http_route` of the metrics).
+    routes: Vec<(usize, Arc<str>)>,
     default_router: Router,
     host_routers: HashMap<String, Router>,
     generation: u64,
@@ -66,6 +69,7 @@ impl RouteTable {
     /// overlapping routes between apps that would receive the same requests.
     pub fn build(snapshot: &Snapshot) -> Result<Self, RouteError> {
         let mut targets: Vec<Arc<Target>> = Vec::new();
+        let mut routes: Vec<(usize, Arc<str>)> = Vec::new();
         // Per router key (None = no host), the routes claimed so far and by which app.
         let mut claims: HashMap<Option<String>, Vec<(Route, usize, String)>> = HashMap::new();
         for loaded in snapshot.apps() {
@@ -97,6 +101,8 @@ impl RouteTable {
                         targets.len() - 1
                     }
                 };
+                routes.push((index, trigger.route.to_string().into()));
+                let slot = routes.len() - 1;
                 for key in &keys {
                     let list = claims.entry(key.clone()).or_default();
                     if let Some((_, _, first)) = list.iter().find(|(r, _, _)| *r == trigger.route) {
@@ -108,7 +114,7 @@ impl RouteTable {
                         }
                         .into());
                     }
-                    list.push((trigger.route.clone(), index, app.name.clone()));
+                    list.push((trigger.route.clone(), slot, app.name.clone()));
                 }
             }
         }
@@ -125,6 +131,7 @@ impl RouteTable {
         }
         Ok(Self {
             targets,
+            routes,
             default_router,
             host_routers,
             generation: snapshot.generation(),
@@ -137,8 +144,12 @@ impl RouteTable {
     }
 
     /// The target for a request to `host` (from `Host` or the URI authority, any port
-    /// and letter case) and `path`.
-    pub(crate) fn route(&self, host: Option<&str>, path: &str) -> Option<&Arc<Target>> {
+    /// and letter case) and `path`, with the route that matched.
+    pub(crate) fn route(
+        &self,
+        host: Option<&str>,
+        path: &str,
+    ) -> Option<(&Arc<Target>, &Arc<str>)> {
         let index = match host {
             Some(host) if !self.host_routers.is_empty() => {
                 let name = normalize_host(host);
@@ -149,7 +160,8 @@ impl RouteTable {
             }
             _ => self.default_router.route(path),
         }?;
-        self.targets.get(index)
+        let (target, route) = self.routes.get(index)?;
+        Some((self.targets.get(*target)?, route))
     }
 }
 

@@ -48,6 +48,10 @@ pub struct HttpConfig {
     /// than cores, so that several processes on one big machine do not all crowd the
     /// first cores; with more, so that the scheduler can spread them.
     pub pin_workers: bool,
+    /// Where requests are counted: by app, component, route, method and status (the
+    /// loader's metrics, so the admin server sees them with the guests' runs); requests
+    /// no route matched are counted here too.
+    pub metrics: atoll_runtime::Metrics,
 }
 
 impl Default for HttpConfig {
@@ -62,6 +66,7 @@ impl Default for HttpConfig {
             max_connections: 10_000,
             workers: cores,
             pin_workers: true,
+            metrics: atoll_runtime::Metrics::default(),
         }
     }
 }

@@ -51,19 +51,25 @@ pub struct ServedComponent {
     loaded: LoadedComponent,
     pub(crate) permits: Arc<Semaphore>,
     max_concurrency: u32,
-    pub(crate) failures: crate::run::FailureLog,
     pub(crate) fairness: Arc<crate::fairness::Fairness>,
     pub(crate) pressure: crate::fairness::Pressure,
     /// The slots of a failing component (`fairness`).
     pub(crate) gate: Arc<Semaphore>,
-    /// Refusals by `Refused` reason.
-    pub(crate) refusals: [std::sync::atomic::AtomicU64; 3],
+    /// Its counts (failures, refusals, runs, latencies), shared by every version.
+    pub(crate) metrics: Arc<crate::metrics::ComponentMetrics>,
 }
 
 impl ServedComponent {
-    /// How many of its runs have failed with `kind` since this version was loaded.
+    /// How many of its runs have failed with `kind` (counts are kept by app and
+    /// component name, so a reload keeps them).
     pub fn failures(&self, kind: atoll_engine::FailureKind) -> u64 {
-        self.failures.count(kind)
+        self.metrics.failures.count(kind)
+    }
+
+    /// Its counts, for a trigger to add what only it measures (instantiation, HTTP
+    /// requests).
+    pub fn metrics(&self) -> &Arc<crate::metrics::ComponentMetrics> {
+        &self.metrics
     }
 
     /// The app this component belongs to.
@@ -173,6 +179,7 @@ pub struct Loader {
     home: Option<atoll_registry::AtollHome>,
     default_max_concurrency: u32,
     fairness: Arc<crate::fairness::Fairness>,
+    metrics: crate::metrics::Metrics,
 }
 
 static LOADS: AtomicU64 = AtomicU64::new(1);
@@ -201,7 +208,20 @@ impl Loader {
             #[cfg(feature = "registry")]
             home: None,
             default_max_concurrency: default_max_concurrency(),
+            metrics: crate::metrics::Metrics::default(),
         }
+    }
+
+    /// Count into `metrics` (by default the loader has its own); the admin server and
+    /// the triggers read the same.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics every component this loader loads counts into.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// Resolve `source = { package, version }` against this home's verified cache.
@@ -303,11 +323,12 @@ impl Loader {
                     loaded,
                     permits,
                     max_concurrency: max,
-                    failures: crate::run::FailureLog::default(),
                     fairness: self.fairness.clone(),
                     pressure: crate::fairness::Pressure::default(),
                     gate: Arc::new(Semaphore::new(self.fairness.failing_concurrency())),
-                    refusals: Default::default(),
+                    metrics: self
+                        .metrics
+                        .component(&app_name, &component.name.as_str().into()),
                 }),
             );
         }

@@ -18,6 +18,10 @@
 //!   guest that computes moves off the event loops to a slow lane at the lowest OS
 //!   priority; a component whose runs are heavy starts there; one that keeps failing runs
 //!   few instances at a time and its requests wait before their 503.
+//! - [`Metrics`]: what the process counts about its guests, by app and component name
+//!   (kept across reloads): runs, failures by kind, refusals, instances live, latency
+//!   histograms, HTTP requests by route, method and status, the last failures with their
+//!   reasons. The admin server reads it.
 //!
 //! Not for: any one trigger (HTTP routing and status codes are `atoll-http`'s, cron
 //! schedules `atoll-cron`'s, and each checks the export its world needs), parsing
@@ -31,6 +35,7 @@
 mod app;
 mod fairness;
 mod live;
+pub mod metrics;
 #[cfg(feature = "registry")]
 mod packages;
 mod run;
@@ -41,6 +46,7 @@ pub use app::{
 };
 pub use fairness::{Lane, Laned, Standing};
 pub use live::{LiveApps, Snapshot};
+pub use metrics::Metrics;
 #[cfg(feature = "registry")]
 pub use packages::resolve_packages;
-pub use run::{Admission, FAILURE_PENALTY, Outcome, Refused};
+pub use run::{Admission, DeniedBefore, FAILURE_PENALTY, Outcome, Refused};

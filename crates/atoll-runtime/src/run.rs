@@ -169,7 +169,7 @@ impl ServedComponent {
 
     /// Count a refusal and return it.
     fn refuse(&self, why: Refused) -> Refused {
-        self.refusals[why as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.refusals[why as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         why
     }
 
@@ -180,9 +180,10 @@ impl ServedComponent {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// How many requests admission has refused for `why` since this version was loaded.
+    /// How many requests admission has refused for `why` (kept across reloads, as the
+    /// failure counts are).
     pub fn refusals(&self, why: Refused) -> u64 {
-        self.refusals[why as usize].load(std::sync::atomic::Ordering::Relaxed)
+        self.metrics.refusals[why as usize].load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Admission for a trigger that can hold a request back: as [`ServedComponent::admit`],
@@ -282,6 +283,8 @@ impl Admission {
     ) -> Outcome {
         let component = &self.component;
         let timeout = component.loaded().limits().timeout;
+        let live = component.metrics.live();
+        let started = std::time::Instant::now();
         // `run` is a closure, not a future: the guest's future (instantiate + call, a
         // large state machine) is then built in place inside the timer instead of being
         // carried, and copied, as an argument (callgrind: ~1,200 instructions of memcpy
@@ -302,7 +305,7 @@ impl Admission {
         if let Outcome::Failed(kind, reason) = &outcome {
             // Counted every time; logged once per window per kind, with how many like
             // it were left out, so a flood of failures is not a flood of log lines.
-            if let Some(more) = component.failures.record(*kind, reason) {
+            if let Some(more) = component.metrics.failures.record(*kind, reason) {
                 if more == 0 {
                     tracing::error!(app = %component.app_name(), component = %component.name(), kind = ?kind, "guest failed: {reason}");
                 } else {
@@ -310,6 +313,14 @@ impl Admission {
                 }
             }
         }
+        component.metrics.ended(
+            started.elapsed(),
+            match &outcome {
+                Outcome::Finished => None,
+                Outcome::Failed(kind, reason) => Some((*kind, reason.as_str())),
+            },
+        );
+        drop(live);
         component
             .pressure
             .ended(&component.fairness, &outcome, guest_caused);
@@ -326,20 +337,35 @@ impl Admission {
     }
 }
 
-/// One line for the log: the root cause, then where in the guest it happened.
+/// Context a trigger adds to a guest's error when its instance had been refused a
+/// capability before it failed (the failure is often the guest's reaction to it), so the
+/// logged reason says so.
+#[derive(Debug)]
+pub struct DeniedBefore(pub String);
+
+impl std::fmt::Display for DeniedBefore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the guest had been denied {}", self.0)
+    }
+}
+
+/// One line for the log: the root cause, then where in the guest it happened, then a
+/// capability denied before it.
 fn describe_failure(e: &wasmtime::Error) -> String {
+    let described = describe_cause(e);
+    match e.downcast_ref::<DeniedBefore>() {
+        Some(d) => format!("{described}; {d}"),
+        None => described,
+    }
+}
+
+fn describe_cause(e: &wasmtime::Error) -> String {
     let cause = e.root_cause().to_string();
-    match e.downcast_ref::<wasmtime::WasmBacktrace>() {
-        Some(bt) => {
-            let frames: Vec<String> = bt
-                .frames()
-                .iter()
-                .take(4)
-                .map(|f| f.func_name().unwrap_or("?").to_string())
-                .collect();
-            format!("{cause} (in {})", frames.join(" <- "))
-        }
-        None => cause,
+    let frames = atoll_engine::guest_frames(e, 6);
+    if frames.is_empty() {
+        cause
+    } else {
+        format!("{cause} (in {})", frames.join(" <- "))
     }
 }
 

@@ -285,7 +285,7 @@ impl Plugin {
             FailureKind::StackOverflow | FailureKind::Trap => Error::Trap {
                 code: trap,
                 message: trap_message(e),
-                backtrace: backtrace(e),
+                backtrace: atoll_engine::guest_frames(e, 12),
             },
             // Not a trap: a host function's error, or the embedder's closure's.
             _ => Error::Host {
@@ -301,29 +301,6 @@ fn trap_message(e: &wasmtime::Error) -> String {
         Some(t) => t.to_string(),
         None => e.root_cause().to_string(),
     }
-}
-
-/// The guest's frames at a trap, innermost first, demangled, without the Rust panic
-/// and abort machinery above the guest's own code (`std::`, `core::`, `__rustc`).
-fn backtrace(e: &wasmtime::Error) -> Vec<String> {
-    let Some(bt) = e.downcast_ref::<wasmtime::WasmBacktrace>() else {
-        return Vec::new();
-    };
-    bt.frames()
-        .iter()
-        .map(|f| match f.func_name() {
-            Some(name) => format!("{:#}", rustc_demangle::demangle(name)),
-            None => "?".to_string(),
-        })
-        .filter(|name| {
-            !(name.starts_with("std::")
-                || name.starts_with("core::")
-                || name.starts_with("__rustc::")
-                || name == "abort"
-                || name.starts_with("__rust_"))
-        })
-        .take(12)
-        .collect()
 }
 
 /// An export index looked up once per plugin.

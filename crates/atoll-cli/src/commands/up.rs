@@ -61,6 +61,15 @@ pub struct UpCommand {
     /// load is reported and the old one keeps serving.
     #[arg(long)]
     pub(crate) watch: bool,
+    /// Serve the admin endpoints on ADDR (a port alone means 127.0.0.1:PORT): Prometheus
+    /// metrics at /metrics, a live dashboard at /. Read-only; refuses cross-origin
+    /// requests. Anyone who can reach ADDR can read it: keep it on loopback unless a
+    /// firewall decides who can.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) admin: Option<String>,
+    /// The log tail the binary installed for the dashboard (with --admin).
+    #[arg(skip)]
+    pub(crate) log_tail: Option<atoll_admin::LogTail>,
 }
 
 impl UpCommand {
@@ -93,6 +102,15 @@ impl UpCommand {
             pin_workers: !self.no_pin,
             header_read_timeout: std::time::Duration::from_secs(self.header_timeout.max(1)),
             ..http_config
+        };
+        let admin_addr: Option<std::net::SocketAddr> = match &self.admin {
+            None => None,
+            Some(a) => Some(match a.parse::<u16>() {
+                Ok(port) => std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                Err(_) => a.parse().with_context(|| {
+                    format!("--admin `{a}` is not an address like 127.0.0.1:9090 (or a port)")
+                })?,
+            }),
         };
         let addr: std::net::SocketAddr = self.listen.parse().with_context(|| {
             format!(
@@ -145,6 +163,17 @@ impl UpCommand {
                 .await
                 .with_context(|| format!("cannot listen on {addr}; is another server using it? pick another with --listen"))?;
             let local = listener.local_addr()?;
+            let admin_listener = match admin_addr {
+                Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| {
+                    format!("cannot listen on {a} for --admin; is another server using it? pick another address")
+                })?),
+                None => None,
+            };
+            let metrics = atoll_runtime::Metrics::default();
+            let http_config = atoll_http::HttpConfig {
+                metrics: metrics.clone(),
+                ..http_config
+            };
 
             let engine = Arc::new(Engine::new(EngineConfig {
                 cache_dir: self.cache_dir.clone().or_else(default_cache_dir),
@@ -157,7 +186,8 @@ impl UpCommand {
                 ..EngineConfig::default()
             })?);
             let loader = Loader::new(engine, runtime_config, env_variables)
-                .with_home(super::share::atoll_home());
+                .with_home(super::share::atoll_home())
+                .with_metrics(metrics.clone());
             let mut loaded = Vec::new();
             for app in apps {
                 loaded.push(Arc::new(loader.load(app).await?));
@@ -182,11 +212,20 @@ impl UpCommand {
                     let _ = rx.wait_for(|s| *s).await;
                 }
             };
+            let stopped_admin = stopped.clone();
             let cron = tokio::spawn(atoll_cron::run(
                 live.clone(),
                 stopped(),
                 http_config.shutdown_grace,
             ));
+            if let Some(admin_listener) = admin_listener {
+                let admin = atoll_admin::Admin::new(metrics, live.clone(), self.log_tail.clone());
+                let admin_local = admin_listener.local_addr()?;
+                tracing::info!("admin: dashboard on http://{admin_local}/, metrics on http://{admin_local}/metrics");
+                tokio::spawn(async move {
+                    let _ = atoll_admin::serve(admin_listener, admin, stopped_admin()).await;
+                });
+            }
             if let Some(watched) = watched {
                 tokio::spawn(super::watch::watch(
                     loader.clone(),

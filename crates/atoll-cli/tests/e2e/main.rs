@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `atoll` binary, real components from `crates/test-programs`,
 //! real HTTP over loopback.
 
+mod admin;
 mod call;
 mod common;
 mod cron;

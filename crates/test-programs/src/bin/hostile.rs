@@ -2,7 +2,8 @@
 //! `.../loop` spins forever, `/sleep` blocks in a host call forever, `/alloc` allocates
 //! without bound, `/trap` hits `unreachable`, `/stack` recurses until the wasm stack
 //! overflows, `/shadow-stack` until the shadow stack in linear memory does, `/no-response` returns without setting a response, `/panic-after-headers`
-//! sends headers and part of the body and then panics, `/ok` behaves.
+//! sends headers and part of the body and then panics, `/denied-then-trap` asks for a
+//! TCP socket (not granted) and panics when it is refused, `/ok` behaves.
 use std::hint::black_box;
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::types::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
@@ -49,6 +50,14 @@ impl Guest for Hostile {
             }
             "shadow-stack" => {
                 black_box(recurse_shadow(0, [1; 16]));
+            }
+            "denied-then-trap" => {
+                use wasip2::sockets::network::IpAddressFamily;
+                let socket = wasip2::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4);
+                if let Err(e) = socket {
+                    panic!("no network for this guest: {e:?}");
+                }
+                test_programs::respond(out, 200, "text/plain", b"socket granted?\n");
             }
             "no-response" => {
                 drop(out);
