@@ -50,7 +50,8 @@ function renderState(s) {
       tr.appendChild(el("td", pcts(w5), "num"));
       tr.appendChild(el("td", t.live, "num"));
       const f = t.failures || {};
-      const hits = [["timeout", f.timeout], ["memory", f.memory_limit], ["stack", f.stack_overflow], ["node memory", f.node_memory], ["trap", f.trap]]
+      const hits = [["timeout", f.timeout], ["memory", f.memory_limit], ["stack", f.stack_overflow], ["node memory", f.node_memory],
+        ["trap", f.trap], ["capacity", f.capacity], ["other", f.other], ["cancelled", t.cancelled]]
         .filter(([, v]) => v > 0).map(([k, v]) => k + " " + v).join(", ");
       tr.appendChild(el("td", hits || "–", hits ? "err" : ""));
       const r = t.refusals || {};
@@ -99,7 +100,13 @@ function appendLog(line) {
 function connect() {
   const status = document.getElementById("status");
   const events = new EventSource("/events");
-  events.addEventListener("open", () => { status.textContent = "live"; status.className = "status live"; });
+  events.addEventListener("open", () => {
+    status.textContent = "live";
+    status.className = "status live";
+    // A new connection (perhaps to a restarted server, numbering from 0) replays the kept lines.
+    lastSeq = -1;
+    document.getElementById("log").replaceChildren();
+  });
   events.addEventListener("error", () => { status.textContent = "reconnecting…"; status.className = "status"; });
   events.addEventListener("state", (e) => renderState(JSON.parse(e.data)));
   events.addEventListener("log", (e) => appendLog(JSON.parse(e.data)));

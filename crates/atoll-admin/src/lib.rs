@@ -46,6 +46,8 @@ pub use logtail::LogTail;
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 /// The longest window the dashboard shows.
 pub const HISTORY: Duration = Duration::from_secs(300);
+/// Connections the admin server keeps open at once (event streams included).
+pub const MAX_CONNECTIONS: usize = 64;
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const DASHBOARD_JS: &str = include_str!("../assets/dashboard.js");
@@ -213,6 +215,7 @@ fn totals(c: &ComponentSnapshot) -> Value {
         "requests": http.count(),
         "errors": c.http_errors(),
         "runs_ok": c.finished,
+        "cancelled": c.cancelled,
         "failures": failures,
         "refusals": refusals,
         "live": c.live,
@@ -293,6 +296,7 @@ pub async fn serve(
     };
     tokio::pin!(shutdown);
     let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -305,14 +309,26 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        // Beyond the cap a connection is closed at once: the admin server is for a few
+        // dashboards and a scraper, and must not be a way to hold the process's memory.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("admin: {MAX_CONNECTIONS} connections open, closing a new one");
+            drop(stream);
+            continue;
+        };
         let admin = admin.clone();
         connections.spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let admin = admin.clone();
                 async move { Ok::<_, Infallible>(handle(&admin, local, req)) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
+            // A client gets 10 s for each request head, idle keep-alive included; an
+            // event stream, once answered, lives as long as its client reads it.
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(io, service)
                 .await
             {

@@ -82,14 +82,13 @@ impl LogTail {
     }
 
     fn push(&self, mut line: LogLine) {
+        // Numbered, kept and sent under one lock, so lines reach every reader in order.
+        let mut lines = self.inner.lines.lock().unwrap_or_else(|e| e.into_inner());
         line.seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut lines = self.inner.lines.lock().unwrap_or_else(|e| e.into_inner());
-            if lines.len() == KEPT_LINES {
-                lines.pop_front();
-            }
-            lines.push_back(line.clone());
+        if lines.len() == KEPT_LINES {
+            lines.pop_front();
         }
+        lines.push_back(line.clone());
         let _ = self.inner.live.send(line);
     }
 }

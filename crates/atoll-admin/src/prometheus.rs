@@ -41,7 +41,7 @@ pub fn render(snapshot: &MetricsSnapshot, process: &ProcessInfo) -> String {
     );
     for c in comps {
         for (key, h) in &c.http {
-            let status = key.status.to_string();
+            let status = key.status_label();
             let labels = labels(&[
                 ("app", &c.app),
                 ("component", &c.component),
@@ -99,7 +99,7 @@ pub fn render(snapshot: &MetricsSnapshot, process: &ProcessInfo) -> String {
         &mut out,
         "atoll_guest_runs_total",
         "counter",
-        "Guest runs by outcome: ok, or the failure kind (timeout, memory_limit, stack_overflow, trap, capacity, node_memory, other).",
+        "Guest runs by outcome: ok (returned; the answer may be an error response), cancelled (its trigger dropped it: the HTTP client went away), or the failure kind (timeout, memory_limit, stack_overflow, trap, capacity, node_memory, other).",
     );
     for c in comps {
         sample(
@@ -107,6 +107,12 @@ pub fn render(snapshot: &MetricsSnapshot, process: &ProcessInfo) -> String {
             "atoll_guest_runs_total",
             &with(c, "outcome", "ok"),
             c.finished,
+        );
+        sample(
+            &mut out,
+            "atoll_guest_runs_total",
+            &with(c, "outcome", "cancelled"),
+            c.cancelled,
         );
         for (kind, n) in FAILURE_KINDS.iter().zip(c.failures) {
             sample(

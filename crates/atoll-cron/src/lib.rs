@@ -298,8 +298,9 @@ async fn tick_forever(job: Job, runs: Arc<Runs>) {
             let _guard = guard;
             let store = run_job.component.loaded().new_store();
             let entry = run_job.entry.clone();
+            let metrics = run_job.component.metrics().clone();
             let outcome = admission
-                .run_guest(move || call(entry, store, timestamp), || false)
+                .run_guest(move || call(entry, store, timestamp, metrics), || false)
                 .await;
             tracing::debug!(app = %run_job.app, component = %run_job.component.name(), ?outcome, "cron run ended");
             outcome
@@ -326,10 +327,13 @@ async fn call(
     entry: Entry,
     mut store: wasmtime::Store<InstanceState>,
     timestamp: u64,
+    metrics: std::sync::Arc<atoll_runtime::metrics::ComponentMetrics>,
 ) -> wasmtime::Result<()> {
+    let started = std::time::Instant::now();
     match entry {
         Entry::Command(pre) => {
             let instance = pre.instantiate_async(&mut store).await?;
+            metrics.instantiated(started.elapsed());
             match instance.wasi_cli_run().call_run(&mut store).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(())) => Err(wasmtime::Error::msg(
@@ -347,6 +351,7 @@ async fn call(
         }
         Entry::Spin(pre) => {
             let instance = pre.instantiate_async(&mut store).await?;
+            metrics.instantiated(started.elapsed());
             let metadata = spin::fermyon::spin_cron::cron_types::Metadata { timestamp };
             match instance
                 .call_handle_cron_event(&mut store, metadata)

@@ -160,6 +160,29 @@ pub const HTTP_METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER",
 ];
 
+/// The status codes a label names exactly; any other is counted under its class
+/// (`HttpKey::status` 1 to 5, shown as `1xx` to `5xx`), so a guest that answers with
+/// codes of its choosing cannot grow the number of series.
+/// 499 is what the HTTP trigger records for a client that went away before its response
+/// (nginx's convention).
+pub const HTTP_STATUS_CODES: [u16; 32] = [
+    200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 406, 408, 409,
+    410, 412, 413, 415, 422, 429, 431, 499, 500, 501, 502, 503, 504,
+];
+
+/// `status` if it is one of [`HTTP_STATUS_CODES`], else its class (1 to 5; 5 for codes
+/// outside 100..=599).
+pub fn status_label(status: u16) -> u16 {
+    if HTTP_STATUS_CODES.contains(&status) {
+        status
+    } else {
+        match status / 100 {
+            c @ 1..=5 => c,
+            _ => 5,
+        }
+    }
+}
+
 /// One HTTP label set of a component: route, method index (into [`HTTP_METHODS`]),
 /// status code.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -168,11 +191,26 @@ pub struct HttpKey {
     pub route: Arc<str>,
     /// Index into [`HTTP_METHODS`].
     pub method: u8,
-    /// The response's status code.
+    /// The response's status code, or its class (1 to 5) for a code outside
+    /// [`HTTP_STATUS_CODES`].
     pub status: u16,
 }
 
 impl HttpKey {
+    /// The status's label value: `404`, or `4xx` for a class.
+    pub fn status_label(&self) -> String {
+        if self.status < 10 {
+            format!("{}xx", self.status)
+        } else {
+            self.status.to_string()
+        }
+    }
+
+    /// Whether the status is a server error.
+    pub fn is_server_error(&self) -> bool {
+        self.status >= 500 || self.status == 5
+    }
+
     /// The method's label value.
     pub fn method_label(&self) -> &'static str {
         HTTP_METHODS[usize::from(self.method).min(HTTP_METHODS.len() - 1)]
@@ -195,6 +233,7 @@ pub struct ComponentMetrics {
     pub(crate) failures: crate::run::FailureLog,
     pub(crate) refusals: [AtomicU64; 3],
     finished: AtomicU64,
+    cancelled: AtomicU64,
     live: AtomicI64,
     run: Histogram,
     instantiate: Histogram,
@@ -222,6 +261,7 @@ impl ComponentMetrics {
     /// response head (503s and 413s of admission included).
     pub fn http_request(&self, route: &Arc<str>, method: &str, status: u16, took: Duration) {
         let method = method_index(method);
+        let status = status_label(status);
         let found = {
             let list = self.http.read().unwrap_or_else(|e| e.into_inner());
             list.iter()
@@ -253,25 +293,13 @@ impl ComponentMetrics {
         histogram.observe(took);
     }
 
-    /// An instance started (see [`Live`]).
-    pub(crate) fn live(self: &Arc<Self>) -> Live {
+    /// A run started: counted live until its [`Run`] ends or is dropped.
+    pub(crate) fn run_started(self: &Arc<Self>) -> Run {
         self.live.fetch_add(1, Relaxed);
-        Live(self.clone())
-    }
-
-    pub(crate) fn ended(&self, took: Duration, failure: Option<(FailureKind, &str)>) {
-        self.run.observe(took);
-        match failure {
-            None => {
-                self.finished.fetch_add(1, Relaxed);
-            }
-            Some((kind, reason)) => self.events.push(FailureEvent {
-                at: SystemTime::now(),
-                app: self.app.to_string(),
-                component: self.component.to_string(),
-                kind: failure_kind_label(kind),
-                reason: reason.to_string(),
-            }),
+        Run {
+            metrics: self.clone(),
+            started: std::time::Instant::now(),
+            ended: false,
         }
     }
 
@@ -301,6 +329,7 @@ impl ComponentMetrics {
             app: self.app.to_string(),
             component: self.component.to_string(),
             finished: self.finished.load(Relaxed),
+            cancelled: self.cancelled.load(Relaxed),
             failures: FAILURE_KINDS.map(|k| self.failures.count(k)),
             refusals: std::array::from_fn(|i| self.refusals[i].load(Relaxed)),
             live: self.live.load(Relaxed).max(0) as u64,
@@ -311,12 +340,44 @@ impl ComponentMetrics {
     }
 }
 
-/// An instance counted as live until this is dropped.
-pub(crate) struct Live(Arc<ComponentMetrics>);
+/// A run in progress: live until it ends ([`Run::ended`]) or is dropped unended (its
+/// trigger gave up on it, e.g. an HTTP client went away before the response), which
+/// counts it as cancelled.
+pub(crate) struct Run {
+    metrics: Arc<ComponentMetrics>,
+    started: std::time::Instant,
+    ended: bool,
+}
 
-impl Drop for Live {
+impl Run {
+    /// The run ended: returned (`None`) or failed.
+    pub(crate) fn ended(mut self, failure: Option<(FailureKind, &str)>) {
+        self.ended = true;
+        let m = &self.metrics;
+        m.run.observe(self.started.elapsed());
+        match failure {
+            None => {
+                m.finished.fetch_add(1, Relaxed);
+            }
+            Some((kind, reason)) => m.events.push(FailureEvent {
+                at: SystemTime::now(),
+                app: m.app.to_string(),
+                component: m.component.to_string(),
+                kind: failure_kind_label(kind),
+                reason: reason.to_string(),
+            }),
+        }
+    }
+}
+
+impl Drop for Run {
     fn drop(&mut self) {
-        self.0.live.fetch_sub(1, Relaxed);
+        let m = &self.metrics;
+        if !self.ended {
+            m.run.observe(self.started.elapsed());
+            m.cancelled.fetch_add(1, Relaxed);
+        }
+        m.live.fetch_sub(1, Relaxed);
     }
 }
 
@@ -327,8 +388,10 @@ pub struct ComponentSnapshot {
     pub app: String,
     /// The component.
     pub component: String,
-    /// Runs that returned.
+    /// Runs that returned (the guest's answer may still be an error response).
     pub finished: u64,
+    /// Runs their trigger dropped before they ended (an HTTP client that went away).
+    pub cancelled: u64,
     /// Failed runs by kind, in the order of [`FAILURE_KINDS`].
     pub failures: [u64; 7],
     /// Admission refusals by reason, in the order of [`REFUSAL_REASONS`].
@@ -357,7 +420,7 @@ impl ComponentSnapshot {
     pub fn http_errors(&self) -> u64 {
         self.http
             .iter()
-            .filter(|(k, _)| k.status >= 500)
+            .filter(|(k, _)| k.is_server_error())
             .map(|(_, h)| h.count())
             .sum()
     }
@@ -432,6 +495,7 @@ impl Metrics {
                     failures: Default::default(),
                     refusals: Default::default(),
                     finished: AtomicU64::new(0),
+                    cancelled: AtomicU64::new(0),
                     live: AtomicI64::new(0),
                     run: Histogram::default(),
                     instantiate: Histogram::default(),
@@ -534,13 +598,28 @@ mod tests {
         c.http_request(&route, "GET", 200, Duration::from_micros(10));
         c.http_request(&same_text, "GET", 200, Duration::from_micros(10));
         c.http_request(&route, "GET", 503, Duration::from_micros(10));
+        // A code of the guest's own choosing is counted under its class.
+        c.http_request(&route, "GET", 599, Duration::from_micros(10));
+        c.http_request(&route, "GET", 598, Duration::from_micros(10));
+        c.http_request(&route, "GET", 999, Duration::from_micros(10));
         let s = m.snapshot();
         assert_eq!(s.components.len(), 1);
         let http = &s.components[0].http;
-        assert_eq!(http.len(), 2);
-        assert_eq!(http[0].1.count(), 2);
-        assert_eq!(s.components[0].http_errors(), 1);
+        assert_eq!(http.len(), 3);
+        assert_eq!(http[0].0.status_label(), "5xx");
+        assert_eq!(http[0].1.count(), 3);
+        assert_eq!(http[1].0.status, 200);
+        assert_eq!(http[1].1.count(), 2);
+        assert_eq!(s.components[0].http_errors(), 4);
         // The same names are the same metrics (a reload keeps its counts).
         assert!(Arc::ptr_eq(&c, &m.component(&"app".into(), &"c".into())));
+        // A run dropped before it ended is cancelled, and no longer live.
+        let run = c.run_started();
+        assert_eq!(c.snapshot().live, 1);
+        drop(run);
+        let after = c.snapshot();
+        assert_eq!((after.live, after.cancelled, after.finished), (0, 1, 0));
+        c.run_started().ended(None);
+        assert_eq!(c.snapshot().finished, 1);
     }
 }

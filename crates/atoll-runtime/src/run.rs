@@ -283,8 +283,7 @@ impl Admission {
     ) -> Outcome {
         let component = &self.component;
         let timeout = component.loaded().limits().timeout;
-        let live = component.metrics.live();
-        let started = std::time::Instant::now();
+        let run_record = component.metrics.run_started();
         // `run` is a closure, not a future: the guest's future (instantiate + call, a
         // large state machine) is then built in place inside the timer instead of being
         // carried, and copied, as an argument (callgrind: ~1,200 instructions of memcpy
@@ -313,14 +312,10 @@ impl Admission {
                 }
             }
         }
-        component.metrics.ended(
-            started.elapsed(),
-            match &outcome {
-                Outcome::Finished => None,
-                Outcome::Failed(kind, reason) => Some((*kind, reason.as_str())),
-            },
-        );
-        drop(live);
+        run_record.ended(match &outcome {
+            Outcome::Finished => None,
+            Outcome::Failed(kind, reason) => Some((*kind, reason.as_str())),
+        });
         component
             .pressure
             .ended(&component.fairness, &outcome, guest_caused);

@@ -4,7 +4,8 @@
 // 1. loads the dashboard and waits until the hello row shows the requests made before;
 // 2. prints READY and waits for a line on stdin (the test then makes a failing request);
 // 3. waits, without reloading, until the failure shows with its reason and the log tail
-//    shows the guest's failure line; takes a screenshot; exits 0. Any miss exits 1.
+//    shows the guest's failure line, and checks that a guest's line of HTML is shown as
+//    text; takes a screenshot; exits 0. Any miss exits 1.
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 
@@ -50,6 +51,11 @@ try {
     .waitFor({ timeout: 5000 }).catch(() => fail("the log tail never showed the guest's panic message"));
   await page.locator("#log div", { hasText: "capability denied" }).first()
     .waitFor({ timeout: 5000 }).catch(() => fail("the log tail never showed the denial"));
+  // A guest's HTML is shown as text, never run or rendered.
+  await page.locator("#log div", { hasText: "<img src=x onerror=" }).first()
+    .waitFor({ timeout: 5000 }).catch(() => fail("the guest's HTML line is not shown as text"));
+  if (await page.locator("#log img, #log b").count() > 0) fail("the guest's HTML became elements");
+  if ((await page.title()) === "pwned") fail("the guest's script ran");
   if (errors.length) fail("page errors: " + errors.join("; "));
   if (foreign.length) fail("requests beyond the admin server: " + foreign.join(", "));
   await page.screenshot({ path: screenshot, fullPage: true });

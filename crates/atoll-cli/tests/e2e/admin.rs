@@ -24,9 +24,23 @@ source = "{{HELLO}}"
 source = "{{HOSTILE}}"
 limits = { memory = "32MiB", timeout = "1s" }
 
+[component.logs]
+source = "{{LOGS}}"
+
+[component.slow]
+source = "{{SLOW}}"
+
+[[trigger.http]]
+route = "/slow/..."
+component = "slow"
+
 [[trigger.http]]
 route = "/hello/..."
 component = "hello"
+
+[[trigger.http]]
+route = "/logs/..."
+component = "logs"
 
 [[trigger.http]]
 route = "/bad/..."
@@ -226,6 +240,37 @@ async fn metrics_count_what_happened_and_prometheus_scrapes_them() {
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
     assert_eq!(buckets.last().copied(), Some(5.0));
 
+    // A client that goes away while its guest runs: the request is counted as 499, its run
+    // as cancelled, and no instance stays live.
+    {
+        let mut conn = TcpStream::connect(server.addr).expect("connect");
+        write!(conn, "GET /slow/?ms=5000 HTTP/1.1\r\nhost: x\r\n\r\n").expect("send");
+        assert!(
+            server.wait_for_log("sleeping 5000ms", Duration::from_secs(10)),
+            "{}",
+            server.logs()
+        );
+        let live = r#"atoll_instances_live{app="admin",component="slow"}"#;
+        assert_eq!(value(&samples(&metrics_text(admin)), live), 1.0);
+    }
+    let gone = r#"http_server_request_duration_seconds_count{app="admin",component="slow",http_route="/slow/...",http_request_method="GET",http_response_status_code="499"}"#;
+    let cancelled = r#"atoll_guest_runs_total{app="admin",component="slow",outcome="cancelled"}"#;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let s = loop {
+        let s = samples(&metrics_text(admin));
+        if s.get(gone) == Some(&1.0) || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(value(&s, gone), 1.0);
+    assert_eq!(value(&s, cancelled), 1.0);
+    assert_eq!(
+        value(&s, r#"atoll_instances_live{app="admin",component="slow"}"#),
+        0.0
+    );
+    let text = metrics_text(admin);
+
     // Prometheus' own checker accepts the text.
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])
@@ -396,13 +441,14 @@ async fn the_admin_server_is_read_only_and_refuses_other_origins() {
         &[("host", &host), ("origin", "http://attacker.example")],
     );
     assert_eq!(status, 403, "{body}");
-    let (status, _, _) = raw(
-        admin,
-        "GET",
-        "/events",
-        &[("host", &host), ("sec-fetch-site", "cross-site")],
-    );
-    assert_eq!(status, 403);
+    for (header, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+        ("origin", "null"),
+    ] {
+        let (status, _, _) = raw(admin, "GET", "/events", &[("host", &host), (header, value)]);
+        assert_eq!(status, 403, "{header}: {value}");
+    }
 
     // The live stream: a `state` event within a few seconds.
     let mut s = TcpStream::connect(admin).expect("connect");
@@ -468,7 +514,7 @@ async fn the_dashboard_shows_requests_and_failures_live_in_a_browser() {
         .expect("node");
     let stdout = node.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             let _ = tx.send(line);
@@ -483,7 +529,15 @@ async fn the_dashboard_shows_requests_and_failures_live_in_a_browser() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // Now a failure, while the page is open: it must appear without a reload.
+    // Now a failure, while the page is open: it must appear without a reload. And a guest
+    // line of HTML with a script, which must show as text.
+    let r = get(&c, &server.url("/logs/?html=1")).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "logged\n"));
+    assert!(
+        server.wait_for_log("<b>bold guest</b>", Duration::from_secs(5)),
+        "{}",
+        server.logs()
+    );
     assert_eq!(
         get(&c, &server.url("/bad/denied-then-trap")).await.status,
         500
@@ -494,6 +548,8 @@ async fn the_dashboard_shows_requests_and_failures_live_in_a_browser() {
         .write_all(b"go\n")
         .expect("tell the browser script");
     let out = node.wait_with_output().expect("node");
+    // Every line the script printed, once its stdout has closed.
+    reader.join().expect("stdout reader");
     let said: Vec<String> = rx.try_iter().collect();
     assert!(
         out.status.success() && said.iter().any(|l| l == "OK"),

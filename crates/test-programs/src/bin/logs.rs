@@ -1,6 +1,7 @@
 //! Writes to stdout and stderr: `?lines=N` numbered lines, `?big=1` 200 KB without a
 //! newline at the end, `?partial=1` a last line without a newline, `?structured=1`
-//! three `wasi:logging` calls (info, critical, debug).
+//! three `wasi:logging` calls (info, critical, debug), `?html=1` a line of HTML with a
+//! script in it (for the dashboard's test: it must show as text).
 use std::io::Write;
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
@@ -14,6 +15,9 @@ impl Guest for Logs {
         }
         if lines > 0 {
             eprintln!("guest complaint on stderr");
+        }
+        if test_programs::query(&req, "html").is_some() {
+            println!("<img src=x onerror=\"document.title='pwned'\"><b>bold guest</b>");
         }
         if test_programs::query(&req, "big").is_some() {
             let chunk = vec![b'x'; 1000];
