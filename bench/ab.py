@@ -2,6 +2,9 @@
 """Two atoll binaries, the same app, interleaved: is B slower per request than A?
 
     bench/ab.py OLD_ATOLL NEW_ATOLL [--wasm HELLO.wasm] [--rounds 7] [--duration 5]
+                [--a-args "..."] [--b-args "--admin 127.0.0.1:0"]
+
+A and B may be the same binary with different `atoll up` flags (`--a-args`, `--b-args`).
 
 Each round starts A then B (the order alternates every round), each on core 0 with one
 event loop (`taskset -c 0 atoll up --workers 1`), and drives it with wrk on core 1
@@ -53,10 +56,10 @@ def cpu_seconds(pid):
     return int(fields[11]) / tck, int(fields[12]) / tck
 
 
-def run(binary, app, duration, home):
+def run(binary, app, duration, home, extra=()):
     port = free_port()
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", binary, "up", app, "--workers", "1", "--listen", f"127.0.0.1:{port}"],
+        ["taskset", "-c", "0", binary, "up", app, "--workers", "1", "--listen", f"127.0.0.1:{port}", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=dict(os.environ, ATOLL_HOME=home, ATOLL_LOG="warn"),
@@ -97,7 +100,10 @@ def main():
     ap.add_argument("--wasm", required=True, help="a hello component (answers GET / with 200)")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--a-args", default="", help="extra `atoll up` flags for A")
+    ap.add_argument("--b-args", default="", help="extra `atoll up` flags for B")
     args = ap.parse_args()
+    extra = {"A": args.a_args.split(), "B": args.b_args.split()}
     with tempfile.TemporaryDirectory() as tmp:
         app = os.path.join(tmp, "app")
         os.mkdir(app)
@@ -111,7 +117,7 @@ def main():
             if r % 2:
                 order.reverse()
             for name, binary in order:
-                rps, p99, cpu_us, sys_us = run(binary, app, args.duration, home)
+                rps, p99, cpu_us, sys_us = run(binary, app, args.duration, home, extra[name])
                 results[name].append((rps, p99, cpu_us, sys_us))
                 print(f"round {r + 1} {name}: {rps:,.0f} req/s, p99 {p99:.2f} ms, server CPU {cpu_us:.1f} us/request ({sys_us:.1f} in the kernel)", flush=True)
         for name in ("A", "B"):

@@ -287,8 +287,18 @@ mod tests {
         let m = Metrics::default();
         let c = m.component(&"my \"app\"".into(), &"web".into());
         let route: Arc<str> = "/a\\b/...".into();
-        c.http_request(&route, "GET", 200, Duration::from_micros(30));
-        c.http_request(&route, "GET", 200, Duration::from_millis(2));
+        c.http_request(
+            &route,
+            atoll_runtime::metrics::method_index("GET"),
+            200,
+            Duration::from_micros(30),
+        );
+        c.http_request(
+            &route,
+            atoll_runtime::metrics::method_index("GET"),
+            200,
+            Duration::from_millis(2),
+        );
         let text = render(&m.snapshot(), &ProcessInfo::default());
         let bucket = |le: &str| {
             format!(

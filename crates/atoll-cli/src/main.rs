@@ -117,14 +117,21 @@ fn init_logging(tail: Option<atoll_admin::LogTail>) {
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_env("ATOLL_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn,hyper=warn,h2=warn"));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false),
-        )
-        .with(tail.map(|t| t.layer()))
-        .init();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    // The filter goes outermost: a callsite it disables is then never asked about again
+    // (`Interest::never`, cached), as with `fmt().with_env_filter()`. Inside it, a layer
+    // such as the `Option` of the tail would otherwise make every disabled callsite
+    // "sometimes" and cost a filter check per event and span, wasmtime-wasi's per host
+    // call included.
+    match tail {
+        Some(tail) => tracing_subscriber::registry()
+            .with(fmt)
+            .with(tail.layer())
+            .with(filter)
+            .init(),
+        None => tracing_subscriber::registry().with(fmt).with(filter).init(),
+    }
 }

@@ -65,7 +65,7 @@ pub(crate) async fn handle(
     let mut record = Record {
         metrics: target.component.metrics().clone(),
         route,
-        method: req.method().clone(),
+        method: method_index(req.method()),
         started,
         status: None,
     };
@@ -74,12 +74,29 @@ pub(crate) async fn handle(
     Ok(response)
 }
 
+/// The method's index in `atoll_runtime::metrics::HTTP_METHODS`: a match on the
+/// standard methods (no string comparison), else `_OTHER`.
+fn method_index(method: &http::Method) -> u8 {
+    match *method {
+        http::Method::GET => 0,
+        http::Method::HEAD => 1,
+        http::Method::POST => 2,
+        http::Method::PUT => 3,
+        http::Method::DELETE => 4,
+        http::Method::CONNECT => 5,
+        http::Method::OPTIONS => 6,
+        http::Method::TRACE => 7,
+        http::Method::PATCH => 8,
+        _ => 9,
+    }
+}
+
 /// Counts a routed request when it is done with, answered or not: a client that goes
 /// away before its response drops the request's future, and it is counted as 499.
 struct Record {
     metrics: Arc<atoll_runtime::metrics::ComponentMetrics>,
     route: Arc<str>,
-    method: http::Method,
+    method: u8,
     started: std::time::Instant,
     status: Option<u16>,
 }
@@ -88,7 +105,7 @@ impl Drop for Record {
     fn drop(&mut self) {
         self.metrics.http_request(
             &self.route,
-            self.method.as_str(),
+            self.method,
             self.status.unwrap_or(499),
             self.started.elapsed(),
         );
@@ -313,4 +330,35 @@ pub(crate) fn plain(status: StatusCode, body: &'static str) -> Response<ServerBo
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use atoll_runtime::metrics::HTTP_METHODS;
+    use http::Method;
+
+    #[test]
+    fn method_indexes_match_the_metric_labels() {
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::CONNECT,
+            Method::OPTIONS,
+            Method::TRACE,
+            Method::PATCH,
+        ] {
+            assert_eq!(
+                HTTP_METHODS[usize::from(super::method_index(&m))],
+                m.as_str()
+            );
+        }
+        let brew = Method::from_bytes(b"BREW").unwrap_or_default();
+        assert_eq!(
+            HTTP_METHODS[usize::from(super::method_index(&brew))],
+            "_OTHER"
+        );
+    }
 }

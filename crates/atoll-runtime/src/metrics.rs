@@ -259,8 +259,9 @@ impl ComponentMetrics {
 
     /// Count one HTTP request that reached this component, from its arrival to its
     /// response head (503s and 413s of admission included).
-    pub fn http_request(&self, route: &Arc<str>, method: &str, status: u16, took: Duration) {
-        let method = method_index(method);
+    /// `method` is its index in [`HTTP_METHODS`] ([`method_index`]).
+    pub fn http_request(&self, route: &Arc<str>, method: u8, status: u16, took: Duration) {
+        let method = method.min(HTTP_METHODS.len() as u8 - 1);
         let status = status_label(status);
         let found = {
             let list = self.http.read().unwrap_or_else(|e| e.into_inner());
@@ -595,13 +596,18 @@ mod tests {
         let c = m.component(&"app".into(), &"c".into());
         let route: Arc<str> = "/a/...".into();
         let same_text: Arc<str> = "/a/...".into();
-        c.http_request(&route, "GET", 200, Duration::from_micros(10));
-        c.http_request(&same_text, "GET", 200, Duration::from_micros(10));
-        c.http_request(&route, "GET", 503, Duration::from_micros(10));
+        c.http_request(&route, method_index("GET"), 200, Duration::from_micros(10));
+        c.http_request(
+            &same_text,
+            method_index("GET"),
+            200,
+            Duration::from_micros(10),
+        );
+        c.http_request(&route, method_index("GET"), 503, Duration::from_micros(10));
         // A code of the guest's own choosing is counted under its class.
-        c.http_request(&route, "GET", 599, Duration::from_micros(10));
-        c.http_request(&route, "GET", 598, Duration::from_micros(10));
-        c.http_request(&route, "GET", 999, Duration::from_micros(10));
+        c.http_request(&route, method_index("GET"), 599, Duration::from_micros(10));
+        c.http_request(&route, method_index("GET"), 598, Duration::from_micros(10));
+        c.http_request(&route, method_index("GET"), 999, Duration::from_micros(10));
         let s = m.snapshot();
         assert_eq!(s.components.len(), 1);
         let http = &s.components[0].http;

@@ -168,3 +168,53 @@ async fn a_bad_component_is_a_located_error() {
     );
     assert!(shown.contains("atoll.toml:4:10"), "{shown}");
 }
+
+#[tokio::test]
+async fn counts_are_kept_by_name_across_a_reload() {
+    let loader = loader();
+    let old = load(&loader, "a").await;
+    let web = old.component("web").expect("web").clone();
+    let p = web.admit().expect("permit");
+    assert_eq!(
+        p.run_guest(|| async { Ok(()) }, || false).await,
+        Outcome::Finished
+    );
+    let p = web.admit().expect("permit");
+    let failed = p
+        .run_guest(|| async { Err(wasmtime::Error::msg("boom")) }, || true)
+        .await;
+    assert!(matches!(failed, Outcome::Failed(FailureKind::Other, _)));
+
+    // The new version counts on from where the old one was.
+    let new = loader
+        .load_replacing(manifest("a", 2, "200ms"), Some(&old))
+        .await
+        .expect("load");
+    let new_web = new.component("web").expect("web");
+    assert!(Arc::ptr_eq(web.metrics(), new_web.metrics()));
+    assert_eq!(new_web.failures(FailureKind::Other), 1);
+    let p = new_web.admit().expect("permit");
+    assert_eq!(
+        p.run_guest(|| async { Ok(()) }, || false).await,
+        Outcome::Finished
+    );
+    let snapshot = loader.metrics().snapshot();
+    assert_eq!(snapshot.components.len(), 1);
+    let c = &snapshot.components[0];
+    assert_eq!((c.app.as_str(), c.component.as_str()), ("a", "web"));
+    assert_eq!(c.finished, 2);
+    assert_eq!(c.failures[6], 1, "{c:?}");
+    assert_eq!(c.run.count(), 3);
+    assert_eq!(c.live, 0);
+    let recent = loader.metrics().recent_failures();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].kind, "other");
+    assert!(recent[0].reason.contains("boom"), "{:?}", recent[0]);
+
+    // Another app of the same component name counts apart.
+    let b = load(&loader, "b").await;
+    assert!(!Arc::ptr_eq(
+        web.metrics(),
+        b.component("web").expect("web").metrics()
+    ));
+}
