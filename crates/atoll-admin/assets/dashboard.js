@@ -54,9 +54,10 @@ function renderState(s) {
         ["trap", f.trap], ["capacity", f.capacity], ["other", f.other], ["cancelled", t.cancelled]]
         .filter(([, v]) => v > 0).map(([k, v]) => k + " " + v).join(", ");
       tr.appendChild(el("td", hits || "–", hits ? "err" : ""));
+      const d = Object.entries(t.denials || {}).filter(([, v]) => v > 0).map(([k, v]) => "denied " + k + " " + v).join(", ");
       const r = t.refusals || {};
       const refused = Object.entries(r).filter(([, v]) => v > 0).map(([k, v]) => k + " " + v).join(", ");
-      tr.appendChild(el("td", refused || "–"));
+      tr.appendChild(el("td", [refused, d].filter(Boolean).join("; ") || "–", "refused"));
       const g = el("td");
       g.appendChild(el("div", "memory " + Math.round(c.limits.memory_bytes / 1048576) + " MiB, timeout " + c.limits.timeout_ms + " ms, " + c.limits.max_concurrency + " at once", "muted"));
       g.appendChild(grantsList(c.grants));

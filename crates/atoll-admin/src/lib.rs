@@ -211,7 +211,12 @@ fn totals(c: &ComponentSnapshot) -> Value {
     for (reason, n) in REFUSAL_REASONS.iter().zip(c.refusals) {
         refusals.insert(reason.to_string(), n.into());
     }
+    let mut denials = serde_json::Map::new();
+    for (kind, n) in atoll_capabilities::DENIAL_KINDS.iter().zip(c.denials) {
+        denials.insert(kind.to_string(), n.into());
+    }
     json!({
+        "denials": denials,
         "requests": http.count(),
         "errors": c.http_errors(),
         "runs_ok": c.finished,

@@ -165,6 +165,23 @@ pub fn render(snapshot: &MetricsSnapshot, process: &ProcessInfo) -> String {
 
     family(
         &mut out,
+        "atoll_capability_denials_total",
+        "counter",
+        "Capabilities a guest asked for and was refused, by kind: outbound_http, socket, config (a key it has no variable for), key_value (a store not granted).",
+    );
+    for c in comps {
+        for (kind, n) in atoll_capabilities::DENIAL_KINDS.iter().zip(c.denials) {
+            sample(
+                &mut out,
+                "atoll_capability_denials_total",
+                &with(c, "kind", kind),
+                n,
+            );
+        }
+    }
+
+    family(
+        &mut out,
         "atoll_instances_live",
         "gauge",
         "Instances running now.",

@@ -166,6 +166,31 @@ impl AppCapabilities {
     }
 }
 
+/// The kinds of denial counted by [`DenialCounts`], in its order.
+pub const DENIAL_KINDS: [&str; 4] = ["outbound_http", "socket", "config", "key_value"];
+
+/// A component's capability denials by kind ([`DENIAL_KINDS`]), every one counted
+/// (the log lines are capped per instance; the counts are not). Shared by its
+/// instances; `ComponentCapabilities::denial_counts` hands it to whoever reports it.
+#[derive(Debug, Default)]
+pub struct DenialCounts {
+    counts: [std::sync::atomic::AtomicU64; 4],
+}
+
+impl DenialCounts {
+    /// Count one denial of `kind` (one of [`DENIAL_KINDS`]; another is not counted).
+    pub fn count(&self, kind: &str) {
+        if let Some(i) = DENIAL_KINDS.iter().position(|k| *k == kind) {
+            self.counts[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The counts now, in the order of [`DENIAL_KINDS`].
+    pub fn snapshot(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.counts[i].load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// One component's configured grants, shared by all its instances.
 pub struct ComponentCapabilities {
     target: Arc<LogTarget>,
@@ -197,6 +222,11 @@ impl ComponentCapabilities {
     /// answered with, a name it asked for).
     pub fn redact<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
         self.target.redact(text)
+    }
+
+    /// Its capability denials, counted by kind.
+    pub fn denial_counts(&self) -> &Arc<DenialCounts> {
+        &self.target.denials
     }
 
     /// `text` redacted and cut to at most `max` bytes (never inside a secret), for a
@@ -414,6 +444,7 @@ impl InstanceCapabilities {
     /// {message}` with `kind`, a few times per instance at most, so a guest retrying in
     /// a loop cannot flood the log.
     fn deny(&mut self, kind: &str, what: &str, message: &str) {
+        self.grants.target.denials.count(kind);
         if self.denied.is_none() {
             self.denied = Some(what.to_string());
         }

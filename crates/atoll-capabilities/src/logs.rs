@@ -31,6 +31,8 @@ pub(crate) struct LogTarget {
     pub(crate) component: Arc<str>,
     /// Values of secret variables this component can read.
     pub(crate) secrets: Vec<String>,
+    /// Its denials, counted by kind (every one, logged or not).
+    pub(crate) denials: Arc<crate::DenialCounts>,
 }
 
 impl LogTarget {
@@ -62,6 +64,7 @@ impl LogTarget {
             app,
             component,
             secrets: hidden,
+            denials: Arc::default(),
         }
     }
 

@@ -280,6 +280,7 @@ impl Loader {
                     reason: format!("component `{}` has no resolved source", component.name),
                 })?;
             let bytes = read_component(&app, component, &source.path)?;
+            let denials = caps.denial_counts().clone();
             let spec = ComponentSpec {
                 name: component.name.clone(),
                 limits: component.limits.clone(),
@@ -326,9 +327,13 @@ impl Loader {
                     fairness: self.fairness.clone(),
                     pressure: crate::fairness::Pressure::default(),
                     gate: Arc::new(Semaphore::new(self.fairness.failing_concurrency())),
-                    metrics: self
-                        .metrics
-                        .component(&app_name, &component.name.as_str().into()),
+                    metrics: {
+                        let m = self
+                            .metrics
+                            .component(&app_name, &component.name.as_str().into());
+                        m.adopt_denials(denials);
+                        m
+                    },
                 }),
             );
         }

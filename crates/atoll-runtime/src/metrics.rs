@@ -239,6 +239,15 @@ pub struct ComponentMetrics {
     instantiate: Histogram,
     http: RwLock<Vec<(HttpKey, Arc<Histogram>)>>,
     events: Arc<FailureRing>,
+    denials: Mutex<Denials>,
+}
+
+/// The denial counts of every loaded version of a component: those still loaded, and
+/// the sum of the ones gone (folded in when a new version is adopted).
+#[derive(Debug, Default)]
+struct Denials {
+    versions: Vec<Arc<atoll_capabilities::DenialCounts>>,
+    retired: [u64; 4],
 }
 
 impl ComponentMetrics {
@@ -316,6 +325,35 @@ impl ComponentMetrics {
         });
     }
 
+    /// Count the denials of a newly loaded version too (its capabilities count them).
+    pub fn adopt_denials(&self, counts: Arc<atoll_capabilities::DenialCounts>) {
+        let mut d = self.denials.lock().unwrap_or_else(|e| e.into_inner());
+        let Denials { versions, retired } = &mut *d;
+        versions.retain(|v| {
+            // Only these metrics hold it: that version is gone and counts no more.
+            if Arc::strong_count(v) == 1 {
+                for (r, n) in retired.iter_mut().zip(v.snapshot()) {
+                    *r += n;
+                }
+                false
+            } else {
+                true
+            }
+        });
+        versions.push(counts);
+    }
+
+    fn denials(&self) -> [u64; 4] {
+        let d = self.denials.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = d.retired;
+        for v in &d.versions {
+            for (o, n) in out.iter_mut().zip(v.snapshot()) {
+                *o += n;
+            }
+        }
+        out
+    }
+
     /// Its counts now.
     pub fn snapshot(&self) -> ComponentSnapshot {
         let mut http: Vec<(HttpKey, HistogramSnapshot)> = self
@@ -334,6 +372,7 @@ impl ComponentMetrics {
             failures: FAILURE_KINDS.map(|k| self.failures.count(k)),
             refusals: std::array::from_fn(|i| self.refusals[i].load(Relaxed)),
             live: self.live.load(Relaxed).max(0) as u64,
+            denials: self.denials(),
             run: self.run.snapshot(),
             instantiate: self.instantiate.snapshot(),
             http,
@@ -399,6 +438,8 @@ pub struct ComponentSnapshot {
     pub refusals: [u64; 3],
     /// Instances running now.
     pub live: u64,
+    /// Capability denials by kind, in the order of `atoll_capabilities::DENIAL_KINDS`.
+    pub denials: [u64; 4],
     /// Guest runs (instantiate, call, and for HTTP the body while it streams).
     pub run: HistogramSnapshot,
     /// Instantiations.
@@ -502,6 +543,7 @@ impl Metrics {
                     instantiate: Histogram::default(),
                     http: RwLock::new(Vec::new()),
                     events: self.inner.events.clone(),
+                    denials: Mutex::default(),
                 })
             })
             .clone()
@@ -586,6 +628,34 @@ mod tests {
         assert_eq!(d.count(), 1);
         assert_eq!(d.buckets[6], 1);
         assert_eq!(d.sum_nanos, 3_000_000);
+    }
+
+    #[test]
+    fn denials_of_every_version_are_summed_and_gone_ones_folded() {
+        use atoll_capabilities::DenialCounts;
+        let m = Metrics::default();
+        let c = m.component(&"app".into(), &"c".into());
+        let v1 = Arc::new(DenialCounts::default());
+        c.adopt_denials(v1.clone());
+        v1.count("socket");
+        v1.count("socket");
+        v1.count("no such kind");
+        let v2 = Arc::new(DenialCounts::default());
+        c.adopt_denials(v2.clone());
+        v2.count("config");
+        assert_eq!(c.snapshot().denials, [0, 2, 1, 0]);
+        // v1's version is gone: its counts are kept, its handle is not.
+        drop(v1);
+        let v3 = Arc::new(DenialCounts::default());
+        c.adopt_denials(v3.clone());
+        v3.count("outbound_http");
+        assert_eq!(c.snapshot().denials, [1, 2, 1, 0]);
+        let held = c
+            .denials
+            .lock()
+            .map(|d| d.versions.len())
+            .unwrap_or_default();
+        assert_eq!(held, 2);
     }
 
     #[test]

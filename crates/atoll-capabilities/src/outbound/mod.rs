@@ -195,6 +195,7 @@ impl WasiHttpHooks for OutboundHttp {
                     policy.target.redact(&url)
                 ));
             }
+            policy.target.denials.count("outbound_http");
             tracing::warn!(
                 app = %policy.target.app,
                 component = %policy.target.component,
@@ -289,6 +290,7 @@ impl WasiHttpHooks for OutboundHttp {
                             addr.ip()
                         ),
                     };
+                    policy.target.denials.count("outbound_http");
                     tracing::warn!(
                         app = %policy.target.app,
                         component = %policy.target.component,

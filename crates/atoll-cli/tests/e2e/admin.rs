@@ -156,6 +156,11 @@ async fn metrics_count_what_happened_and_prometheus_scrapes_them() {
     assert_eq!(get(&c, &server.url("/bad/trap")).await.status, 500);
     assert_eq!(get(&c, &server.url("/bad/loop")).await.status, 504);
     assert_eq!(get(&c, &server.url("/nowhere")).await.status, 404);
+    // A refused socket: counted as a denial of its kind, and nothing else.
+    assert_eq!(
+        get(&c, &server.url("/bad/denied-then-trap")).await.status,
+        500
+    );
     // A method no convention names is `_OTHER`, not a label value a client made up.
     let r = send(&c, "BREW", &server.url("/hello/x"), Bytes::new())
         .await
@@ -177,7 +182,7 @@ async fn metrics_count_what_happened_and_prometheus_scrapes_them() {
             r#"http_server_request_duration_seconds_count{{app="admin",component="hostile",http_route="/bad/...",http_request_method="{method}",http_response_status_code="{status}"}}"#
         )
     };
-    assert_eq!(value(&s, &hostile("GET", "500")), 1.0);
+    assert_eq!(value(&s, &hostile("GET", "500")), 2.0);
     assert_eq!(value(&s, &hostile("GET", "504")), 1.0);
     assert_eq!(value(&s, "atoll_http_unrouted_requests_total"), 1.0);
     assert_eq!(
@@ -192,7 +197,23 @@ async fn metrics_count_what_happened_and_prometheus_scrapes_them() {
             &s,
             r#"atoll_guest_runs_total{app="admin",component="hostile",outcome="trap"}"#
         ),
-        1.0
+        2.0
+    );
+    let denied = |kind: &str| {
+        format!(
+            r#"atoll_capability_denials_total{{app="admin",component="hostile",kind="{kind}"}}"#
+        )
+    };
+    assert_eq!(value(&s, &denied("socket")), 1.0, "{text}");
+    assert_eq!(value(&s, &denied("outbound_http")), 0.0);
+    assert_eq!(value(&s, &denied("config")), 0.0);
+    assert_eq!(value(&s, &denied("key_value")), 0.0);
+    assert_eq!(
+        value(
+            &s,
+            r#"atoll_capability_denials_total{app="admin",component="hello",kind="socket"}"#
+        ),
+        0.0
     );
     assert_eq!(
         value(
