@@ -313,8 +313,9 @@ impl ComponentMetrics {
         }
     }
 
-    /// Record a failure that was not a failed run: a guest that answered an error or
-    /// returned without a response (the HTTP trigger's 500s).
+    /// Record a failure in the ring of recent ones: a failed run's (kind from
+    /// [`failure_kind_label`]), or one that was not a failed run, a guest that answered
+    /// an error or returned without a response (the HTTP trigger's 500s).
     pub fn failed_otherwise(&self, kind: &'static str, reason: &str) {
         self.events.push(FailureEvent {
             at: SystemTime::now(),
@@ -399,13 +400,7 @@ impl Run {
             None => {
                 m.finished.fetch_add(1, Relaxed);
             }
-            Some((kind, reason)) => m.events.push(FailureEvent {
-                at: SystemTime::now(),
-                app: m.app.to_string(),
-                component: m.component.to_string(),
-                kind: failure_kind_label(kind),
-                reason: reason.to_string(),
-            }),
+            Some((kind, reason)) => m.failed_otherwise(failure_kind_label(kind), reason),
         }
     }
 }
