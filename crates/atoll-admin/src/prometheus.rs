@@ -67,6 +67,22 @@ pub fn render(snapshot: &MetricsSnapshot, process: &ProcessInfo) -> String {
 
     family(
         &mut out,
+        "atoll_telemetry_spans_total",
+        "counter",
+        "Spans given to the OpenTelemetry exporter, by outcome: exported, dropped_queue_full (the collector was slow or down and the queue filled), dropped_export_failed (the export failed after retries). Zero without OTEL_EXPORTER_OTLP_ENDPOINT.",
+    );
+    for (outcome, n) in ["exported", "dropped_queue_full", "dropped_export_failed"]
+        .iter()
+        .zip(snapshot.spans)
+    {
+        let _ = writeln!(
+            out,
+            "atoll_telemetry_spans_total{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
+
+    family(
+        &mut out,
         "atoll_guest_run_duration_seconds",
         "histogram",
         "Duration of guest runs (instantiate, call and, for HTTP, the streamed body), every outcome.",

@@ -66,6 +66,7 @@ mod runtime_config;
 mod sockets;
 #[cfg(test)]
 mod tests;
+pub mod trace;
 mod variables;
 
 use std::collections::BTreeMap;
@@ -469,5 +470,15 @@ impl InstanceCapabilities {
     /// a guest without preopens or variables answers those itself.)
     pub fn first_denial(&self) -> Option<&str> {
         self.outbound.denied.as_deref().or(self.denied.as_deref())
+    }
+
+    /// Trace this instance's host calls (outbound HTTP, key-value) as children of the
+    /// trigger's span, and send its `traceparent` on outbound requests. Off unless set.
+    pub fn set_trace(&mut self, trace: trace::InstanceTrace) {
+        self.outbound.trace = Some(trace);
+    }
+
+    pub(crate) fn trace(&self) -> Option<&trace::InstanceTrace> {
+        self.outbound.trace.as_ref()
     }
 }

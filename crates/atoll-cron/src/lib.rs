@@ -21,9 +21,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
+use atoll_capabilities::CapabilityView;
+use atoll_capabilities::trace::{self, Tracer};
 use atoll_engine::InstanceState;
 use atoll_manifest::{Diagnostic, Schedule};
-use atoll_runtime::{LiveApps, ServedComponent, Snapshot, source_diagnostic};
+use atoll_runtime::{LiveApps, Outcome, ServedComponent, Snapshot, source_diagnostic};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, Status};
 use tokio::task::JoinSet;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
@@ -174,8 +178,14 @@ impl CronError {
 
 /// Run the cron triggers of `apps` until `shutdown` completes, following every change
 /// of the live set. Then no tick starts, and the runs in flight get up to `grace` to
-/// finish (they are cut off with the runtime after that).
-pub async fn run(apps: LiveApps, shutdown: impl Future<Output = ()>, grace: Duration) {
+/// finish (they are cut off with the runtime after that). With a `tracer`, each run is
+/// a span (`cron <schedule>`, a new trace) with its host calls as children.
+pub async fn run(
+    apps: LiveApps,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+    tracer: Option<Tracer>,
+) {
     let mut changes = apps.subscribe();
     let mut running: HashMap<RunningKey, Arc<TriggerState>> = HashMap::new();
     let runs = Arc::new(Runs::default());
@@ -189,7 +199,7 @@ pub async fn run(apps: LiveApps, shutdown: impl Future<Output = ()>, grace: Dura
                 // The old version's tickers stop here; the runs they started go on.
                 tickers.abort_all();
                 for job in jobs {
-                    tickers.spawn(tick_forever(job, runs.clone()));
+                    tickers.spawn(tick_forever(job, runs.clone(), tracer.clone()));
                 }
             }
             Err(e) => tracing::error!(
@@ -248,7 +258,7 @@ impl Drop for RunGuard {
 }
 
 /// Sleep until each tick of `job`'s schedule and start a run, unless one is going.
-async fn tick_forever(job: Job, runs: Arc<Runs>) {
+async fn tick_forever(job: Job, runs: Arc<Runs>, tracer: Option<Tracer>) {
     let job = Arc::new(job);
     loop {
         let now = SystemTime::now();
@@ -294,14 +304,42 @@ async fn tick_forever(job: Job, runs: Arc<Runs>) {
         // A job that computes moves to the slow lane like any guest, so it cannot hold
         // the threads of this runtime.
         let lane = admission.lane();
+        let tracer = tracer.clone();
         tokio::spawn(lane.run(Box::pin(async move {
             let _guard = guard;
-            let store = run_job.component.loaded().new_store();
+            let mut store = run_job.component.loaded().new_store();
+            let span = tracer.map(|tracer| {
+                let component = &run_job.component;
+                let cx = tracer.start(
+                    format!("cron {}", run_job.schedule),
+                    SpanKind::Internal,
+                    None,
+                    vec![
+                        KeyValue::new("atoll.trigger", "cron"),
+                        KeyValue::new("atoll.cron.schedule", run_job.schedule.to_string()),
+                        KeyValue::new("atoll.app", component.app_name().to_string()),
+                        KeyValue::new("atoll.component", component.name().to_string()),
+                    ],
+                );
+                let (caps, _) = store.data_mut().capabilities();
+                caps.set_trace(trace::InstanceTrace::new(tracer, cx.clone()));
+                cx
+            });
             let entry = run_job.entry.clone();
             let metrics = run_job.component.metrics().clone();
             let outcome = admission
                 .run_guest(move || call(entry, store, timestamp, metrics), || false)
                 .await;
+            if let Some(cx) = span {
+                let span = trace::span_of(&cx);
+                if let Outcome::Failed(kind, reason) = &outcome {
+                    let kind = atoll_runtime::metrics::failure_kind_label(*kind);
+                    span.set_attribute(KeyValue::new("error.type", kind));
+                    span.set_attribute(KeyValue::new("atoll.failure.kind", kind));
+                    span.set_status(Status::error(reason.clone()));
+                }
+                span.end();
+            }
             tracing::debug!(app = %run_job.app, component = %run_job.component.name(), ?outcome, "cron run ended");
             outcome
         })));

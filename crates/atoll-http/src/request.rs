@@ -26,12 +26,17 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use atoll_capabilities::CapabilityView;
+use atoll_capabilities::trace::{self, Tracer};
 use atoll_engine::FailureKind;
+use atoll_runtime::metrics::{HTTP_METHODS, failure_kind_label};
 use atoll_runtime::{DeniedBefore, Outcome, Refused};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, Status};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -62,16 +67,60 @@ pub(crate) async fn handle(
             }
         }
     };
+    let method = method_index(req.method());
+    let trace = state
+        .config
+        .tracer
+        .as_ref()
+        .map(|tracer| server_span(tracer, &req, &target, &route, method));
     let mut record = Record {
         metrics: target.component.metrics().clone(),
         route,
-        method: method_index(req.method()),
+        method,
         started,
         status: None,
+        trace,
+        failure: None,
     };
-    let response = handle_routed(&state, target, req).await;
+    let response = handle_routed(&state, target, req, &mut record).await;
     record.status = Some(response.status().as_u16());
     Ok(response)
+}
+
+/// The request's server span (`{method} {route}`), a child of the caller's
+/// `traceparent` if it sent a valid one.
+fn server_span(
+    tracer: &Tracer,
+    req: &Request<Incoming>,
+    target: &Target,
+    route: &Arc<str>,
+    method: u8,
+) -> (Tracer, opentelemetry::Context) {
+    let parent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| trace::parse_traceparent(v.as_bytes()));
+    let method = HTTP_METHODS[usize::from(method)];
+    let name = if method == "_OTHER" {
+        format!("HTTP {route}")
+    } else {
+        format!("{method} {route}")
+    };
+    let component = &target.component;
+    let cx = tracer.start(
+        name,
+        SpanKind::Server,
+        parent,
+        vec![
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("http.route", route.to_string()),
+            KeyValue::new("url.path", req.uri().path().to_owned()),
+            KeyValue::new("url.scheme", "http"),
+            KeyValue::new("atoll.app", component.app_name().to_string()),
+            KeyValue::new("atoll.component", component.name().to_string()),
+        ],
+    );
+    (tracer.clone(), cx)
 }
 
 /// The method's index in `atoll_runtime::metrics::HTTP_METHODS`: a match on the
@@ -99,16 +148,42 @@ struct Record {
     method: u8,
     started: std::time::Instant,
     status: Option<u16>,
+    /// The request's span, when tracing is on: ended here with the status and any failure.
+    trace: Option<(Tracer, opentelemetry::Context)>,
+    /// Why the request failed, if it did: a label (`trap`, `refused_concurrency`...)
+    /// and the reason as the log gives it.
+    failure: Option<(&'static str, String)>,
 }
 
 impl Drop for Record {
     fn drop(&mut self) {
-        self.metrics.http_request(
-            &self.route,
-            self.method,
-            self.status.unwrap_or(499),
-            self.started.elapsed(),
-        );
+        let status = self.status.unwrap_or(499);
+        self.metrics
+            .http_request(&self.route, self.method, status, self.started.elapsed());
+        if let Some((_, cx)) = &self.trace {
+            let span = trace::span_of(cx);
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            match (&self.failure, self.status) {
+                (Some((kind, reason)), _) => {
+                    span.set_attribute(KeyValue::new("error.type", *kind));
+                    span.set_attribute(KeyValue::new("atoll.failure.kind", *kind));
+                    span.set_status(Status::error(reason.clone()));
+                }
+                (None, None) => {
+                    span.set_attribute(KeyValue::new("error.type", "client_closed"));
+                    span.set_status(Status::error("the client went away before the response"));
+                }
+                (None, Some(s)) if s >= 500 => {
+                    span.set_attribute(KeyValue::new("error.type", s.to_string()));
+                    span.set_status(Status::error(s.to_string()));
+                }
+                (None, Some(_)) => {}
+            }
+            span.end();
+        }
     }
 }
 
@@ -117,6 +192,7 @@ async fn handle_routed(
     state: &ServerState,
     target: Arc<Target>,
     req: Request<Incoming>,
+    record: &mut Record,
 ) -> Response<ServerBody> {
     let component = &target.component;
 
@@ -127,6 +203,14 @@ async fn handle_routed(
         Ok(a) => a,
         // Debug, not warn: under overload a line per refused request would flood the log.
         Err(refused) => {
+            record.failure = Some((
+                match refused {
+                    Refused::Concurrency => "refused_concurrency",
+                    Refused::Memory => "refused_memory",
+                    Refused::Failing => "refused_failing",
+                },
+                format!("refused: {refused:?}"),
+            ));
             tracing::debug!(app = %component.app_name(), component = %component.name(), ?refused, "answering 503");
             return unavailable(match refused {
                 Refused::Concurrency => {
@@ -151,6 +235,10 @@ async fn handle_routed(
     let req = req.map(|b| LimitedBody::new(b, max_body, exceeded.clone()));
 
     let mut store = component.loaded().new_store();
+    if let Some((tracer, cx)) = &record.trace {
+        let (caps, _) = store.data_mut().capabilities();
+        caps.set_trace(trace::InstanceTrace::new(tracer.clone(), cx.clone()));
+    }
     let (sender, mut receiver) = tokio::sync::oneshot::channel();
     let prepared = store
         .data_mut()
@@ -223,7 +311,7 @@ async fn handle_routed(
     if exceeded.load(Ordering::Relaxed) {
         return too_large();
     }
-    respond(response, state, component, done_rx)
+    respond(response, state, component, done_rx, &mut record.failure)
 }
 
 /// Which came first: the guest's end, or its response.
@@ -240,7 +328,11 @@ fn respond(
     state: &ServerState,
     component: &atoll_runtime::ServedComponent,
     done: tokio::sync::oneshot::Receiver<bool>,
+    failure: &mut Option<(&'static str, String)>,
 ) -> Response<ServerBody> {
+    if let Err(Outcome::Failed(kind, reason)) = &response {
+        *failure = Some((failure_kind_label(*kind), reason.clone()));
+    }
     match response {
         Ok(Ok(resp)) => resp.map(|body| {
             Either::Left(GuardedBody::new(
@@ -257,10 +349,11 @@ fn respond(
             let code = format!("{code:?}");
             let code = component.loaded().capabilities().redact_short(&code, 1024);
             tracing::error!(app = %component.app_name(), component = %component.name(), "guest answered with an error: {code}");
-            component.metrics().failed_otherwise(
-                "error_response",
-                &format!("the guest answered with an error: {code}"),
-            );
+            let reason = format!("the guest answered with an error: {code}");
+            component
+                .metrics()
+                .failed_otherwise("error_response", &reason);
+            *failure = Some(("error_response", reason));
             plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the component failed to handle the request\n",
@@ -269,10 +362,9 @@ fn respond(
         // The guest ended without calling `response-outparam.set`.
         Err(Outcome::Finished) => {
             tracing::error!(app = %component.app_name(), component = %component.name(), "guest returned without setting a response");
-            component.metrics().failed_otherwise(
-                "no_response",
-                "the guest returned without setting a response",
-            );
+            let reason = "the guest returned without setting a response";
+            component.metrics().failed_otherwise("no_response", reason);
+            *failure = Some(("no_response", reason.to_owned()));
             plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the component returned without a response\n",

@@ -52,6 +52,9 @@ pub struct HttpConfig {
     /// loader's metrics, so the admin server sees them with the guests' runs); requests
     /// no route matched are counted here too.
     pub metrics: atoll_runtime::Metrics,
+    /// Where request spans go, if anywhere: one server span per routed request (a child
+    /// of the caller's `traceparent`), with its host calls as children. Off by default.
+    pub tracer: Option<atoll_capabilities::trace::Tracer>,
 }
 
 impl Default for HttpConfig {
@@ -67,6 +70,7 @@ impl Default for HttpConfig {
             workers: cores,
             pin_workers: true,
             metrics: atoll_runtime::Metrics::default(),
+            tracer: None,
         }
     }
 }

@@ -225,11 +225,34 @@ pub fn method_index(method: &str) -> u8 {
         .unwrap_or(HTTP_METHODS.len() - 1) as u8
 }
 
+/// Told of each observation as it is counted, for a host whose telemetry aggregates on
+/// its own (OpenTelemetry's histograms, in `atoll-telemetry`). Set once per process with
+/// [`Metrics::set_observer`]; without one, counting costs one atomic load more.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// An HTTP request of `component`, with the status it was answered (499: the client
+    /// went away) and its duration to the response head. `method` is from [`HTTP_METHODS`].
+    fn http_request(
+        &self,
+        component: &ComponentMetrics,
+        route: &Arc<str>,
+        method: &'static str,
+        status: u16,
+        took: Duration,
+    );
+    /// An instantiation of `component`.
+    fn instantiated(&self, component: &ComponentMetrics, took: Duration);
+    /// A run of `component` ended: `ok`, `cancelled` or the failure kind's label.
+    fn run(&self, component: &ComponentMetrics, outcome: &'static str, took: Duration);
+}
+
+type ObserverSlot = Arc<std::sync::OnceLock<Arc<dyn Observer>>>;
+
 /// What is counted about one component (by app and component name, across reloads).
 #[derive(Debug)]
 pub struct ComponentMetrics {
     app: Arc<str>,
     component: Arc<str>,
+    observer: ObserverSlot,
     pub(crate) failures: crate::run::FailureLog,
     pub(crate) refusals: [AtomicU64; 3],
     finished: AtomicU64,
@@ -264,6 +287,9 @@ impl ComponentMetrics {
     /// Count one instantiation (a trigger measures it: where it happens is its part).
     pub fn instantiated(&self, took: Duration) {
         self.instantiate.observe(took);
+        if let Some(o) = self.observer.get() {
+            o.instantiated(self, took);
+        }
     }
 
     /// Count one HTTP request that reached this component, from its arrival to its
@@ -271,6 +297,9 @@ impl ComponentMetrics {
     /// `method` is its index in [`HTTP_METHODS`] ([`method_index`]).
     pub fn http_request(&self, route: &Arc<str>, method: u8, status: u16, took: Duration) {
         let method = method.min(HTTP_METHODS.len() as u8 - 1);
+        if let Some(o) = self.observer.get() {
+            o.http_request(self, route, HTTP_METHODS[usize::from(method)], status, took);
+        }
         let status = status_label(status);
         let found = {
             let list = self.http.read().unwrap_or_else(|e| e.into_inner());
@@ -395,7 +424,12 @@ impl Run {
     pub(crate) fn ended(mut self, failure: Option<(FailureKind, &str)>) {
         self.ended = true;
         let m = &self.metrics;
-        m.run.observe(self.started.elapsed());
+        let took = self.started.elapsed();
+        m.run.observe(took);
+        if let Some(o) = m.observer.get() {
+            let outcome = failure.map_or("ok", |(kind, _)| failure_kind_label(kind));
+            o.run(m, outcome, took);
+        }
         match failure {
             None => {
                 m.finished.fetch_add(1, Relaxed);
@@ -409,8 +443,12 @@ impl Drop for Run {
     fn drop(&mut self) {
         let m = &self.metrics;
         if !self.ended {
-            m.run.observe(self.started.elapsed());
+            let took = self.started.elapsed();
+            m.run.observe(took);
             m.cancelled.fetch_add(1, Relaxed);
+            if let Some(o) = m.observer.get() {
+                o.run(m, "cancelled", took);
+            }
         }
         m.live.fetch_sub(1, Relaxed);
     }
@@ -514,6 +552,21 @@ struct MetricsInner {
     components: Mutex<BTreeMap<ComponentKey, Arc<ComponentMetrics>>>,
     events: Arc<FailureRing>,
     unrouted: AtomicU64,
+    observer: ObserverSlot,
+    spans: SpanCounts,
+}
+
+/// What became of the spans a telemetry exporter was given (counted by `atoll-telemetry`,
+/// shown with the other metrics): a dead collector costs only dropped spans, and they are
+/// counted here.
+#[derive(Debug, Default)]
+pub struct SpanCounts {
+    /// Spans the collector accepted.
+    pub exported: AtomicU64,
+    /// Spans dropped because the export queue was full (the collector was slow or down).
+    pub dropped_queue_full: AtomicU64,
+    /// Spans dropped because their export failed (after the exporter's retries).
+    pub dropped_export_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -529,6 +582,7 @@ impl Metrics {
                 Arc::new(ComponentMetrics {
                     app: app.clone(),
                     component: component.clone(),
+                    observer: self.inner.observer.clone(),
                     failures: Default::default(),
                     refusals: Default::default(),
                     finished: AtomicU64::new(0),
@@ -542,6 +596,17 @@ impl Metrics {
                 })
             })
             .clone()
+    }
+
+    /// Tell `observer` of every observation from now on (all components, those made
+    /// before included). Once per process: false if one is set already.
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) -> bool {
+        self.inner.observer.set(observer).is_ok()
+    }
+
+    /// The exporter's span counts.
+    pub fn spans(&self) -> &SpanCounts {
+        &self.inner.spans
     }
 
     /// Count an HTTP request no route matched (404).
@@ -562,6 +627,11 @@ impl Metrics {
         MetricsSnapshot {
             components: components.iter().map(|c| c.snapshot()).collect(),
             unrouted: self.inner.unrouted.load(Relaxed),
+            spans: [
+                self.inner.spans.exported.load(Relaxed),
+                self.inner.spans.dropped_queue_full.load(Relaxed),
+                self.inner.spans.dropped_export_failed.load(Relaxed),
+            ],
             failures_total: self.inner.events.total.load(Relaxed),
         }
     }
@@ -586,6 +656,9 @@ pub struct MetricsSnapshot {
     pub components: Vec<ComponentSnapshot>,
     /// HTTP requests no route matched.
     pub unrouted: u64,
+    /// Spans exported, dropped with the queue full, dropped by a failed export (zero
+    /// without telemetry).
+    pub spans: [u64; 3],
     /// Failures ever recorded in the ring (the ring keeps the last ones).
     pub failures_total: u64,
 }

@@ -173,6 +173,7 @@ impl atomics::HostCas for KeyValueView<'_> {
         check_key(&key)?;
         let b = self.table.get(&bucket)?;
         let handle = Bucket {
+            label: b.label.clone(),
             namespace: b.namespace.clone(),
             backend: b.backend.clone(),
         };

@@ -41,6 +41,7 @@ pub use registry::Backends;
 
 use crate::error::CapabilityError;
 use crate::runtime_config::{RuntimeConfig, StoreConfig};
+use crate::trace::HostSpan;
 use crate::{CapabilityView, InstanceCapabilities};
 
 mod bindings {
@@ -107,6 +108,8 @@ impl std::fmt::Debug for KeyValueGrants {
 
 /// An open bucket (the `bucket` resource).
 pub struct Bucket {
+    /// The store's label, as the component's grant names it (for spans).
+    label: Arc<str>,
     namespace: Arc<str>,
     backend: Arc<dyn Backend>,
 }
@@ -225,6 +228,38 @@ impl KeyValueView<'_> {
         Ok((b.namespace.clone(), b.backend.clone()))
     }
 
+    /// A span for one backend call on `bucket`, when the instance is traced.
+    fn span(&self, op: &'static str, bucket: &Resource<Bucket>) -> Option<HostSpan> {
+        let trace = self.caps.trace()?;
+        let store = self.table.get(bucket).ok()?.label.clone();
+        Some(trace.child(
+            format!("key_value {op}"),
+            opentelemetry::trace::SpanKind::Client,
+            vec![
+                opentelemetry::KeyValue::new("db.operation.name", op),
+                opentelemetry::KeyValue::new("atoll.key_value.store", store.to_string()),
+            ],
+        ))
+    }
+
+    /// Run one backend call on `bucket` under [`OP_TIMEOUT`], traced, and log its failure.
+    async fn call<T>(
+        &mut self,
+        op: &'static str,
+        bucket: &Resource<Bucket>,
+        fut: BoxFut<'_, T>,
+    ) -> Result<T, KvError> {
+        let span = self.span(op, bucket);
+        let r = bounded(fut).await;
+        if let (Some(span), Err(e)) = (&span, &r) {
+            span.fail(match e {
+                KvError::AccessDenied => "access denied".to_owned(),
+                KvError::Other(m) => m.clone(),
+            });
+        }
+        self.logged(op, r)
+    }
+
     fn log_failure(&self, op: &str, e: &KvError) {
         if let KvError::Other(m) = e {
             let t = &self.caps.grants.target;
@@ -250,6 +285,7 @@ impl KeyValueView<'_> {
             .find(|s| s.label == identifier);
         match granted {
             Some(s) => Ok(self.table.push(Bucket {
+                label: s.label.as_str().into(),
                 namespace: s.namespace.clone(),
                 backend: s.backend.clone(),
             })?),
@@ -276,8 +312,7 @@ impl KeyValueView<'_> {
     ) -> Result<Option<Vec<u8>>, KvError> {
         check_key(&key)?;
         let (ns, backend) = self.bucket(bucket)?;
-        let r = bounded(backend.get(&ns, &key)).await;
-        self.logged("get", r)
+        self.call("get", bucket, backend.get(&ns, &key)).await
     }
 
     async fn op_set(
@@ -293,22 +328,20 @@ impl KeyValueView<'_> {
             )));
         }
         let (ns, backend) = self.bucket(bucket)?;
-        let r = bounded(backend.set(&ns, &key, value)).await;
-        self.logged("set", r)
+        self.call("set", bucket, backend.set(&ns, &key, value))
+            .await
     }
 
     async fn op_delete(&mut self, bucket: &Resource<Bucket>, key: String) -> Result<(), KvError> {
         check_key(&key)?;
         let (ns, backend) = self.bucket(bucket)?;
-        let r = bounded(backend.delete(&ns, &key)).await;
-        self.logged("delete", r)
+        self.call("delete", bucket, backend.delete(&ns, &key)).await
     }
 
     async fn op_exists(&mut self, bucket: &Resource<Bucket>, key: String) -> Result<bool, KvError> {
         check_key(&key)?;
         let (ns, backend) = self.bucket(bucket)?;
-        let r = bounded(backend.exists(&ns, &key)).await;
-        self.logged("exists", r)
+        self.call("exists", bucket, backend.exists(&ns, &key)).await
     }
 
     async fn op_list(
@@ -318,8 +351,8 @@ impl KeyValueView<'_> {
         limit: usize,
     ) -> Result<(Vec<String>, bool), KvError> {
         let (ns, backend) = self.bucket(bucket)?;
-        let r = bounded(backend.list(&ns, offset, limit)).await;
-        self.logged("list-keys", r)
+        self.call("list-keys", bucket, backend.list(&ns, offset, limit))
+            .await
     }
 
     async fn op_increment(
@@ -330,8 +363,8 @@ impl KeyValueView<'_> {
     ) -> Result<i64, KvError> {
         check_key(&key)?;
         let (ns, backend) = self.bucket(bucket)?;
-        let r = bounded(backend.increment(&ns, &key, delta)).await;
-        self.logged("increment", r)
+        self.call("increment", bucket, backend.increment(&ns, &key, delta))
+            .await
     }
 }
 

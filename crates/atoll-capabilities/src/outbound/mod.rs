@@ -91,6 +91,8 @@ pub struct OutboundHttp {
     /// The first request this instance was refused by the grant check, for an embedder's
     /// error ([`InstanceCapabilities::first_denial`](crate::InstanceCapabilities::first_denial)).
     pub(crate) denied: Option<String>,
+    /// The span of the request or tick this instance serves, when tracing is on.
+    pub(crate) trace: Option<crate::trace::InstanceTrace>,
 }
 
 impl OutboundHttp {
@@ -99,6 +101,7 @@ impl OutboundHttp {
             policy,
             in_flight: None,
             denied: None,
+            trace: None,
         }
     }
 }
@@ -172,7 +175,7 @@ fn over_limit(policy: &OutboundPolicy, uri: &http::Uri, why: &str) -> SendFuture
 impl WasiHttpHooks for OutboundHttp {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> SendFuture {
@@ -264,8 +267,35 @@ impl WasiHttpHooks for OutboundHttp {
         } else {
             Destinations::Public
         };
+        // Traced: a client span for the whole send (until the response head), whose
+        // `traceparent` the upstream gets in place of any the guest set.
+        // Without the query, which often carries keys; a secret the component was
+        // given is redacted as in its log lines.
+        let url = self
+            .trace
+            .as_ref()
+            .map(|_| format!("{scheme}://{authority}{}", uri.path()));
+        let span = self.trace.as_ref().zip(url).map(|(trace, url)| {
+            let url = policy.target.redact(&url).into_owned();
+            let method = request.method().as_str().to_owned();
+            let span = trace.child(
+                method.clone(),
+                opentelemetry::trace::SpanKind::Client,
+                vec![
+                    opentelemetry::KeyValue::new("http.request.method", method),
+                    opentelemetry::KeyValue::new("server.address", target.host.clone()),
+                    opentelemetry::KeyValue::new("server.port", i64::from(target.port)),
+                    opentelemetry::KeyValue::new("url.full", url),
+                ],
+            );
+            if let Ok(v) = http::HeaderValue::from_str(&span.traceparent()) {
+                request.headers_mut().insert("traceparent", v);
+            }
+            span
+        });
         let policy = policy.clone();
         Box::new(async move {
+            let sent = async {
             let deadline = send::deadline(tokio::time::Instant::now(), timeouts.connect);
             let addrs = match checked_addresses(
                 &send::SystemResolver,
@@ -304,6 +334,24 @@ impl WasiHttpHooks for OutboundHttp {
             };
             // The slot is held until the connection is done, body included.
             send::send(request, &target, &addrs, deadline, timeouts, slot).await
+            }
+            .await;
+            if let Some(span) = &span {
+                match &sent {
+                    Ok((resp, _)) => {
+                        let status = resp.status().as_u16();
+                        span.set(opentelemetry::KeyValue::new(
+                            "http.response.status_code",
+                            i64::from(status),
+                        ));
+                        if status >= 400 {
+                            span.fail(status.to_string());
+                        }
+                    }
+                    Err(e) => span.fail(e.to_string()),
+                }
+            }
+            sent
         })
     }
 }

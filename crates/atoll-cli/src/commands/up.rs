@@ -119,6 +119,10 @@ impl UpCommand {
             )
         })?;
 
+        // OpenTelemetry: only the standard OTEL_* variables, read (and checked) up front.
+        let telemetry_settings = atoll_telemetry::Settings::from_env()
+            .context("the OpenTelemetry settings (OTEL_* environment variables) are not usable")?;
+
         let runtime_config = match &self.runtime_config {
             Some(p) => atoll_capabilities::RuntimeConfig::load(p)?,
             None => atoll_capabilities::RuntimeConfig::default(),
@@ -170,8 +174,10 @@ impl UpCommand {
                 None => None,
             };
             let metrics = atoll_runtime::Metrics::default();
+            let telemetry = atoll_telemetry::Telemetry::start(&telemetry_settings, &metrics)?;
             let http_config = atoll_http::HttpConfig {
                 metrics: metrics.clone(),
+                tracer: telemetry.as_ref().and_then(|t| t.tracer()),
                 ..http_config
             };
 
@@ -217,6 +223,7 @@ impl UpCommand {
                 live.clone(),
                 stopped(),
                 http_config.shutdown_grace,
+                http_config.tracer.clone(),
             ));
             if let Some(admin_listener) = admin_listener {
                 let admin = atoll_admin::Admin::new(metrics, live.clone(), self.log_tail.clone());
@@ -241,6 +248,9 @@ impl UpCommand {
             };
             atoll_http::serve(listener, live, http_config, signal).await?;
             let _ = cron.await;
+            if let Some(telemetry) = telemetry {
+                telemetry.shutdown(std::time::Duration::from_secs(5)).await;
+            }
             tracing::info!("stopped");
             anyhow::Ok(())
         });

@@ -18,6 +18,7 @@ mod logs;
 mod multi_app;
 mod outbound;
 mod serve;
+mod telemetry;
 mod ui;
 mod variables;
 mod watch;
