@@ -3,8 +3,12 @@
 
     bench/ab.py OLD_ATOLL NEW_ATOLL [--wasm HELLO.wasm] [--rounds 7] [--duration 5]
                 [--a-args "..."] [--b-args "--admin 127.0.0.1:0"]
+                [--a-env "K=V ..."] [--b-env "OTEL_EXPORTER_OTLP_ENDPOINT={sink}"]
 
-A and B may be the same binary with different `atoll up` flags (`--a-args`, `--b-args`).
+A and B may be the same binary with different `atoll up` flags (`--a-args`, `--b-args`)
+or environment (`--a-env`, `--b-env`). `{sink}` in an environment value is the URL of a
+local OTLP/HTTP receiver this script serves (it reads and discards each export; it runs
+on core 1 with wrk, never on the server's core), for the cost of telemetry.
 
 Each round starts A then B (the order alternates every round), each on core 0 with one
 event loop (`taskset -c 0 atoll up --workers 1`), and drives it with wrk on core 1
@@ -56,13 +60,34 @@ def cpu_seconds(pid):
     return int(fields[11]) / tck, int(fields[12]) / tck
 
 
-def run(binary, app, duration, home, extra=()):
+def start_sink():
+    """An OTLP/HTTP receiver on a free loopback port: reads each POST, answers 200."""
+    import http.server
+    import threading
+
+    class Sink(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def run(binary, app, duration, home, extra=(), env=None):
     port = free_port()
     proc = subprocess.Popen(
         ["taskset", "-c", "0", binary, "up", app, "--workers", "1", "--listen", f"127.0.0.1:{port}", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=dict(os.environ, ATOLL_HOME=home, ATOLL_LOG="warn"),
+        env=dict(os.environ, ATOLL_HOME=home, ATOLL_LOG="warn", **(env or {})),
     )
     try:
         wait_ready(port, proc)
@@ -102,8 +127,19 @@ def main():
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--a-args", default="", help="extra `atoll up` flags for A")
     ap.add_argument("--b-args", default="", help="extra `atoll up` flags for B")
+    ap.add_argument("--a-env", default="", help="extra environment for A: K=V ...")
+    ap.add_argument("--b-env", default="", help="extra environment for B: K=V ... ({sink}: the local OTLP receiver)")
     args = ap.parse_args()
     extra = {"A": args.a_args.split(), "B": args.b_args.split()}
+    sink = None
+    if "{sink}" in args.a_env + args.b_env:
+        # This process (the receiver's threads) shares core 1 with wrk.
+        os.sched_setaffinity(0, {1})
+        sink = start_sink()
+    envs = {
+        name: dict(kv.replace("{sink}", sink or "").split("=", 1) for kv in spec.split())
+        for name, spec in (("A", args.a_env), ("B", args.b_env))
+    }
     with tempfile.TemporaryDirectory() as tmp:
         app = os.path.join(tmp, "app")
         os.mkdir(app)
@@ -117,7 +153,7 @@ def main():
             if r % 2:
                 order.reverse()
             for name, binary in order:
-                rps, p99, cpu_us, sys_us = run(binary, app, args.duration, home, extra[name])
+                rps, p99, cpu_us, sys_us = run(binary, app, args.duration, home, extra[name], envs[name])
                 results[name].append((rps, p99, cpu_us, sys_us))
                 print(f"round {r + 1} {name}: {rps:,.0f} req/s, p99 {p99:.2f} ms, server CPU {cpu_us:.1f} us/request ({sys_us:.1f} in the kernel)", flush=True)
         for name in ("A", "B"):

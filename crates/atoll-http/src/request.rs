@@ -20,7 +20,9 @@
 //! request's label set, a few relaxed atomic adds); the only lock is that read lock,
 //! uncontended but for the first request of a label set. Under callgrind the whole
 //! request (hello guest, keep-alive) cost the same instructions as before the runtime
-//! core existed (106.3k vs 106.2k), before the metrics.
+//! core existed (106.3k vs 106.2k), before the metrics. Tracing off (`HttpConfig::tracer`
+//! unset) costs a branch here and one in each host call; on, the server span is opened
+//! after routing and ended by the `Record` guard.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -113,11 +115,11 @@ fn server_span(
         parent,
         vec![
             KeyValue::new("http.request.method", method),
-            KeyValue::new("http.route", route.to_string()),
+            KeyValue::new("http.route", route.clone()),
             KeyValue::new("url.path", req.uri().path().to_owned()),
             KeyValue::new("url.scheme", "http"),
-            KeyValue::new("atoll.app", component.app_name().to_string()),
-            KeyValue::new("atoll.component", component.name().to_string()),
+            KeyValue::new("atoll.app", component.app_name().clone()),
+            KeyValue::new("atoll.component", component.name().clone()),
         ],
     );
     (tracer.clone(), cx)

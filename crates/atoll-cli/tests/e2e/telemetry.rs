@@ -306,6 +306,14 @@ key_value_stores = ["default"]
 [component.bad]
 source = "{{{{HOSTILE}}}}"
 
+[component.job]
+source = "{{{{JOB}}}}"
+environment = {{ JOB_MODE = "fail" }}
+
+[[trigger.cron]]
+schedule = "* * * * * *"
+component = "job"
+
 [[trigger.http]]
 route = "/out/..."
 component = "out"
@@ -485,6 +493,27 @@ async fn spans_and_metrics_reach_an_otlp_http_receiver_with_parent_links() {
         Some("500")
     );
     assert!(bad.status_message.contains("unreachable"), "{bad:#?}");
+
+    // A cron run is a span of its own (a new trace), failed like the job.
+    let tick = received
+        .wait_for("a cron run's span", |spans| {
+            spans.iter().find(|s| s.name == "cron * * * * * *").cloned()
+        })
+        .await;
+    assert!(tick.parent_span_id.is_empty(), "{tick:#?}");
+    assert_eq!(
+        tick.attrs.get("atoll.trigger").map(String::as_str),
+        Some("cron")
+    );
+    assert_eq!(
+        tick.attrs.get("atoll.component").map(String::as_str),
+        Some("job")
+    );
+    assert_eq!(tick.status_code, ERROR, "{tick:#?}");
+    assert_eq!(
+        tick.attrs.get("atoll.failure.kind").map(String::as_str),
+        Some("trap")
+    );
 
     // Metrics, under the semantic conventions' names and atoll's own.
     let deadline = Instant::now() + Duration::from_secs(20);
