@@ -118,10 +118,21 @@ impl Settings {
                     });
                 }
             }
-            let endpoint = set(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
-                .or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"));
-            if endpoint.is_none() {
-                return Ok(None);
+            let signal_endpoint = format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT");
+            let endpoint = match set(&signal_endpoint) {
+                Some(v) => (endpoint_var(signal), v),
+                None => match set("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                    Some(v) => ("OTEL_EXPORTER_OTLP_ENDPOINT", v),
+                    None => return Ok(None),
+                },
+            };
+            // The exporters are built without TLS: refuse now rather than fail every export.
+            if !endpoint.1.trim().starts_with("http://") {
+                return Err(TelemetryError::Unsupported {
+                    var: endpoint.0,
+                    value: endpoint.1,
+                    help: "use an http:// endpoint (a collector on this host or a sidecar); TLS to the collector is not built in",
+                });
             }
             let (var_name, value) = match set(&format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")) {
                 Some(v) => (signal_protocol_var(signal), v),
@@ -155,6 +166,14 @@ impl Settings {
     /// Whether anything is exported.
     pub fn enabled(&self) -> bool {
         self.traces.is_some() || self.metrics.is_some()
+    }
+}
+
+fn endpoint_var(signal: &str) -> &'static str {
+    if signal == "TRACES" {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    } else {
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
     }
 }
 
@@ -696,6 +715,16 @@ mod tests {
         ]))
         .expect_err("zipkin");
         assert!(e.to_string().contains("`otlp` or `none`"), "{e}");
+        let e = Settings::from_lookup(lookup(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "https://collector.example:4318/v1/traces",
+        )]))
+        .expect_err("no TLS");
+        assert!(
+            e.to_string()
+                .contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=https://collector.example"),
+            "{e}"
+        );
         let e = Settings::from_lookup(lookup(&[("OTEL_BSP_SCHEDULE_DELAY", "soon")]))
             .expect_err("not a number");
         assert!(

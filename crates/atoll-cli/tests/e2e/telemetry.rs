@@ -708,3 +708,29 @@ async fn a_grpc_collector_that_goes_away_costs_only_counted_spans() {
     );
     drop(server);
 }
+
+#[test]
+fn otel_settings_atoll_cannot_honour_stop_it_with_the_variable_named() {
+    let app = TestApp::new(&manifest("127.0.0.1:9".parse().expect("addr")));
+    for (envs, says) in [
+        (
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ][..],
+            "OTEL_EXPORTER_OTLP_PROTOCOL=http/json is not supported: use `http/protobuf` or `grpc`",
+        ),
+        (
+            &[(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://collector.example:4318",
+            )][..],
+            "OTEL_EXPORTER_OTLP_ENDPOINT=https://collector.example:4318 is not supported: use an http:// endpoint",
+        ),
+    ] {
+        let (ok, stderr) = up_fails(&app, &[], envs);
+        assert!(!ok, "atoll up started with {envs:?}:\n{stderr}");
+        assert!(stderr.contains("OTEL_* environment variables"), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
