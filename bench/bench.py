@@ -204,8 +204,14 @@ def main():
         shutil.rmtree(apps)
     hello_app = make_app(apps / "hello", "hello", {"hello": (hello, None)}, [("/...", "hello")])
 
+    # Telemetry on: traces and metrics over OTLP/HTTP to a sink in this process (it reads
+    # and discards each export, bench/ab.py's), beside the same server with it off.
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ab import start_sink
+    otel_env = dict(atoll_env, OTEL_EXPORTER_OTLP_ENDPOINT=start_sink())
     specs = [
         ("atoll", [str(REL / "atoll"), "up", str(hello_app), "--listen", "127.0.0.1:{PORT}"], atoll_env),
+        ("atoll-otel", [str(REL / "atoll"), "up", str(hello_app), "--listen", "127.0.0.1:{PORT}"], otel_env),
         ("native-hyper", [str(REL / "native-hello"), "127.0.0.1:{PORT}"], None),
         ("process-per-request", [str(REL / "cgi-hello"), "127.0.0.1:{PORT}"], None),
     ]
@@ -420,6 +426,9 @@ def report(specs, results, rss, at80, single, cold, rss_100, calm, stormy, fair,
         goal("throughput vs default `wasmtime serve`", f"{a / rps['wasmtime-serve']:.2f}x", ">= 3x", a >= 3 * rps["wasmtime-serve"])
         goal("throughput vs tuned `wasmtime serve`", f"{a / rps['wasmtime-serve-tuned']:.2f}x", ">= 2x", a >= 2 * rps["wasmtime-serve-tuned"])
     goal("throughput vs native hyper", f"{100 * a / rps['native-hyper']:.1f}%", ">= 40%", a >= 0.4 * rps["native-hyper"])
+    goal("telemetry on (OTLP traces and metrics to a local sink) vs off: throughput",
+         f"{100 * rps['atoll-otel'] / a:.1f}% (p99 at max {med([x['p99_ms'] for x in results['atoll-otel']]):.2f} vs {med([x['p99_ms'] for x in results['atoll']]):.2f} ms)",
+         ">= 95%", rps["atoll-otel"] >= 0.95 * a)
     goal("p99 at 80% of atoll's max", f"{at80['atoll']['p99_ms']:.2f} ms", "< 2 ms", at80["atoll"]["p99_ms"] < 2 and not at80["atoll"]["errors"])
     ratio = single["process-per-request"] / single["atoll"] if single.get("atoll") else float("nan")
     goal("per request vs a process per request (p50 at c=1)", f"{ratio:.0f}x faster ({single['atoll']:.3f} vs {single['process-per-request']:.3f} ms)", ">= 100x", ratio >= 100)
