@@ -360,10 +360,24 @@ fn next_tick(schedule: &Schedule, state: &TriggerState, now: SystemTime) -> Opti
     schedule.next_after(now)
 }
 
-/// Instantiate and call the component once; the store lives in the returned future.
+/// Instantiate and call the component once; the store lives in the returned future. A
+/// failure after a refused capability says so (often the guest's reaction to it).
 async fn call(
     entry: Entry,
     mut store: wasmtime::Store<InstanceState>,
+    timestamp: u64,
+    metrics: std::sync::Arc<atoll_runtime::metrics::ComponentMetrics>,
+) -> wasmtime::Result<()> {
+    let called = call_in(entry, &mut store, timestamp, metrics).await;
+    called.map_err(|e| match store.data().first_denial() {
+        Some(denied) => e.context(atoll_runtime::DeniedBefore(denied.to_string())),
+        None => e,
+    })
+}
+
+async fn call_in(
+    entry: Entry,
+    mut store: &mut wasmtime::Store<InstanceState>,
     timestamp: u64,
     metrics: std::sync::Arc<atoll_runtime::metrics::ComponentMetrics>,
 ) -> wasmtime::Result<()> {

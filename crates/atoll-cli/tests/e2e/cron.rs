@@ -110,6 +110,36 @@ component = "fail"
     assert!(server.logs().contains("job failed on purpose"));
 }
 
+#[test]
+fn a_job_that_fails_after_a_denial_says_what_it_was_denied() {
+    let server = Running::start(TestApp::new(
+        r#"
+[app]
+name = "deniedapp"
+[component.denied]
+source = "{{JOB}}"
+environment = { JOB_MODE = "denied-then-fail", JOB_URL = "http://127.0.0.1:9/secret" }
+[[trigger.cron]]
+schedule = "* * * * * *"
+component = "denied"
+"#,
+    ));
+    let failed_after_denial = |l: &str| {
+        l.lines().any(|l| {
+            l.contains("component=denied")
+                && l.contains("guest failed")
+                && l.contains(
+                    "the guest had been denied outbound HTTP to http://127.0.0.1:9/secret",
+                )
+        })
+    };
+    assert!(
+        server.wait_until(Duration::from_secs(20), failed_after_denial),
+        "logs:\n{}",
+        server.logs()
+    );
+}
+
 /// A one-shot HTTP server on a free port that answers 200 to every request.
 fn http_ok_server() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -3,6 +3,7 @@
 //! - `tick` (default): prints `job tick <unix ms>`;
 //! - `hang`: spins forever (the host must stop it at its timeout);
 //! - `fail`: panics;
+//! - `denied-then-fail`: asks for `JOB_URL` over outbound HTTP (not granted), then panics;
 //! - `probe`: prints what it can reach: its environment, config key `greeting`, the
 //!   file `/static/hello.txt`, and an outbound HTTP request to `JOB_URL`.
 use test_programs::bindings::wasi::config::store;
@@ -18,6 +19,12 @@ fn main() {
             }
         }
         "fail" => panic!("job failed on purpose"),
+        "denied-then-fail" => {
+            // An outbound request the job was not granted, then a failure.
+            let url = std::env::var("JOB_URL").unwrap_or_else(|_| "http://127.0.0.1:9/".into());
+            let _ = test_programs::get(&url);
+            panic!("job failed after a denial");
+        }
         "probe" => probe(),
         _ => {
             let ms = std::time::SystemTime::now()
