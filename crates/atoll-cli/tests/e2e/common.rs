@@ -322,12 +322,19 @@ pub async fn send(
 
 /// GET with an explicit `Host` header.
 pub async fn get_host(client: &HttpClient, url: &str, host: &str) -> Reply {
-    let req = http::Request::builder()
-        .uri(url)
-        .header("host", host)
-        .body(Full::new(Bytes::new()))
-        .expect("request");
-    let resp = client.request(req).await.expect("response");
+    get_with_headers(client, url, &[("host", host)]).await
+}
+
+/// GET with these extra headers.
+pub async fn get_with_headers(client: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = http::Request::builder().uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::new())).expect("request"))
+        .await
+        .expect("response");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.expect("body").to_bytes();

@@ -329,25 +329,6 @@ component = "bad"
     )
 }
 
-async fn get_with(c: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut req = http::Request::builder().uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = c
-        .request(req.body(Full::new(Bytes::new())).expect("request"))
-        .await
-        .expect("send");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 /// `SpanKind` in OTLP: 2 server, 3 client.
@@ -377,7 +358,7 @@ async fn spans_and_metrics_reach_an_otlp_http_receiver_with_parent_links() {
     let c = client();
     let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
     let upstream_url = format!("http://{up}/");
-    let r = get_with(
+    let r = get_with_headers(
         &c,
         &server.url("/out/x"),
         &[("traceparent", &traceparent), ("x-url", &upstream_url)],
@@ -614,7 +595,7 @@ async fn a_grpc_collector_that_goes_away_costs_only_counted_spans() {
     let c = client();
     let traced = |n: u32| format!("00-{TRACE}-{:016x}-01", 0x1000 + n);
 
-    let r = get_with(
+    let r = get_with_headers(
         &c,
         &server.url("/kv/?store=default&op=get&key=x"),
         &[("traceparent", &traced(1))],
@@ -644,7 +625,7 @@ async fn a_grpc_collector_that_goes_away_costs_only_counted_spans() {
     drop(stop);
     let _ = task.await;
     for n in 2..22 {
-        let r = get_with(
+        let r = get_with_headers(
             &c,
             &server.url("/kv/?store=default&op=get&key=x"),
             &[("traceparent", &traced(n))],
@@ -684,7 +665,7 @@ async fn a_grpc_collector_that_goes_away_costs_only_counted_spans() {
     let want = format!("{:016x}", 0x1000 + 99);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = get_with(
+        let r = get_with_headers(
             &c,
             &server.url("/kv/?store=default&op=get&key=x"),
             &[("traceparent", &traced(99))],
