@@ -40,8 +40,11 @@ enum Command {
     Yank(commands::yank::YankCommand),
     /// Resolve, verify and download a package, and record it in atoll.lock.
     Add(commands::add::AddCommand),
-    /// Download and verify every package in atoll.lock.
+    /// Download and verify every package in atoll.lock, or one component from an OCI
+    /// registry (`atoll pull oci://HOST/REPO:TAG`).
     Pull(commands::pull::PullCommand),
+    /// Push a component to an OCI registry (the CNCF Wasm layout `wkg` reads).
+    Push(commands::oci::PushCommand),
     /// Find packages by name, or by the interfaces they export or import.
     Search(commands::search::SearchCommand),
     /// Run a component registry.
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Yank(cmd) => cmd.execute(),
         Command::Add(cmd) => cmd.execute(),
         Command::Pull(cmd) => cmd.execute(),
+        Command::Push(cmd) => cmd.execute(),
         Command::Search(cmd) => cmd.execute(),
         Command::Registry(cmd) => cmd.execute(),
     };

@@ -92,7 +92,15 @@ impl Component {
     pub fn package(&self) -> Option<&PackageSource> {
         match &self.source {
             ComponentSource::Package(p) => Some(p),
-            ComponentSource::Path(_) => None,
+            ComponentSource::Path(_) | ComponentSource::Oci(_) => None,
+        }
+    }
+
+    /// The `oci://` reference, when `source` is one.
+    pub fn oci(&self) -> Option<&str> {
+        match &self.source {
+            ComponentSource::Oci(r) => Some(r),
+            ComponentSource::Path(_) | ComponentSource::Package(_) => None,
         }
     }
 
@@ -100,7 +108,7 @@ impl Component {
     pub fn path(&self) -> Option<&Path> {
         match &self.source {
             ComponentSource::Path(p) => Some(p),
-            ComponentSource::Package(_) => None,
+            ComponentSource::Package(_) | ComponentSource::Oci(_) => None,
         }
     }
 }
@@ -112,6 +120,10 @@ pub enum ComponentSource {
     Path(PathBuf),
     /// `source = { package, version }`: resolved through `atoll.lock` by the runtime.
     Package(PackageSource),
+    /// `source = "oci://HOST/REPOSITORY:TAG"` (or `@sha256:…`): an artifact in an OCI
+    /// registry, pulled and locked by digest in `atoll.lock` by the binary; the runtime
+    /// reads the locked, verified copy.
+    Oci(String),
 }
 
 /// `source = { package = "ns:name", version = "^1.2" }`.

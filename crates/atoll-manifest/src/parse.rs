@@ -345,10 +345,31 @@ impl Cx<'_> {
                         .err(source_v.span(), &source_key, "`source` is empty")
                         .help("give the path of a .wasm component, relative to the manifest"));
                 }
-                (
-                    ComponentSource::Path(self.dir.join(source_str)),
-                    source_str.to_string(),
-                )
+                if let Some(rest) = source_str.strip_prefix("oci://") {
+                    // The full grammar is atoll-oci's; here only its shape, so a typo is
+                    // caught at the line it is on.
+                    let well_formed = rest
+                        .split_once('/')
+                        .is_some_and(|(host, repo)| !host.is_empty() && !repo.is_empty());
+                    if !well_formed {
+                        return Err(self
+                            .err(
+                                source_v.span(),
+                                &source_key,
+                                format!("`{source_str}` names no registry host and repository"),
+                            )
+                            .help("write oci://HOST[:PORT]/REPOSITORY:TAG, e.g. oci://ghcr.io/acme/hello:1.0"));
+                    }
+                    (
+                        ComponentSource::Oci(source_str.to_string()),
+                        source_str.to_string(),
+                    )
+                } else {
+                    (
+                        ComponentSource::Path(self.dir.join(source_str)),
+                        source_str.to_string(),
+                    )
+                }
             }
         };
 
@@ -390,14 +411,14 @@ impl Cx<'_> {
             None => Limits::default(),
         };
 
-        if let ComponentSource::Package(_) = &source
+        if let ComponentSource::Package(_) | ComponentSource::Oci(_) = &source
             && let Some(b) = &build
         {
             return Err(self
                 .err(
                     b.span.clone(),
                     &join(&path, "build"),
-                    "a component from a registry package has no `build`",
+                    "a component from a registry package or an OCI artifact has no `build`",
                 )
                 .help("remove `build`, or point `source` at the file your build produces"));
         }

@@ -52,6 +52,11 @@ impl AtollHome {
         self.config.join("keys")
     }
 
+    /// The cache directory (blobs, tree heads, and what other commands keep there).
+    pub fn cache_dir(&self) -> &std::path::Path {
+        &self.cache
+    }
+
     /// Directory of cached blobs.
     pub fn blobs_dir(&self) -> PathBuf {
         self.cache.join("blobs").join("sha256")

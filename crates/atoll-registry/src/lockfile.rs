@@ -41,6 +41,32 @@ pub struct Lockfile {
     /// Locked packages, sorted by name.
     #[serde(default, rename = "package")]
     pub packages: Vec<LockedPackage>,
+    /// `[[oci]]`: each `source = "oci://…"` pinned to the manifest digest it resolved to.
+    #[serde(default, rename = "oci", skip_serializing_if = "Vec::is_empty")]
+    pub oci: Vec<LockedOci>,
+}
+
+/// One OCI artifact in the lockfile: the reference as the manifest writes it, the
+/// manifest digest it resolved to, and the sha256 of the component (its one layer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockedOci {
+    /// `oci://HOST/REPOSITORY:TAG`, exactly as in `atoll.toml`.
+    pub reference: String,
+    /// The manifest digest, `sha256:…`: what a later pull asks for.
+    pub digest: String,
+    /// Hex sha256 of the component's bytes (the layer digest without `sha256:`).
+    pub sha256: String,
+}
+
+impl LockedOci {
+    /// The component's sha256 as a [`Digest`].
+    pub fn component_digest(&self) -> Result<Digest, Error> {
+        Digest::from_hex(
+            &format!("sha256 of {} in atoll.lock", self.reference),
+            &self.sha256,
+        )
+    }
 }
 
 /// One locked package.
@@ -76,6 +102,7 @@ impl Default for Lockfile {
         Self {
             version: LOCKFILE_VERSION,
             packages: Vec::new(),
+            oci: Vec::new(),
         }
     }
 }
@@ -115,6 +142,9 @@ impl Lockfile {
             PackageName::parse(&p.name)?;
             p.digest()?;
         }
+        for o in &lock.oci {
+            o.component_digest()?;
+        }
         Ok(lock)
     }
 
@@ -133,6 +163,18 @@ impl Lockfile {
     /// The entry for `package`.
     pub fn get(&self, package: &PackageName) -> Option<&LockedPackage> {
         self.packages.iter().find(|p| p.name == package.as_str())
+    }
+
+    /// The pin of the OCI reference `reference` (as the manifest writes it).
+    pub fn get_oci(&self, reference: &str) -> Option<&LockedOci> {
+        self.oci.iter().find(|o| o.reference == reference)
+    }
+
+    /// Record or replace the pin of an OCI reference.
+    pub fn upsert_oci(&mut self, locked: LockedOci) {
+        self.oci.retain(|o| o.reference != locked.reference);
+        self.oci.push(locked);
+        self.oci.sort_by(|a, b| a.reference.cmp(&b.reference));
     }
 
     /// Add or replace the entry for `locked.name`, keeping entries sorted.

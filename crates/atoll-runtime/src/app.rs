@@ -359,7 +359,7 @@ impl Loader {
                     path: path.clone(),
                     locked_version: None,
                 },
-                ComponentSource::Package(package) => {
+                ComponentSource::Package(_) | ComponentSource::Oci(_) => {
                     #[cfg(feature = "registry")]
                     let found = packages.get(&component.name).cloned();
                     #[cfg(not(feature = "registry"))]
@@ -368,8 +368,8 @@ impl Loader {
                         app.diagnostic(
                             component.source_span.clone(),
                             format!(
-                                "component `{}` comes from registry package `{}`, and this loader has no registry home to resolve it from",
-                                component.name, package.name
+                                "component `{}` comes from `{}`, and this loader has no registry home to resolve it from",
+                                component.name, component.source_written
                             ),
                         )
                         .key(format!("component.{}.source", component.name))
@@ -392,9 +392,9 @@ pub fn read_component(
 ) -> Result<Vec<u8>, Diagnostic> {
     std::fs::read(path).map_err(|e| {
         // A path as the author wrote it; a package's file as resolved in the cache.
-        let shown = match component.package() {
-            Some(_) => path.display().to_string(),
-            None => component.source_written.clone(),
+        let shown = match component.path() {
+            None => path.display().to_string(),
+            Some(_) => component.source_written.clone(),
         };
         let d = source_diagnostic(
             app,
@@ -405,13 +405,13 @@ pub fn read_component(
                 atoll_engine::io_reason(&e)
             ),
         );
-        match (&component.build, component.package()) {
-            (_, Some(_)) => d.help("run `atoll pull` to fetch what atoll.lock names"),
-            (Some(b), None) => d.help(format!(
+        match (&component.build, component.path()) {
+            (_, None) => d.help("run `atoll pull` to fetch what atoll.lock names"),
+            (Some(b), Some(_)) => d.help(format!(
                 "run `atoll build` (it runs `{}`), or fix the path",
                 b.command
             )),
-            (None, None) => d.help(
+            (None, Some(_)) => d.help(
                 "build the component first (`atoll build` runs the manifest's `build` commands), or fix the path (it is relative to the manifest)",
             ),
         }

@@ -1,5 +1,6 @@
-//! Registry packages: `source = { package, version }` resolved to the file `atoll.lock`
-//! pins, verified against its sha256 in the user's blob cache. Offline: a package
+//! Registry packages (`source = { package, version }`) and OCI artifacts (`source =
+//! "oci://…"`) resolved to the file `atoll.lock` pins, verified against its sha256 in the
+//! user's blob cache. Offline: a package
 //! missing from the lockfile or the cache is an error that says which command fetches
 //! it. The user's home is a parameter (only the binary reads `ATOLL_HOME`).
 
@@ -16,7 +17,11 @@ pub fn resolve_packages(
     home: &AtollHome,
 ) -> Result<BTreeMap<String, ResolvedSource>, RuntimeError> {
     let mut resolved = BTreeMap::new();
-    if app.components.values().all(|c| c.package().is_none()) {
+    if app
+        .components
+        .values()
+        .all(|c| c.package().is_none() && c.oci().is_none())
+    {
         return Ok(resolved);
     }
     let lock_path = app.dir.join(LOCKFILE);
@@ -25,6 +30,38 @@ pub fn resolve_packages(
             .help("fix or delete atoll.lock, then run `atoll add` for each package")
     })?;
     for component in app.components.values() {
+        if let Some(reference) = component.oci() {
+            let at = |msg: String| source_diagnostic(app, component, msg);
+            let fetch = "run `atoll pull` (or `atoll up`, which pulls and locks OCI sources first)";
+            let Some(locked) = lock.get_oci(reference) else {
+                return Err(at(format!(
+                    "`{reference}` is not pinned in {}",
+                    lock_path.display()
+                ))
+                .help(fetch)
+                .into());
+            };
+            let digest = locked.component_digest().map_err(|e| at(e.to_string()))?;
+            let path = home
+                .verified_blob(reference, &digest)
+                .map_err(|e| at(format!("cannot use `{reference}`: {e}")))?
+                .ok_or_else(|| {
+                    at(format!(
+                        "`{reference}` ({}) is not in the local cache",
+                        locked.digest
+                    ))
+                    .help(fetch)
+                })?;
+            tracing::info!(app = %app.name, component = %component.name, "using {reference}@{} from {}", locked.digest, path.display());
+            resolved.insert(
+                component.name.clone(),
+                ResolvedSource {
+                    path,
+                    locked_version: Some(locked.digest.clone()),
+                },
+            );
+            continue;
+        }
         let Some(package) = component.package() else {
             continue;
         };

@@ -52,6 +52,8 @@ struct Report<'a> {
     component: &'a Component,
     /// The registry package the component came from, and its locked version.
     locked: Option<(&'a PackageSource, String)>,
+    /// The OCI reference the component came from, and the manifest digest locked.
+    oci: Option<(&'a str, String)>,
     /// The file read (for a package, the verified blob in the cache).
     path: std::path::PathBuf,
     file: ComponentFile,
@@ -108,14 +110,15 @@ impl InspectCommand {
         let default_concurrency = atoll_runtime::default_max_concurrency();
         let mut reports = Vec::new();
         for component in selected {
-            let (path, locked) = match (component.path(), component.package()) {
-                (Some(p), _) => (p.to_path_buf(), None),
+            let (path, locked, oci) = match (component.path(), component.package()) {
+                (Some(p), _) => (p.to_path_buf(), None, None),
                 (None, package) => {
                     let r = resolved
                         .get(&component.name)
                         .context("every package was resolved or refused")?;
                     let locked = package.zip(r.locked_version.clone());
-                    (r.path.clone(), locked)
+                    let oci = component.oci().zip(r.locked_version.clone());
+                    (r.path.clone(), locked, oci)
                 }
             };
             let bytes = atoll_runtime::read_component(&app, component, &path)?;
@@ -134,6 +137,7 @@ impl InspectCommand {
             reports.push(Report {
                 component,
                 locked,
+                oci,
                 path,
                 findings: import_findings(component, &file.imports),
                 file,
@@ -246,6 +250,10 @@ fn to_json(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> Value 
             let package = r.locked.as_ref().map(|(p, locked)| {
                 json!({ "name": p.name, "version": p.version, "locked": locked })
             });
+            let oci = r
+                .oci
+                .as_ref()
+                .map(|(reference, digest)| json!({ "reference": reference, "digest": digest }));
             let path = r.path.display().to_string();
             let files: Vec<Value> = c
                 .grants
@@ -288,7 +296,7 @@ fn to_json(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> Value 
                 .collect();
             json!({
                 "name": c.name,
-                "source": { "path": path, "written": c.source_written, "package": package },
+                "source": { "path": path, "written": c.source_written, "package": package, "oci": oci },
                 "size": r.file.size,
                 "sha256": r.file.sha256,
                 "exports": r.file.exports,
@@ -355,8 +363,8 @@ fn to_text(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> String
         let c = r.component;
         let _ = writeln!(s, "\ncomponent {}", c.name);
         let path = r.path.display().to_string();
-        match &r.locked {
-            Some((p, locked)) => {
+        match (&r.locked, &r.oci) {
+            (Some((p, locked)), _) => {
                 field(
                     &mut s,
                     "package",
@@ -364,7 +372,11 @@ fn to_text(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> String
                 );
                 field(&mut s, "file", &[path]);
             }
-            None => field(&mut s, "source", &[path]),
+            (None, Some((reference, digest))) => {
+                field(&mut s, "oci", &[format!("{reference}, locked at {digest}")]);
+                field(&mut s, "file", &[path]);
+            }
+            (None, None) => field(&mut s, "source", &[path]),
         }
         field(&mut s, "size", &[format!("{} bytes", r.file.size)]);
         field(&mut s, "sha256", std::slice::from_ref(&r.file.sha256));

@@ -5,6 +5,7 @@ pub mod build;
 pub mod call;
 pub mod inspect;
 pub mod key;
+pub mod oci;
 pub mod publish;
 pub mod pull;
 pub mod registry;

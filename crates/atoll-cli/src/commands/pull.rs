@@ -8,24 +8,47 @@ use atoll_registry::lockfile::lockfile_path;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::oci::OciArgs;
 use super::share::{RegistryArg, runtime};
 
-/// Download and verify every package in atoll.lock.
+/// Download and verify every package in atoll.lock, or one component from an OCI registry.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  atoll pull                       # what atoll.lock names, into the cache\n  atoll pull oci://127.0.0.1:5000/acme/hello:1.0 --output hello.wasm"
+)]
 pub struct PullCommand {
+    /// An OCI reference (oci://HOST/REPOSITORY:TAG or @sha256:…) to pull one component
+    /// from; without it, everything atoll.lock names is fetched into the cache.
+    reference: Option<String>,
+    /// Where to write the pulled component [default: NAME.wasm, NAME the repository's
+    /// last segment]. Only with a reference.
+    #[arg(long, short = 'o', requires = "reference")]
+    output: Option<PathBuf>,
     /// The app directory (with atoll.lock).
     #[arg(long, default_value = ".")]
     dir: PathBuf,
     #[command(flatten)]
     registry: RegistryArg,
+    #[command(flatten)]
+    oci: OciArgs,
+    /// Print the result as JSON (with a reference).
+    #[arg(long, requires = "reference")]
+    json: bool,
 }
 
 impl PullCommand {
     pub fn execute(self) -> anyhow::Result<()> {
+        if let Some(reference) = &self.reference {
+            return super::oci::pull_to_file(reference, self.output, &self.oci, self.json);
+        }
         let lock_path = lockfile_path(&self.dir);
         let lock = Lockfile::load(&lock_path)?;
-        if lock.packages.is_empty() {
+        if lock.packages.is_empty() && lock.oci.is_empty() {
             println!("{} locks no packages; nothing to pull", lock_path.display());
+            return Ok(());
+        }
+        super::oci::pull_locked(&lock, &self.oci)?;
+        if lock.packages.is_empty() {
             return Ok(());
         }
         // Without --registry, use the registry the lockfile recorded (when it names one).

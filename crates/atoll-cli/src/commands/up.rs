@@ -15,8 +15,9 @@ use clap::Args;
 /// Serve an app's triggers (HTTP, cron): a fresh, sandboxed instance per request or tick.
 #[derive(Args)]
 pub struct UpCommand {
-    /// App directories, each with an atoll.toml [default: .]. Several apps share one
-    /// process; apps with `hosts` are routed by the Host header.
+    /// App directories, each with an atoll.toml [default: .], or an OCI reference
+    /// (oci://HOST/REPO:TAG) of an HTTP component to serve as it is, at `/...`. Several
+    /// apps share one process; apps with `hosts` are routed by the Host header.
     dirs: Vec<PathBuf>,
     /// A manifest file to serve (instead of, or besides, DIR/atoll.toml); repeatable.
     #[arg(short = 'f', long = "file")]
@@ -70,16 +71,21 @@ pub struct UpCommand {
     /// The log tail the binary installed for the dashboard (with --admin).
     #[arg(skip)]
     pub(crate) log_tail: Option<atoll_admin::LogTail>,
+    #[command(flatten)]
+    oci: super::oci::OciArgs,
 }
 
 impl UpCommand {
     pub fn execute(self) -> anyhow::Result<()> {
         let started = Instant::now();
-        let mut manifest_paths: Vec<PathBuf> = self
-            .dirs
-            .iter()
-            .map(|d| d.join(atoll_manifest::MANIFEST_FILE))
-            .collect();
+        // `atoll up oci://HOST/REPO:TAG`: a bare HTTP component, pulled and served as is.
+        let mut manifest_paths: Vec<PathBuf> = Vec::new();
+        for d in &self.dirs {
+            manifest_paths.push(match d.to_str() {
+                Some(r) if super::oci::is_oci(d) => super::oci::bare_app(r, &self.oci)?,
+                _ => d.join(atoll_manifest::MANIFEST_FILE),
+            });
+        }
         manifest_paths.extend(self.files.iter().cloned());
         if manifest_paths.is_empty() {
             manifest_paths.push(PathBuf::from(atoll_manifest::MANIFEST_FILE));
@@ -155,6 +161,7 @@ impl UpCommand {
             .then(|| super::watch::initial(&manifest_paths, &apps));
         for app in &apps {
             super::build::build_stale(app)?;
+            super::oci::ensure_sources(app, &self.oci)?;
         }
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
