@@ -215,7 +215,7 @@ impl Client {
 
     fn wasm_client(&self, reference: &OciRef) -> WasmClient {
         let registry = reference.registry().to_string();
-        let protocol = if reference.is_loopback() || self.options.insecure {
+        let protocol = if plain_http_allowed(reference, self.options.insecure) {
             ClientProtocol::HttpsExcept(vec![registry])
         } else {
             ClientProtocol::Https
@@ -339,6 +339,11 @@ impl Client {
     }
 }
 
+/// Whether `reference`'s registry may be spoken to without TLS.
+fn plain_http_allowed(reference: &OciRef, insecure: bool) -> bool {
+    reference.is_loopback() || insecure
+}
+
 /// Turn what oci-client or oci-wasm returned into an error that says what happened.
 fn classify(
     error: anyhow::Error,
@@ -426,4 +431,22 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_unless_insecure() {
+        let at = |r: &str| OciRef::parse(r).expect("reference");
+        assert!(plain_http_allowed(&at("oci://127.0.0.1:5000/a:1"), false));
+        assert!(plain_http_allowed(&at("oci://localhost:5000/a:1"), false));
+        assert!(!plain_http_allowed(
+            &at("oci://registry.example.com/a:1"),
+            false
+        ));
+        assert!(!plain_http_allowed(&at("oci://10.0.0.7:5000/a:1"), false));
+        assert!(plain_http_allowed(&at("oci://10.0.0.7:5000/a:1"), true));
+    }
 }

@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod multi_app;
+mod oci;
 mod outbound;
 mod serve;
 mod telemetry;
