@@ -12,8 +12,16 @@
 //! 3. the publisher's signature over (package, version, sha256, size, timestamp) holds,
 //!    and the registry's metadata agrees with the signed record;
 //! 4. the signing key owns the namespace: the namespace's claim record is in the tree,
-//!    signed by the same key, and matches the owner this client pinned before;
+//!    signed by the same key, and matches the owner this client pinned before; the key
+//!    history the registry lists is every claim, grant and revocation of the namespace
+//!    that the whole log (downloaded and re-hashed into the signed root) holds before the
+//!    release, so a hidden revocation is refused (`hidden-key-change`);
 //! 5. the blob's size and sha256 are the signed ones.
+//!
+//! `add` also checks each listed version's `yanked` against the yanks in the log, signed
+//! by a key of the namespace: a hidden yank (`hidden-yank`) or an invented one
+//! (`unlogged-yank`) is refused. The cost is one download of the whole log per command
+//! (as `audit` does); incremental sync is not built.
 //!
 //! Not for terminal output or choosing the registry URL (the binary does both), nor for
 //! editing `atoll.toml` (the manifest crate). Plain `http://` only: there is no TLS yet,
@@ -110,6 +118,17 @@ struct VerifiedHead {
     server_key: String,
     /// Namespace owners pinned so far, plus the ones verified in this command.
     namespaces: BTreeMap<String, String>,
+    /// The whole log's key changes and yanks, once a command needed them.
+    view: Option<LogView>,
+}
+
+/// What the log itself says about key changes and yanks (see [`Client::log_view`]).
+#[derive(Default)]
+struct LogView {
+    /// Per namespace, the log positions of its claim and key changes, in order.
+    key_records: BTreeMap<String, Vec<(u64, &'static str)>>,
+    /// Signed yanks: (package, version) -> (log position, signer).
+    yanks: BTreeMap<(String, String), (u64, PublicKey)>,
 }
 
 /// Namespace owners seen, kept next to the tree head.
@@ -324,8 +343,31 @@ impl Client {
             .ok_or_else(|| Error::NotFound {
                 what: format!("{package}@{chosen} is listed but its metadata is missing"),
             })?;
-        // The head is fetched after the metadata, so it covers the release.
+        // The head is fetched after the metadata, so it covers the release. Each listed
+        // `yanked` must be what the log's signed yanks say.
         let mut head = self.verified_head(&format!("{package}@{chosen}")).await?;
+        let view = self.log_view(&mut head).await?;
+        for release in &list.releases {
+            let logged = view
+                .yanks
+                .get(&(release.package.clone(), release.version.clone()));
+            match (release.yanked, logged) {
+                (false, Some((index, _))) => {
+                    return Err(Error::HiddenYank {
+                        package: release.package.clone(),
+                        version: release.version.clone(),
+                        index: *index,
+                    });
+                }
+                (true, None) => {
+                    return Err(Error::UnloggedYank {
+                        package: release.package.clone(),
+                        version: release.version.clone(),
+                    });
+                }
+                _ => {}
+            }
+        }
         let verified = self.verify_release(&mut head, &meta).await?;
         let bytes = self.download(&verified).await?;
         // Every check passed; only now touch the disk.
@@ -415,33 +457,7 @@ impl Client {
     pub async fn audit(&self) -> Result<AuditReport, Error> {
         let head = self.verified_head("auditing the log").await?;
         let size = head.head.size;
-        let mut leaves = Vec::new();
-        let mut texts = Vec::new();
-        let mut start = 0;
-        while start < size {
-            let end = (start + MAX_ENTRIES_PAGE).min(size);
-            let page: EntriesResponse = self
-                .get_json(&format!("/v1/log/entries?start={start}&end={end}"))
-                .await?;
-            if page.start != start || page.entries.len() as u64 != end - start {
-                return Err(Error::BadResponse {
-                    url: self.base.clone(),
-                    reason: format!("asked for entries {start}..{end}, got another range"),
-                });
-            }
-            for text in page.entries {
-                leaves.push(merkle::leaf_hash(text.as_bytes()));
-                texts.push(text);
-            }
-            start = end;
-        }
-        if merkle::root(&leaves) != head.root {
-            return Err(Error::AuditFailed {
-                registry: self.base.clone(),
-                at: "the tree head".into(),
-                reason: format!("the {size} entries it serves do not hash to the root it signed"),
-            });
-        }
+        let texts = self.fetch_log(&head).await?;
         let mut report = AuditReport {
             size,
             ..AuditReport::default()
@@ -548,6 +564,115 @@ impl Client {
         Ok(report)
     }
 
+    /// Every entry of the log under `head`, checked to hash to its signed root (so none
+    /// can be left out or changed). [`MAX_ENTRIES_PAGE`] entries per request.
+    async fn fetch_log(&self, head: &VerifiedHead) -> Result<Vec<String>, Error> {
+        let size = head.head.size;
+        let mut leaves = Vec::new();
+        let mut texts = Vec::new();
+        let mut start = 0;
+        while start < size {
+            let end = (start + MAX_ENTRIES_PAGE).min(size);
+            let page: EntriesResponse = self
+                .get_json(&format!("/v1/log/entries?start={start}&end={end}"))
+                .await?;
+            if page.start != start || page.entries.len() as u64 != end - start {
+                return Err(Error::BadResponse {
+                    url: self.base.clone(),
+                    reason: format!("asked for entries {start}..{end}, got another range"),
+                });
+            }
+            for text in page.entries {
+                leaves.push(merkle::leaf_hash(text.as_bytes()));
+                texts.push(text);
+            }
+            start = end;
+        }
+        if merkle::root(&leaves) != head.root {
+            return Err(Error::AuditFailed {
+                registry: self.base.clone(),
+                at: "the tree head".into(),
+                reason: format!("the {size} entries it serves do not hash to the root it signed"),
+            });
+        }
+        Ok(texts)
+    }
+
+    /// The key changes and yanks of the whole log under `head`, read once per command:
+    /// what the registry's own lists (a namespace's `history`, a release's `yanked`) are
+    /// checked against, so a server cannot hide a revocation or a yank, nor invent a yank.
+    async fn log_view<'h>(&self, head: &'h mut VerifiedHead) -> Result<&'h LogView, Error> {
+        if head.view.is_none() {
+            let texts = self.fetch_log(head).await?;
+            let mut view = LogView::default();
+            // The keys each namespace has at each point, replayed as the audit does, so a
+            // yank counts only when a key of its namespace signed it.
+            let mut keys: BTreeMap<String, Vec<PublicKey>> = BTreeMap::new();
+            for (index, text) in texts.iter().enumerate() {
+                let index = index as u64;
+                // Entries that do not parse are the audit's business; they cannot be key
+                // changes or yanks of anything this command resolves.
+                let Ok(entry) = LogEntry::from_bytes(text.as_bytes()) else {
+                    continue;
+                };
+                match entry {
+                    LogEntry::Claim(c) => {
+                        if let Ok(owner) = c.verify() {
+                            keys.entry(c.namespace.clone())
+                                .or_insert_with(|| vec![owner]);
+                        }
+                        view.key_records
+                            .entry(c.namespace)
+                            .or_default()
+                            .push((index, "claim"));
+                    }
+                    LogEntry::KeyGrant(r) => {
+                        if let Ok((signer, subject)) = r.verify(KeyChange::Grant)
+                            && let Some(k) = keys.get_mut(&r.namespace)
+                            && k.contains(&signer)
+                            && !k.contains(&subject)
+                        {
+                            k.push(subject);
+                        }
+                        view.key_records
+                            .entry(r.namespace)
+                            .or_default()
+                            .push((index, "grant"));
+                    }
+                    LogEntry::KeyRevoke(r) => {
+                        if let Ok((signer, subject)) = r.verify(KeyChange::Revoke)
+                            && let Some(k) = keys.get_mut(&r.namespace)
+                            && k.contains(&signer)
+                        {
+                            k.retain(|key| *key != subject);
+                        }
+                        view.key_records
+                            .entry(r.namespace)
+                            .or_default()
+                            .push((index, "revocation"));
+                    }
+                    LogEntry::Yank(y) => {
+                        if let Ok((package, version, key)) = y.verify()
+                            && keys
+                                .get(package.namespace())
+                                .is_some_and(|k| k.contains(&key))
+                        {
+                            view.yanks
+                                .entry((package.to_string(), version.to_string()))
+                                .or_insert((index, key));
+                        }
+                    }
+                    LogEntry::Release(_) => {}
+                }
+            }
+            head.view = Some(view);
+        }
+        head.view.as_ref().ok_or_else(|| Error::BadResponse {
+            url: self.base.clone(),
+            reason: "the log view was not built".into(),
+        })
+    }
+
     /// Step 1: the current tree head, signed by the pinned key and consistent with the
     /// last one saved.
     /// `wanted` names what is being fetched, for the error messages.
@@ -631,6 +756,7 @@ impl Client {
             root,
             server_key: answer.server_key,
             namespaces: pins.namespaces,
+            view: None,
         })
     }
 
@@ -748,6 +874,27 @@ impl Client {
                 .map(|k| k.key_id())
                 .unwrap_or_else(|_| pinned.clone());
             return Err(not_owner(format!("{pinned_id}, as this client saw before")));
+        }
+        // The history must be every key record of the namespace that the log holds before
+        // the release: one left out would change who may sign it.
+        let logged: Vec<(u64, &'static str)> = self
+            .log_view(head)
+            .await?
+            .key_records
+            .get(&namespace)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(&(index, kind)) = logged
+            .iter()
+            .find(|(i, _)| *i < meta.log_index && !history.contains(i))
+        {
+            return Err(Error::HiddenKeyChange {
+                package: meta.package.clone(),
+                version: meta.version.clone(),
+                namespace,
+                index,
+                kind,
+            });
         }
         if !keys.contains(&verified.key) {
             let ids: Vec<String> = keys.iter().map(PublicKey::key_id).collect();

@@ -90,6 +90,47 @@ pub enum Error {
         /// The key that claimed the namespace.
         owner: String,
     },
+    /// The registry's key history of a namespace leaves out a key change its own log
+    /// holds: a server hiding a revocation (or a grant).
+    #[error(
+        "the registry hides log entry {index} (a key {kind} in namespace `{namespace}`) from the namespace's key history; refusing {package}@{version}, nothing was installed"
+    )]
+    HiddenKeyChange {
+        /// The package being resolved.
+        package: String,
+        /// The version being resolved.
+        version: String,
+        /// The namespace.
+        namespace: String,
+        /// The log entry left out.
+        index: u64,
+        /// "grant", "revocation" or "claim".
+        kind: &'static str,
+    },
+    /// The registry's metadata says a version is not yanked, but its log holds the signed
+    /// yank.
+    #[error(
+        "{package}@{version} was yanked by its publisher (log entry {index}), but the registry lists it as available; refusing to resolve {package}, nothing was installed"
+    )]
+    HiddenYank {
+        /// The package.
+        package: String,
+        /// The version.
+        version: String,
+        /// The yank record's log entry.
+        index: u64,
+    },
+    /// The registry's metadata says a version is yanked, but no signed yank of it is in
+    /// the log: a yank only its publisher can make was invented.
+    #[error(
+        "the registry lists {package}@{version} as yanked, but its log holds no yank signed by the publisher; refusing to resolve {package}, nothing was installed"
+    )]
+    UnloggedYank {
+        /// The package.
+        package: String,
+        /// The version.
+        version: String,
+    },
     /// The registry refused a publish because another key owns the namespace.
     #[error(
         "namespace `{namespace}` belongs to another key ({owner}); publish with that key, or choose another namespace"
@@ -399,6 +440,9 @@ impl Error {
             Error::BadSignature { .. } => "bad-signature",
             Error::BadLogEntry { .. } => "bad-log-entry",
             Error::NotNamespaceOwner { .. } => "not-namespace-owner",
+            Error::HiddenKeyChange { .. } => "hidden-key-change",
+            Error::HiddenYank { .. } => "hidden-yank",
+            Error::UnloggedYank { .. } => "unlogged-yank",
             Error::NamespaceOwned { .. } => "namespace-owned",
             Error::BlobDigestMismatch { .. } => "blob-digest-mismatch",
             Error::BlobTooLarge { .. } => "blob-too-large",

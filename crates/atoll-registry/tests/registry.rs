@@ -885,10 +885,10 @@ async fn key_rotation() {
 }
 
 /// A server that hides a revocation from a namespace's key history (and logs a release
-/// by the revoked key) fools the per-package check, which cannot prove the history is
-/// complete; a full audit of the log catches it.
+/// by the revoked key): the client replays the whole log, hashed into the signed root,
+/// finds the key record the history leaves out, and refuses; a full audit names it too.
 #[tokio::test]
-async fn audit_finds_a_hidden_revocation() {
+async fn attack_hidden_key_revocation() {
     let data = tempfile::tempdir().expect("tempdir");
     let mut server = TestServer::start(data.path());
     let url = server.url();
@@ -929,11 +929,25 @@ async fn audit_finds_a_hidden_revocation() {
     drop(store);
     server.restart();
 
-    // FIXME: per-package verification trusts the history the registry lists; it accepts
-    // the release. Clients should audit, or compare histories with a witness.
     let user = User::new();
-    let added = user.add(&url, "acme:auth@=1.1.0").await.expect("fooled");
-    assert_eq!(added.locked.publisher, old.public().key_id());
+    let before = user.snapshot();
+    let msg = assert_refused(
+        user.add(&url, "acme:auth@=1.1.0").await,
+        "hidden-key-change",
+        "acme:auth@1.1.0",
+        &user,
+        &before,
+    );
+    assert!(
+        msg.contains(&format!(
+            "log entry {revoke_index} (a key revocation in namespace `acme`)"
+        )),
+        "{msg}"
+    );
+    // The release from before the revocation is still fine: its history is complete.
+    user.add(&url, "acme:auth@=1.0.0")
+        .await
+        .expect("a release signed before the revocation resolves");
 
     let err = User::new().client(&url).audit().await.expect_err("caught");
     assert_eq!(err.code(), "audit-failed");
@@ -943,6 +957,88 @@ async fn audit_finds_a_hidden_revocation() {
         "{msg}"
     );
     assert!(msg.contains("acme:auth@1.1.0 is signed by"), "{msg}");
+}
+
+/// Two releases, the newer one yanked by its publisher (a signed, logged yank); the
+/// server then lists it as available again. `add` would pick the yanked version; the
+/// client finds the signed yank in the log and refuses.
+#[tokio::test]
+async fn attack_hidden_yank() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut server = TestServer::start(data.path());
+    let url = server.url();
+    let key = KeyPair::generate().expect("key");
+    publish(&url, &key, "acme:auth", "1.0.0", "a").await;
+    publish(&url, &key, "acme:auth", "1.1.0", "b").await;
+    let yank_index = User::new()
+        .client(&url)
+        .yank(&key, &pkg("acme:auth"), &ver("1.1.0"))
+        .await
+        .expect("yank");
+    // Honest: the yanked version is skipped.
+    let honest = User::new();
+    let added = honest.add(&url, "acme:auth@^1").await.expect("resolves");
+    assert_eq!(added.locked.version, "1.0.0");
+
+    set_yanked(&mut server, "acme:auth", "1.1.0", false).await;
+    let user = User::new();
+    let before = user.snapshot();
+    let msg = assert_refused(
+        user.add(&url, "acme:auth@^1").await,
+        "hidden-yank",
+        "acme:auth@1.1.0",
+        &user,
+        &before,
+    );
+    assert!(msg.contains(&format!("log entry {yank_index}")), "{msg}");
+}
+
+/// The server marks a version yanked that its publisher never yanked (hiding it from
+/// every new resolve): no signed yank is in the log, so the client refuses the listing.
+#[tokio::test]
+async fn attack_invented_yank() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut server = TestServer::start(data.path());
+    let url = server.url();
+    let key = KeyPair::generate().expect("key");
+    publish(&url, &key, "acme:auth", "1.0.0", "a").await;
+    publish(&url, &key, "acme:auth", "1.1.0", "b").await;
+    set_yanked(&mut server, "acme:auth", "1.1.0", true).await;
+    let user = User::new();
+    let before = user.snapshot();
+    let msg = assert_refused(
+        user.add(&url, "acme:auth@^1").await,
+        "unlogged-yank",
+        "acme:auth@1.1.0",
+        &user,
+        &before,
+    );
+    assert!(msg.contains("no yank signed by the publisher"), "{msg}");
+}
+
+/// Rewrite a release row's `yanked` behind the server's back (the store applies no
+/// policy), then start the server again.
+async fn set_yanked(server: &mut TestServer, package: &str, version: &str, yanked: bool) {
+    {
+        let store = server.stop_and_open_store();
+        let mut release = store
+            .release(package, version)
+            .await
+            .expect("get")
+            .expect("published");
+        release.yanked = yanked;
+        let first_index = store.entries().await.expect("entries").len() as u64;
+        store
+            .commit(&Commit {
+                first_index,
+                entries: vec![],
+                namespace: None,
+                release: Some(release),
+            })
+            .await
+            .expect("rewrite row");
+    }
+    server.restart();
 }
 
 #[tokio::test]
