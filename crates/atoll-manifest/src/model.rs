@@ -85,6 +85,37 @@ pub struct Component {
     pub limits: Limits,
     /// Capabilities beyond `environment`: config, outbound HTTP, key-value, files.
     pub grants: Grants,
+    /// `[component.NAME.dependencies]`: components composed into this one, each
+    /// satisfying some of its imports, in manifest order.
+    pub dependencies: Vec<Dependency>,
+}
+
+/// One entry of `[component.NAME.dependencies]`.
+#[derive(Debug, Clone)]
+pub struct Dependency {
+    /// What it satisfies, as written: an imported interface (`acme:auth/verify`, with or
+    /// without `@version`) or every import from a package (`acme:auth`).
+    pub import: String,
+    /// Where the dependency's code comes from.
+    pub source: DependencySource,
+    /// Share the component's grants with the dependency (Spin's
+    /// `dependencies_inherit_configuration`). Off: a dependency that imports an
+    /// interface through which it would get one of the component's capabilities is
+    /// refused at load.
+    pub inherit_capabilities: bool,
+    /// Where the entry is written, for later errors.
+    pub span: Span,
+}
+
+/// Where a dependency comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DependencySource {
+    /// `{ component = "NAME" }`: another component of the app (its `source`, built by its
+    /// `build`), instantiated inside this one; its own grants do not apply there.
+    Component(String),
+    /// `{ path = "auth.wasm" }`: a local file, absolute (resolved against the manifest's
+    /// directory).
+    Path(PathBuf),
 }
 
 impl Component {

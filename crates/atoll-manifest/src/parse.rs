@@ -210,6 +210,7 @@ impl Cx<'_> {
                 components.insert(comp.name.clone(), comp);
             }
         }
+        self.check_dependencies(&components)?;
         if components.is_empty() {
             return Err(Diagnostic::new("the app has no components")
                 .at(self.src, app.span())
@@ -319,6 +320,7 @@ impl Cx<'_> {
                 "allowed_outbound_hosts",
                 "key_value_stores",
                 "files",
+                "dependencies",
             ],
         )?;
         let source_v = t.get("source").ok_or_else(|| {
@@ -424,6 +426,10 @@ impl Cx<'_> {
         }
 
         let grants = self.grants(t, &path, variables)?;
+        let dependencies = match t.get("dependencies") {
+            Some(d) => self.dependencies(d, &join(&path, "dependencies"))?,
+            None => Vec::new(),
+        };
 
         Ok(Component {
             name: name.to_string(),
@@ -434,7 +440,161 @@ impl Cx<'_> {
             environment,
             limits,
             grants,
+            dependencies,
         })
+    }
+
+    /// `[component.NAME.dependencies]`: `"IMPORT" = { component = "NAME" }` or
+    /// `{ path = "FILE.wasm" }`, each with an optional `inherit_capabilities`.
+    fn dependencies(
+        &self,
+        v: &Spanned<DeValue<'_>>,
+        path: &str,
+    ) -> Result<Vec<Dependency>, Diagnostic> {
+        let t = self.table(v, path)?;
+        let mut out = Vec::new();
+        for (k, dv) in t.iter() {
+            let import: &str = k.get_ref();
+            let key = join(path, import);
+            let label = |l: &str| {
+                !l.is_empty()
+                    && l.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            };
+            let (base, version) = match import.split_once('@') {
+                Some((b, v)) => (b, Some(v)),
+                None => (import, None),
+            };
+            let (package, interface) = match base.split_once('/') {
+                Some((p, i)) => (p, Some(i)),
+                None => (base, None),
+            };
+            let well_formed = package
+                .split_once(':')
+                .is_some_and(|(ns, n)| label(ns) && label(n))
+                && interface.is_none_or(label)
+                && version.is_none_or(|v| semver::Version::parse(v).is_ok());
+            if !well_formed {
+                return Err(self
+                    .err(
+                        k.span(),
+                        &key,
+                        format!("`{import}` is not an interface or package name"),
+                    )
+                    .help("name an import the component has, e.g. \"acme:auth/verify\", \"acme:auth/verify@1.0.0\", or a whole package \"acme:auth\""));
+            }
+            let dt = self.table(dv, &key).map_err(|d| {
+                d.help("write `{ component = \"NAME\" }` (another component of this app) or `{ path = \"dep.wasm\" }`")
+            })?;
+            self.check_keys(dt, &key, &["component", "path", "inherit_capabilities"])?;
+            let source = match (dt.get("component"), dt.get("path")) {
+                (Some(c), None) => {
+                    let name = self.string(c, &join(&key, "component"))?;
+                    DependencySource::Component(name.to_string())
+                }
+                (None, Some(p)) => {
+                    let file = self.string(p, &join(&key, "path"))?;
+                    if file.is_empty() {
+                        return Err(self.err(p.span(), &join(&key, "path"), "`path` is empty"));
+                    }
+                    DependencySource::Path(self.dir.join(file))
+                }
+                _ => {
+                    return Err(self
+                        .err(
+                            dv.span(),
+                            &key,
+                            "a dependency needs exactly one of `component` and `path`",
+                        )
+                        .help("write `{ component = \"NAME\" }` (another component of this app) or `{ path = \"dep.wasm\" }`"));
+                }
+            };
+            let inherit_capabilities = match dt.get("inherit_capabilities") {
+                Some(b) => b.get_ref().as_bool().ok_or_else(|| {
+                    self.type_err(b, &join(&key, "inherit_capabilities"), "a boolean")
+                })?,
+                None => false,
+            };
+            out.push(Dependency {
+                import: import.to_string(),
+                source,
+                inherit_capabilities,
+                span: k.span(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every `{ component = "NAME" }` names a component of the app, not itself, and no
+    /// chain of them comes back to where it started.
+    fn check_dependencies(
+        &self,
+        components: &BTreeMap<String, Component>,
+    ) -> Result<(), Diagnostic> {
+        for c in components.values() {
+            for d in &c.dependencies {
+                let DependencySource::Component(name) = &d.source else {
+                    continue;
+                };
+                let key = format!("component.{}.dependencies.{}", c.name, d.import);
+                if !components.contains_key(name) {
+                    let names: Vec<&str> = components.keys().map(String::as_str).collect();
+                    let d2 = self.err(
+                        d.span.clone(),
+                        &key,
+                        format!(
+                            "dependency `{}` names component `{name}`, which the app does not have",
+                            d.import
+                        ),
+                    );
+                    return Err(match did_you_mean(name, &names) {
+                        Some(s) => d2.help(format!("did you mean `{s}`?")),
+                        None => d2.help(format!("the app's components are: {}", names.join(", "))),
+                    });
+                }
+            }
+        }
+        // A cycle: depth-first from each component over `component` dependencies.
+        for start in components.values() {
+            let mut stack: Vec<(String, Vec<String>)> =
+                vec![(start.name.clone(), vec![start.name.clone()])];
+            while let Some((at, trail)) = stack.pop() {
+                let Some(c) = components.get(&at) else {
+                    continue;
+                };
+                for d in &c.dependencies {
+                    let DependencySource::Component(next) = &d.source else {
+                        continue;
+                    };
+                    if *next == start.name {
+                        let mut cycle = trail.clone();
+                        cycle.push(next.clone());
+                        // Point at the dependency of `start` the cycle leaves through.
+                        let hop = trail.get(1).unwrap_or(next);
+                        let first = start
+                            .dependencies
+                            .iter()
+                            .find(|d| d.source == DependencySource::Component(hop.clone()))
+                            .map(|d| (d.span.clone(), d.import.clone()));
+                        let (span, import) =
+                            first.unwrap_or((start.source_span.clone(), String::new()));
+                        return Err(self
+                            .err(
+                                span,
+                                &format!("component.{}.dependencies.{import}", start.name),
+                                format!("the dependencies form a cycle: {}", cycle.join(" -> ")),
+                            )
+                            .help("a component cannot be composed into itself; break the cycle by removing one of these dependencies"));
+                    }
+                    if !trail.contains(next) {
+                        let mut t = trail.clone();
+                        t.push(next.clone());
+                        stack.push((next.clone(), t));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn package_source(

@@ -33,6 +33,7 @@
 //! semaphore and timers), and with `registry` the registry client crate and semver.
 
 mod app;
+pub mod compose;
 mod fairness;
 mod live;
 pub mod metrics;

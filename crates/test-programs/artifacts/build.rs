@@ -29,6 +29,10 @@ fn main() {
     );
     println!(
         "cargo:rerun-if-changed={}",
+        programs.join("wit-compose").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
         programs.join("Cargo.toml").display()
     );
 

@@ -4,6 +4,7 @@
 mod admin;
 mod call;
 mod common;
+mod compose;
 mod cron;
 mod fairness;
 mod files;

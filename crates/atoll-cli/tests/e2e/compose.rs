@@ -1,0 +1,199 @@
+//! Composition: `[component.NAME.dependencies]` wires real components from
+//! `crates/test-programs` (a handler importing `acme:auth/verify` and `acme:fmt/format`,
+//! an auth component and a formatting component) into one, served end to end; a
+//! dependency gets no capability unless the manifest grants it; and each way a
+//! composition can be wrong says so at the manifest line.
+
+use crate::common::{Running, TestApp, client, get_with_headers, up_fails};
+
+fn app(dependencies: &str, grants: &str) -> TestApp {
+    TestApp::new(&format!(
+        r#"
+[app]
+name = "composed"
+
+[component.api]
+source = "{{{{COMPOSE_HANDLER}}}}"
+{grants}
+
+[component.api.dependencies]
+{dependencies}
+
+[component.auth]
+source = "{{{{COMPOSE_AUTH}}}}"
+
+[[trigger.http]]
+route = "/..."
+component = "api"
+"#
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_composed_with_auth_and_formatting_components_is_served() {
+    let server = Running::start(app(
+        r#""acme:auth/verify" = { component = "auth" }
+"acme:fmt" = { path = "{{COMPOSE_FMT}}" }"#,
+        "",
+    ));
+    let c = client();
+    let ok = get_with_headers(
+        &c,
+        &server.url("/hello"),
+        &[("authorization", "Bearer letmein-alice")],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.text(), "Hello, alice! (formatted by acme:fmt)\n");
+    let refused = get_with_headers(
+        &c,
+        &server.url("/hello"),
+        &[("authorization", "Bearer nope")],
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.text(), "who are you?\n");
+    let logs = server.logs();
+    assert!(
+        logs.contains("composed: acme:auth/verify@1.0.0 <- component `auth`"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("composed: acme:fmt/format@1.0.0 <- `"),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_its_dependencies_the_handler_does_not_load() {
+    let bare = TestApp::new(
+        r#"
+[app]
+name = "bare"
+[component.api]
+source = "{{COMPOSE_HANDLER}}"
+[[trigger.http]]
+route = "/..."
+component = "api"
+"#,
+    );
+    let (ok, stderr) = up_fails(&bare, &[], &[]);
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("acme:auth/verify@1.0.0"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dependency_gets_no_capability_it_was_not_granted() {
+    // The component has no outbound grant: the dependency's request is denied by the
+    // host (not merely unanswered: nothing listens there, which would be another error).
+    let server = Running::start(app(
+        r#""acme:auth/verify" = { component = "auth" }
+"acme:fmt/format" = { path = "{{COMPOSE_FMT_GREEDY}}" }"#,
+        "",
+    ));
+    let reply = get_with_headers(
+        &client(),
+        &server.url("/"),
+        &[("authorization", "Bearer letmein-alice")],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.text(),
+        "Hello, alice! (greedy: refused: ErrorCode::HttpRequestDenied)\n"
+    );
+    drop(server);
+
+    // The component may call out; its dependency would share that grant through the
+    // same import, so it is refused at load unless the manifest says to share.
+    let outbound = r#"allowed_outbound_hosts = ["http://127.0.0.1:9"]"#;
+    let (ok, stderr) = up_fails(
+        &app(
+            r#""acme:auth/verify" = { component = "auth" }
+"acme:fmt/format" = { path = "{{COMPOSE_FMT_GREEDY}}" }"#,
+            outbound,
+        ),
+        &[],
+        &[],
+    );
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("imports `wasi:http/outgoing-handler@0.2.12`, through which it would get component `api`'s `allowed_outbound_hosts`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("inherit_capabilities = true"), "{stderr}");
+    assert!(
+        stderr.contains("atoll.toml:"),
+        "names the manifest line: {stderr}"
+    );
+
+    // Shared on purpose: the request leaves (and finds nothing listening).
+    let server = Running::start(app(
+        r#""acme:auth/verify" = { component = "auth" }
+"acme:fmt/format" = { path = "{{COMPOSE_FMT_GREEDY}}", inherit_capabilities = true }"#,
+        outbound,
+    ));
+    let reply = get_with_headers(
+        &client(),
+        &server.url("/"),
+        &[("authorization", "Bearer letmein-alice")],
+    )
+    .await;
+    assert_eq!(
+        reply.text(),
+        "Hello, alice! (greedy: refused: ErrorCode::ConnectionRefused)\n"
+    );
+}
+
+#[test]
+fn each_wrong_composition_says_what_is_wrong() {
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            // No import for it.
+            r#""acme:auth/verify" = { component = "auth" }
+"acme:fmt" = { path = "{{COMPOSE_FMT}}" }
+"acme:billing/charge" = { path = "{{COMPOSE_FMT}}" }"#,
+            &[
+                "component `api` has no import `acme:billing/charge` for this dependency to satisfy",
+                "its non-WASI imports are: acme:auth/verify@1.0.0, acme:fmt/format@1.0.0",
+            ],
+        ),
+        (
+            // Two for one import.
+            r#""acme:auth/verify" = { component = "auth" }
+"acme:auth" = { path = "{{COMPOSE_AUTH}}" }
+"acme:fmt" = { path = "{{COMPOSE_FMT}}" }"#,
+            &[
+                "import `acme:auth/verify@1.0.0` of component `api` is satisfied by two dependencies",
+            ],
+        ),
+        (
+            // Another version.
+            r#""acme:auth/verify@2.0.0" = { component = "auth" }
+"acme:fmt" = { path = "{{COMPOSE_FMT}}" }"#,
+            &[
+                "imports `acme:auth/verify@1.0.0`, not `acme:auth/verify@2.0.0`: incompatible interface versions",
+            ],
+        ),
+        (
+            // A dependency that exports something else.
+            r#""acme:auth/verify" = { path = "{{COMPOSE_FMT}}" }
+"acme:fmt" = { path = "{{COMPOSE_FMT}}" }"#,
+            &[
+                "does not export `acme:auth/verify@1.0.0`, which component `api` imports",
+                "it exports: acme:fmt/format@1.0.0",
+            ],
+        ),
+    ];
+    for (deps, wanted) in cases {
+        let (ok, stderr) = up_fails(&app(deps, ""), &[], &[]);
+        assert!(!ok, "{deps}: started");
+        for w in wanted {
+            assert!(stderr.contains(w), "{deps}: wanted `{w}` in:\n{stderr}");
+        }
+        assert!(
+            stderr.contains("atoll.toml:"),
+            "{deps}: no manifest line in {stderr}"
+        );
+    }
+}

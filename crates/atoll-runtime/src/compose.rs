@@ -1,0 +1,292 @@
+//! Composition: a component's `[component.NAME.dependencies]` instantiated inside it with
+//! `wac-graph`, so the loader sees one component. Each dependency's exports satisfy the
+//! imports its entry names; everything else the dependencies import becomes an import of
+//! the composed component, served by the host like the component's own.
+//!
+//! The host cannot tell a dependency's host calls from the component's, so a dependency
+//! would get the component's grants through any import they share. Unless its entry says
+//! `inherit_capabilities = true`, a dependency that imports an interface through which it
+//! would get one of the component's capabilities (outbound HTTP when hosts are allowed,
+//! key-value when stores are, files, config variables, environment variables) is
+//! refused here, at load, with the reason: no capability reaches a dependency unless the
+//! manifest says so.
+//!
+//! Not for: fetching dependencies (their bytes come resolved), or nested dependencies of
+//! dependencies beyond what their own manifest entries compose.
+
+use std::collections::BTreeMap;
+
+use atoll_manifest::{App, Component, Dependency, Diagnostic};
+use wac_graph::types::Package;
+use wac_graph::{CompositionGraph, EncodeOptions};
+
+/// One dependency with its bytes, ready to compose.
+pub struct ResolvedDependency<'a> {
+    /// The manifest entry.
+    pub entry: &'a Dependency,
+    /// What it is, for messages: `component auth` or the file's path.
+    pub label: String,
+    /// The dependency's component bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// What a composition wired: for `atoll inspect` and the load log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wiring {
+    /// The import of the component, with its version.
+    pub import: String,
+    /// The dependency that satisfies it (its label).
+    pub dependency: String,
+}
+
+/// The interface name without `@version`.
+fn unversioned(name: &str) -> &str {
+    name.split_once('@').map_or(name, |(n, _)| n)
+}
+
+/// The `ns:pkg` of an interface name.
+fn package_of(name: &str) -> &str {
+    let base = unversioned(name);
+    base.split_once('/').map_or(base, |(p, _)| p)
+}
+
+/// Whether the manifest key `selector` names `import`: the exact versioned name, the
+/// name without version, or its package.
+fn selects(selector: &str, import: &str) -> bool {
+    selector == import
+        || (!selector.contains('@') && selector == unversioned(import))
+        || (!selector.contains('/') && !selector.contains('@') && selector == package_of(import))
+}
+
+/// The component's grants that a dependency importing `import` would get too, if any.
+fn shared_grant(component: &Component, import: &str) -> Option<&'static str> {
+    let g = &component.grants;
+    let base = unversioned(import);
+    if base == "wasi:http/outgoing-handler" && !g.allowed_outbound_hosts.is_empty() {
+        return Some("allowed_outbound_hosts");
+    }
+    if base.starts_with("wasi:keyvalue/") && !g.key_value_stores.is_empty() {
+        return Some("key_value_stores");
+    }
+    if base.starts_with("fermyon:spin/") && !g.key_value_stores.is_empty() {
+        return Some("key_value_stores");
+    }
+    if base.starts_with("wasi:filesystem/") && !g.files.is_empty() {
+        return Some("files");
+    }
+    if (base.starts_with("wasi:config/") || base == "fermyon:spin/variables")
+        && !g.variables.is_empty()
+    {
+        return Some("variables");
+    }
+    if base == "wasi:cli/environment" && !component.environment.is_empty() {
+        return Some("environment");
+    }
+    None
+}
+
+/// Compose `main` (the bytes of `component`'s source) with `deps`. Errors are
+/// diagnostics at the dependency's line.
+pub fn compose(
+    app: &App,
+    component: &Component,
+    main: Vec<u8>,
+    deps: Vec<ResolvedDependency<'_>>,
+) -> Result<(Vec<u8>, Vec<Wiring>), Diagnostic> {
+    let at = |d: &Dependency, message: String| {
+        app.diagnostic(d.span.clone(), message).key(format!(
+            "component.{}.dependencies.{}",
+            component.name, d.import
+        ))
+    };
+    let mut graph = CompositionGraph::new();
+    let main_pkg =
+        Package::from_bytes("atoll:main", None, main, graph.types_mut()).map_err(|e| {
+            app.diagnostic(
+                component.source_span.clone(),
+                format!("`{}` cannot be composed: {e:#}", component.source_written),
+            )
+            .key(format!("component.{}.source", component.name))
+        })?;
+    let main_world = &graph.types()[main_pkg.ty()];
+    let main_imports: Vec<String> = main_world.imports.keys().cloned().collect();
+    let main_exports: Vec<String> = main_world.exports.keys().cloned().collect();
+
+    // Which dependency satisfies which import: every entry must match at least one
+    // import, and no import may be matched by two entries.
+    let mut chosen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, d) in deps.iter().enumerate() {
+        let matched: Vec<&String> = main_imports
+            .iter()
+            .filter(|imp| selects(&d.entry.import, imp))
+            .collect();
+        if matched.is_empty() {
+            // Same interface, another version?
+            let other_version = main_imports
+                .iter()
+                .find(|imp| unversioned(imp) == unversioned(&d.entry.import));
+            let message = match other_version {
+                Some(imp) => format!(
+                    "component `{}` imports `{imp}`, not `{}`: incompatible interface versions",
+                    component.name, d.entry.import
+                ),
+                None => format!(
+                    "component `{}` has no import `{}` for this dependency to satisfy",
+                    component.name, d.entry.import
+                ),
+            };
+            let imports: Vec<&str> = main_imports
+                .iter()
+                .filter(|i| !i.starts_with("wasi:"))
+                .map(String::as_str)
+                .collect();
+            return Err(at(d.entry, message).help(if imports.is_empty() {
+                "it imports only WASI interfaces, which the host provides; remove this dependency"
+                    .to_string()
+            } else {
+                format!("its non-WASI imports are: {}", imports.join(", "))
+            }));
+        }
+        for imp in matched {
+            if let Some(&j) = chosen.get(imp) {
+                return Err(at(
+                    d.entry,
+                    format!(
+                        "import `{imp}` of component `{}` is satisfied by two dependencies: `{}` ({}) and `{}` ({})",
+                        component.name, deps[j].entry.import, deps[j].label, d.entry.import, d.label
+                    ),
+                )
+                .help("keep one entry for each import"));
+            }
+            chosen.insert(imp.clone(), i);
+        }
+    }
+
+    let main_id = graph.register_package(main_pkg).map_err(|e| {
+        app.diagnostic(
+            component.source_span.clone(),
+            format!("`{}` cannot be composed: {e}", component.source_written),
+        )
+    })?;
+    let mut dep_nodes = Vec::new();
+    for (i, d) in deps.iter().enumerate() {
+        let name = format!("atoll:dep{i}");
+        let pkg =
+            Package::from_bytes(&name, None, d.bytes.clone(), graph.types_mut()).map_err(|e| {
+                at(
+                    d.entry,
+                    format!("dependency {} cannot be composed: {e:#}", d.label),
+                )
+                .help("a dependency must be a WebAssembly component")
+            })?;
+        let world = &graph.types()[pkg.ty()];
+        // What it would get from the host that the component was granted.
+        if !d.entry.inherit_capabilities {
+            for imp in world.imports.keys() {
+                // An import another dependency satisfies is not the host's.
+                if chosen.contains_key(imp) {
+                    continue;
+                }
+                if let Some(grant) = shared_grant(component, imp) {
+                    return Err(at(
+                        d.entry,
+                        format!(
+                            "dependency {} imports `{imp}`, through which it would get component `{}`'s `{grant}`; a dependency gets no capability unless the manifest grants it",
+                            d.label, component.name
+                        ),
+                    )
+                    .help(format!(
+                        "set `inherit_capabilities = true` on this dependency to share `{}`'s grants with it, or use a dependency that does not need `{imp}`",
+                        component.name
+                    )));
+                }
+            }
+        }
+        let exports: Vec<String> = world.exports.keys().cloned().collect();
+        let id = graph.register_package(pkg).map_err(|e| {
+            at(
+                d.entry,
+                format!("dependency {} cannot be composed: {e}", d.label),
+            )
+        })?;
+        dep_nodes.push((id, exports));
+    }
+
+    // Instantiate each dependency that satisfies something, then the component.
+    let mut instances = BTreeMap::new();
+    let mut wiring = Vec::new();
+    let main_inst = graph.instantiate(main_id);
+    for (imp, &i) in &chosen {
+        let d = &deps[i];
+        let (id, exports) = &dep_nodes[i];
+        let export = exports
+            .iter()
+            .find(|e| *e == imp)
+            .or_else(|| exports.iter().find(|e| unversioned(e) == unversioned(imp)));
+        let Some(export) = export.cloned() else {
+            let list: Vec<&str> = exports
+                .iter()
+                .filter(|e| !e.starts_with("wasi:"))
+                .map(String::as_str)
+                .collect();
+            return Err(at(
+                d.entry,
+                format!(
+                    "dependency {} does not export `{imp}`, which component `{}` imports",
+                    d.label, component.name
+                ),
+            )
+            .help(if list.is_empty() {
+                "it exports no interface of its own".to_string()
+            } else {
+                format!("it exports: {}", list.join(", "))
+            }));
+        };
+        let inst = *instances.entry(i).or_insert_with(|| graph.instantiate(*id));
+        let alias = graph.alias_instance_export(inst, &export).map_err(|e| {
+            at(
+                d.entry,
+                format!("cannot use `{export}` of dependency {}: {e}", d.label),
+            )
+        })?;
+        graph.set_instantiation_argument(main_inst, imp, alias).map_err(|e| {
+            at(
+                d.entry,
+                format!(
+                    "dependency {} exports `{export}`, which does not fit import `{imp}` of component `{}`: {e}",
+                    d.label, component.name
+                ),
+            )
+            .help("build both against the same version of the interface's WIT")
+        })?;
+        wiring.push(Wiring {
+            import: imp.clone(),
+            dependency: d.label.clone(),
+        });
+    }
+    for export in &main_exports {
+        let alias = graph
+            .alias_instance_export(main_inst, export)
+            .map_err(|e| {
+                app.diagnostic(
+                    component.source_span.clone(),
+                    format!("cannot re-export `{export}`: {e}"),
+                )
+            })?;
+        graph.export(alias, export).map_err(|e| {
+            app.diagnostic(
+                component.source_span.clone(),
+                format!("cannot re-export `{export}`: {e}"),
+            )
+        })?;
+    }
+    let bytes = graph.encode(EncodeOptions::default()).map_err(|e| {
+        app.diagnostic(
+            component.source_span.clone(),
+            format!("composing component `{}` with its dependencies failed: {e:#}", component.name),
+        )
+        .key(format!("component.{}.dependencies", component.name))
+        .help("two parts import the same interface at types that do not merge, or a dependency is not a component; `atoll inspect` shows what each imports")
+    })?;
+    Ok((bytes, wiring))
+}
