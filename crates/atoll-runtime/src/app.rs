@@ -281,49 +281,10 @@ impl Loader {
                 })?;
             let mut bytes = read_component(&app, component, &source.path)?;
             if !component.dependencies.is_empty() {
-                let mut deps = Vec::new();
-                for d in &component.dependencies {
-                    let (label, dep_bytes) = match &d.source {
-                        atoll_manifest::DependencySource::Component(name) => {
-                            let (other, other_source) =
-                                app.components.get(name).zip(sources.get(name)).ok_or_else(
-                                    || RuntimeError::Internal {
-                                        app: app.name.clone(),
-                                        reason: format!(
-                                            "dependency component `{name}` has no resolved source"
-                                        ),
-                                    },
-                                )?;
-                            (
-                                format!("component `{name}`"),
-                                read_component(&app, other, &other_source.path)?,
-                            )
-                        }
-                        atoll_manifest::DependencySource::Path(path) => {
-                            let dep_bytes = std::fs::read(path).map_err(|e| {
-                                app.diagnostic(
-                                    d.span.clone(),
-                                    format!(
-                                        "cannot read `{}`, dependency `{}` of component `{}`: {}",
-                                        path.display(),
-                                        d.import,
-                                        component.name,
-                                        atoll_engine::io_reason(&e)
-                                    ),
-                                )
-                                .key(format!("component.{}.dependencies.{}", component.name, d.import))
-                                .help("fix the path (it is relative to the manifest), or build the dependency first")
-                            })?;
-                            (format!("`{}`", path.display()), dep_bytes)
-                        }
-                    };
-                    deps.push(crate::compose::ResolvedDependency {
-                        entry: d,
-                        label,
-                        bytes: dep_bytes,
-                    });
-                }
-                let (composed, wiring) = crate::compose::compose(&app, component, bytes, deps)?;
+                let (composed, wiring) =
+                    crate::compose::compose_from_files(&app, component, bytes, |name| {
+                        sources.get(name).map(|s| s.path.clone())
+                    })?;
                 for w in &wiring {
                     tracing::info!(app = %app.name, component = %component.name, "composed: {} <- {}", w.import, w.dependency);
                 }

@@ -15,8 +15,9 @@
 //! dependencies beyond what their own manifest entries compose.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use atoll_manifest::{App, Component, Dependency, Diagnostic};
+use atoll_manifest::{App, Component, Dependency, DependencySource, Diagnostic};
 use wac_graph::types::Package;
 use wac_graph::{CompositionGraph, EncodeOptions};
 
@@ -83,6 +84,62 @@ fn shared_grant(component: &Component, import: &str) -> Option<&'static str> {
         return Some("environment");
     }
     None
+}
+
+/// Read `component`'s dependencies (another component's file from `path_of`, or the
+/// entry's path) and compose them into `main`, the bytes of its source.
+pub fn compose_from_files(
+    app: &App,
+    component: &Component,
+    main: Vec<u8>,
+    path_of: impl Fn(&str) -> Option<PathBuf>,
+) -> Result<(Vec<u8>, Vec<Wiring>), Diagnostic> {
+    let mut deps = Vec::new();
+    for d in &component.dependencies {
+        let (label, bytes) = match &d.source {
+            DependencySource::Component(name) => {
+                let other = app.components.get(name).zip(path_of(name));
+                let Some((other, path)) = other else {
+                    return Err(app
+                        .diagnostic(
+                            d.span.clone(),
+                            format!("dependency component `{name}` has no resolved source"),
+                        )
+                        .key(format!(
+                            "component.{}.dependencies.{}",
+                            component.name, d.import
+                        )));
+                };
+                (
+                    format!("component `{name}`"),
+                    crate::app::read_component(app, other, &path)?,
+                )
+            }
+            DependencySource::Path(path) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    app.diagnostic(
+                        d.span.clone(),
+                        format!(
+                            "cannot read `{}`, dependency `{}` of component `{}`: {}",
+                            path.display(),
+                            d.import,
+                            component.name,
+                            atoll_engine::io_reason(&e)
+                        ),
+                    )
+                    .key(format!("component.{}.dependencies.{}", component.name, d.import))
+                    .help("fix the path (it is relative to the manifest), or build the dependency first")
+                })?;
+                (format!("`{}`", path.display()), bytes)
+            }
+        };
+        deps.push(ResolvedDependency {
+            entry: d,
+            label,
+            bytes,
+        });
+    }
+    compose(app, component, main, deps)
 }
 
 /// Compose `main` (the bytes of `component`'s source) with `deps`. Errors are

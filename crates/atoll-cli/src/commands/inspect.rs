@@ -54,6 +54,8 @@ struct Report<'a> {
     locked: Option<(&'a PackageSource, String)>,
     /// The OCI reference the component came from, and the manifest digest locked.
     oci: Option<(&'a str, String)>,
+    /// What its dependencies satisfy (empty without dependencies).
+    composed: Vec<atoll_runtime::compose::Wiring>,
     /// The file read (for a package, the verified blob in the cache).
     path: std::path::PathBuf,
     file: ComponentFile,
@@ -121,7 +123,23 @@ impl InspectCommand {
                     (r.path.clone(), locked, oci)
                 }
             };
-            let bytes = atoll_runtime::read_component(&app, component, &path)?;
+            let mut bytes = atoll_runtime::read_component(&app, component, &path)?;
+            // With dependencies: what `atoll up` serves is the composition, so its imports
+            // are the ones shown (and checked against the grants).
+            let mut composed = Vec::new();
+            if !component.dependencies.is_empty() {
+                let path_of = |name: &str| {
+                    let c = app.components.get(name)?;
+                    match c.path() {
+                        Some(p) => Some(p.to_path_buf()),
+                        None => resolved.get(name).map(|r| r.path.clone()),
+                    }
+                };
+                let (b, wiring) =
+                    atoll_runtime::compose::compose_from_files(&app, component, bytes, path_of)?;
+                bytes = b;
+                composed = wiring;
+            }
             let file = atoll_engine::describe_bytes(&bytes)
                 .map_err(|e| atoll_runtime::load_diagnostic(&app, component, &e))?;
             let routes = app
@@ -138,6 +156,7 @@ impl InspectCommand {
                 component,
                 locked,
                 oci,
+                composed,
                 path,
                 findings: import_findings(component, &file.imports),
                 file,
@@ -297,6 +316,7 @@ fn to_json(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> Value 
             json!({
                 "name": c.name,
                 "source": { "path": path, "written": c.source_written, "package": package, "oci": oci },
+                "composed": r.composed.iter().map(|w| json!({ "import": w.import, "dependency": w.dependency })).collect::<Vec<_>>(),
                 "size": r.file.size,
                 "sha256": r.file.sha256,
                 "exports": r.file.exports,
@@ -377,6 +397,14 @@ fn to_text(app: &App, unset: &[UnsetVariable], reports: &[Report<'_>]) -> String
                 field(&mut s, "file", &[path]);
             }
             (None, None) => field(&mut s, "source", &[path]),
+        }
+        if !r.composed.is_empty() {
+            let lines: Vec<String> = r
+                .composed
+                .iter()
+                .map(|w| format!("{} <- {}", w.import, w.dependency))
+                .collect();
+            field(&mut s, "composed", &lines);
         }
         field(&mut s, "size", &[format!("{} bytes", r.file.size)]);
         field(&mut s, "sha256", std::slice::from_ref(&r.file.sha256));

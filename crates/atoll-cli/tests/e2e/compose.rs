@@ -31,11 +31,67 @@ component = "api"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handler_composed_with_auth_and_formatting_components_is_served() {
-    let server = Running::start(app(
+    let composed = app(
         r#""acme:auth/verify" = { component = "auth" }
 "acme:fmt" = { path = "{{COMPOSE_FMT}}" }"#,
         "",
-    ));
+    );
+    // `atoll inspect` shows the graph, and the composition's imports: no acme:* left.
+    let out = crate::common::atoll_command()
+        .args(["inspect", "--json"])
+        .arg(composed.path())
+        .env("ATOLL_HOME", crate::common::shared_home())
+        .output()
+        .expect("run atoll inspect");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let api = report["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["name"] == "api")
+        .expect("api")
+        .clone();
+    let wiring: Vec<(String, String)> = api["composed"]
+        .as_array()
+        .expect("composed")
+        .iter()
+        .map(|w| {
+            (
+                w["import"].as_str().unwrap_or_default().to_string(),
+                w["dependency"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(wiring.len(), 2, "{api}");
+    assert_eq!(
+        wiring[0],
+        (
+            "acme:auth/verify@1.0.0".to_string(),
+            "component `auth`".to_string()
+        )
+    );
+    assert_eq!(wiring[1].0, "acme:fmt/format@1.0.0");
+    let imports: Vec<&str> = api["imports"]
+        .as_array()
+        .expect("imports")
+        .iter()
+        .filter_map(|i| i.as_str())
+        .collect();
+    assert!(
+        imports.iter().all(|i| !i.starts_with("acme:")),
+        "{imports:?}"
+    );
+    assert!(
+        imports.iter().any(|i| i.starts_with("wasi:http/types")),
+        "{imports:?}"
+    );
+
+    let server = Running::start(composed);
     let c = client();
     let ok = get_with_headers(
         &c,
