@@ -116,6 +116,11 @@ pub enum DependencySource {
     /// `{ path = "auth.wasm" }`: a local file, absolute (resolved against the manifest's
     /// directory).
     Path(PathBuf),
+    /// `{ package, version }`: a registry package, pinned in `atoll.lock` (by `atoll add`).
+    Package(PackageSource),
+    /// `"oci://…"` or `{ oci = "oci://…" }`: an OCI artifact, pinned by digest in
+    /// `atoll.lock` on first use, as a component `source` is.
+    Oci(String),
 }
 
 impl Component {

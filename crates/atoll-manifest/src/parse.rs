@@ -334,6 +334,7 @@ impl Cx<'_> {
         let source_key = join(&path, "source");
         let (source, source_written) = match source_v.get_ref() {
             DeValue::Table(pt) => {
+                self.check_keys(pt, &source_key, &["package", "version"])?;
                 let p = self.package_source(pt, source_v, &source_key)?;
                 let written = format!("{}@{}", p.name, p.version);
                 (ComponentSource::Package(p), written)
@@ -483,30 +484,77 @@ impl Cx<'_> {
                     )
                     .help("name an import the component has, e.g. \"acme:auth/verify\", \"acme:auth/verify@1.0.0\", or a whole package \"acme:auth\""));
             }
-            let dt = self.table(dv, &key).map_err(|d| {
-                d.help("write `{ component = \"NAME\" }` (another component of this app) or `{ path = \"dep.wasm\" }`")
-            })?;
-            self.check_keys(dt, &key, &["component", "path", "inherit_capabilities"])?;
-            let source = match (dt.get("component"), dt.get("path")) {
-                (Some(c), None) => {
+            let forms = "write `{ component = \"NAME\" }` (another component of this app), `{ path = \"dep.wasm\" }`, `{ package = \"ns:name\", version = \"^1\" }` (from the registry, locked by `atoll add`) or `\"oci://HOST/REPO:TAG\"`";
+            // `"IMPORT" = "oci://…"`: the short form of `{ oci = "oci://…" }`.
+            if let Some(reference) = dv.get_ref().as_str() {
+                out.push(Dependency {
+                    import: import.to_string(),
+                    source: DependencySource::Oci(self.oci_reference(dv, reference, &key)?),
+                    inherit_capabilities: false,
+                    span: k.span(),
+                });
+                continue;
+            }
+            let dt = self.table(dv, &key).map_err(|d| d.help(forms))?;
+            self.check_keys(
+                dt,
+                &key,
+                &[
+                    "component",
+                    "path",
+                    "package",
+                    "version",
+                    "oci",
+                    "inherit_capabilities",
+                ],
+            )?;
+            let given: Vec<&str> = ["component", "path", "package", "oci"]
+                .into_iter()
+                .filter(|f| dt.get(*f).is_some())
+                .collect();
+            if given.len() != 1 {
+                return Err(self
+                    .err(
+                        dv.span(),
+                        &key,
+                        "a dependency needs exactly one of `component`, `path`, `package` and `oci`",
+                    )
+                    .help(forms));
+            }
+            if dt.get("version").is_some() && given[0] != "package" {
+                return Err(self
+                    .err(
+                        dv.span(),
+                        &join(&key, "version"),
+                        "`version` goes with `package`",
+                    )
+                    .help(forms));
+            }
+            let source = match given[0] {
+                "component" => {
+                    let c = dt
+                        .get("component")
+                        .ok_or_else(|| self.err(dv.span(), &key, "no `component`"))?;
                     let name = self.string(c, &join(&key, "component"))?;
                     DependencySource::Component(name.to_string())
                 }
-                (None, Some(p)) => {
+                "path" => {
+                    let p = dt
+                        .get("path")
+                        .ok_or_else(|| self.err(dv.span(), &key, "no `path`"))?;
                     let file = self.string(p, &join(&key, "path"))?;
                     if file.is_empty() {
                         return Err(self.err(p.span(), &join(&key, "path"), "`path` is empty"));
                     }
                     DependencySource::Path(self.dir.join(file))
                 }
+                "package" => DependencySource::Package(self.package_source(dt, dv, &key)?),
                 _ => {
-                    return Err(self
-                        .err(
-                            dv.span(),
-                            &key,
-                            "a dependency needs exactly one of `component` and `path`",
-                        )
-                        .help("write `{ component = \"NAME\" }` (another component of this app) or `{ path = \"dep.wasm\" }`"));
+                    let o = dt
+                        .get("oci")
+                        .ok_or_else(|| self.err(dv.span(), &key, "no `oci`"))?;
+                    let reference = self.string(o, &join(&key, "oci"))?;
+                    DependencySource::Oci(self.oci_reference(o, reference, &join(&key, "oci"))?)
                 }
             };
             let inherit_capabilities = match dt.get("inherit_capabilities") {
@@ -523,6 +571,33 @@ impl Cx<'_> {
             });
         }
         Ok(out)
+    }
+
+    /// An `oci://HOST/REPOSITORY…` reference's shape (the full grammar is atoll-oci's).
+    fn oci_reference(
+        &self,
+        v: &Spanned<DeValue<'_>>,
+        written: &str,
+        key: &str,
+    ) -> Result<String, Diagnostic> {
+        let well_formed = written
+            .strip_prefix("oci://")
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(host, repo)| !host.is_empty() && !repo.is_empty());
+        if !well_formed {
+            return Err(self
+                .err(
+                    v.span(),
+                    key,
+                    format!(
+                        "`{written}` is not an oci:// reference with a registry host and repository"
+                    ),
+                )
+                .help(
+                    "write oci://HOST[:PORT]/REPOSITORY:TAG, e.g. oci://ghcr.io/acme/hello:1.0",
+                ));
+        }
+        Ok(written.to_string())
     }
 
     /// Every `{ component = "NAME" }` names a component of the app, not itself, and no
@@ -603,7 +678,6 @@ impl Cx<'_> {
         v: &Spanned<DeValue<'_>>,
         path: &str,
     ) -> Result<PackageSource, Diagnostic> {
-        self.check_keys(t, path, &["package", "version"])?;
         let pkg_v = t.get("package").ok_or_else(|| {
             self.err(
                 v.span(),

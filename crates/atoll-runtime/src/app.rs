@@ -263,6 +263,13 @@ impl Loader {
         previous: Option<&LoadedApp>,
     ) -> Result<LoadedApp, RuntimeError> {
         let sources = self.resolve_sources(&app)?;
+        #[cfg(feature = "registry")]
+        let dependency_paths = match &self.home {
+            Some(home) => crate::packages::resolve_dependencies(&app, home)?,
+            None => BTreeMap::new(),
+        };
+        #[cfg(not(feature = "registry"))]
+        let dependency_paths: BTreeMap<(String, String), std::path::PathBuf> = BTreeMap::new();
         let capabilities =
             atoll_capabilities::configure(&app, &self.runtime, &self.env_variables, &self.backends)
                 .await?;
@@ -281,10 +288,17 @@ impl Loader {
                 })?;
             let mut bytes = read_component(&app, component, &source.path)?;
             if !component.dependencies.is_empty() {
-                let (composed, wiring) =
-                    crate::compose::compose_from_files(&app, component, bytes, |name| {
-                        sources.get(name).map(|s| s.path.clone())
-                    })?;
+                let (composed, wiring) = crate::compose::compose_from_files(
+                    &app,
+                    component,
+                    bytes,
+                    |name| sources.get(name).map(|s| s.path.clone()),
+                    |d| {
+                        dependency_paths
+                            .get(&(component.name.clone(), d.import.clone()))
+                            .cloned()
+                    },
+                )?;
                 for w in &wiring {
                     tracing::info!(app = %app.name, component = %component.name, "composed: {} <- {}", w.import, w.dependency);
                 }

@@ -11,8 +11,11 @@
 //! refused here, at load, with the reason: no capability reaches a dependency unless the
 //! manifest says so.
 //!
-//! Not for: fetching dependencies (their bytes come resolved), or nested dependencies of
-//! dependencies beyond what their own manifest entries compose.
+//! Dependencies come from another component of the app, a local file, or (resolved
+//! offline through `atoll.lock` by `packages.rs`) a registry package or an OCI artifact.
+//!
+//! Not for: fetching dependencies (the binary pulls and pins them first), or
+//! dependencies of dependencies (a dependency is used as its bytes are).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -54,9 +57,12 @@ fn package_of(name: &str) -> &str {
 /// Whether the manifest key `selector` names `import`: the exact versioned name, the
 /// name without version, or its package.
 fn selects(selector: &str, import: &str) -> bool {
+    let version = |name: &str| name.split_once('@').map(|(_, v)| v.to_string());
     selector == import
         || (!selector.contains('@') && selector == unversioned(import))
-        || (!selector.contains('/') && !selector.contains('@') && selector == package_of(import))
+        || (!selector.contains('/')
+            && package_of(selector) == package_of(import)
+            && (!selector.contains('@') || version(selector) == version(import)))
 }
 
 /// The component's grants that a dependency importing `import` would get too, if any.
@@ -88,15 +94,47 @@ fn shared_grant(component: &Component, import: &str) -> Option<&'static str> {
 
 /// Read `component`'s dependencies (another component's file from `path_of`, or the
 /// entry's path) and compose them into `main`, the bytes of its source.
+///
+/// `pinned` gives the verified cached file of a dependency from a registry package or an
+/// OCI artifact (see `resolve_dependencies`).
 pub fn compose_from_files(
     app: &App,
     component: &Component,
     main: Vec<u8>,
     path_of: impl Fn(&str) -> Option<PathBuf>,
+    pinned: impl Fn(&Dependency) -> Option<PathBuf>,
 ) -> Result<(Vec<u8>, Vec<Wiring>), Diagnostic> {
     let mut deps = Vec::new();
     for d in &component.dependencies {
         let (label, bytes) = match &d.source {
+            DependencySource::Package(_) | DependencySource::Oci(_) => {
+                let label = match &d.source {
+                    DependencySource::Package(p) => format!("package `{}`", p.name),
+                    DependencySource::Oci(r) => format!("`{r}`"),
+                    _ => String::new(),
+                };
+                let Some(path) = pinned(d) else {
+                    return Err(app
+                        .diagnostic(
+                            d.span.clone(),
+                            format!("dependency {label} is not resolved: this loader has no registry home"),
+                        )
+                        .key(format!("component.{}.dependencies.{}", component.name, d.import))
+                        .help("give the loader the user's home (`Loader::with_home`), or use a `path` dependency"));
+                };
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    app.diagnostic(
+                        d.span.clone(),
+                        format!(
+                            "cannot read {}, the cached {label}: {}",
+                            path.display(),
+                            atoll_engine::io_reason(&e)
+                        ),
+                    )
+                    .help("run `atoll pull` to fetch what atoll.lock names")
+                })?;
+                (label, bytes)
+            }
             DependencySource::Component(name) => {
                 let other = app.components.get(name).zip(path_of(name));
                 let Some((other, path)) = other else {
@@ -346,4 +384,23 @@ pub fn compose(
         .help("two parts import the same interface at types that do not merge, or a dependency is not a component; `atoll inspect` shows what each imports")
     })?;
     Ok((bytes, wiring))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selector_names_an_interface_a_version_of_it_or_its_package() {
+        let import = "acme:auth/verify@1.0.0";
+        assert!(selects("acme:auth/verify@1.0.0", import));
+        assert!(selects("acme:auth/verify", import));
+        assert!(selects("acme:auth", import));
+        assert!(!selects("acme:auth/verify@2.0.0", import));
+        assert!(!selects("acme:auth/other", import));
+        assert!(!selects("acme:aut", import));
+        assert!(selects("acme:auth@1.0.0", import));
+        assert!(!selects("acme:auth@2.0.0", import));
+        assert!(selects("acme:auth/verify", "acme:auth/verify"));
+    }
 }

@@ -49,5 +49,5 @@ pub use fairness::{Lane, Laned, Standing};
 pub use live::{LiveApps, Snapshot};
 pub use metrics::Metrics;
 #[cfg(feature = "registry")]
-pub use packages::resolve_packages;
+pub use packages::{resolve_dependencies, resolve_packages};
 pub use run::{Admission, DeniedBefore, FAILURE_PENALTY, Outcome, Refused};

@@ -82,6 +82,8 @@ impl InspectCommand {
         let path = super::manifest_path(self.dir.as_deref(), self.file.as_deref());
         let app = atoll_manifest::load(&path)?;
         let resolved = atoll_runtime::resolve_packages(&app, &super::share::atoll_home())?;
+        let dependency_paths =
+            atoll_runtime::resolve_dependencies(&app, &super::share::atoll_home())?;
         let runtime = match &self.runtime_config {
             Some(p) => atoll_capabilities::RuntimeConfig::load(p)?,
             None => atoll_capabilities::RuntimeConfig::default(),
@@ -135,8 +137,14 @@ impl InspectCommand {
                         None => resolved.get(name).map(|r| r.path.clone()),
                     }
                 };
-                let (b, wiring) =
-                    atoll_runtime::compose::compose_from_files(&app, component, bytes, path_of)?;
+                let pinned = |d: &atoll_manifest::Dependency| {
+                    dependency_paths
+                        .get(&(component.name.clone(), d.import.clone()))
+                        .cloned()
+                };
+                let (b, wiring) = atoll_runtime::compose::compose_from_files(
+                    &app, component, bytes, path_of, pinned,
+                )?;
                 bytes = b;
                 composed = wiring;
             }

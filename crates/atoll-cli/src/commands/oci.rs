@@ -217,7 +217,17 @@ async fn fetch_into_cache(
 /// atoll.lock (pulled and locked on first use, like a new dependency) and its locked
 /// bytes in the blob cache. What is already pinned and cached costs no network.
 pub fn ensure_sources(app: &atoll_manifest::App, oci: &OciArgs) -> anyhow::Result<()> {
-    let references: Vec<&str> = app.components.values().filter_map(|c| c.oci()).collect();
+    // Component sources and dependencies alike.
+    let mut references: Vec<&str> = app.components.values().filter_map(|c| c.oci()).collect();
+    for c in app.components.values() {
+        for d in &c.dependencies {
+            if let atoll_manifest::DependencySource::Oci(r) = &d.source {
+                references.push(r);
+            }
+        }
+    }
+    references.sort_unstable();
+    references.dedup();
     if references.is_empty() {
         return Ok(());
     }

@@ -576,3 +576,68 @@ fn write_docker_config(dir: &Path, host: &str, user: &str, password: &str) {
     let json = serde_json::json!({ "auths": { host: { "auth": auth } } });
     std::fs::write(dir.join("config.json"), json.to_string()).expect("write docker config");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dependency_from_a_registry_is_composed_and_pinned() {
+    let registry = Distribution::start();
+    let home = tempfile::tempdir().expect("home");
+    let docker = tempfile::tempdir().expect("docker config dir");
+    let fmt = registry.reference("acme/fmt:1.0.0");
+    let pushed = push_json(
+        home.path(),
+        docker.path(),
+        test_programs_artifacts::COMPOSE_FMT,
+        &fmt,
+    );
+    let app = tempfile::tempdir().expect("app dir");
+    std::fs::write(
+        app.path().join("atoll.toml"),
+        common::expand(&format!(
+            r#"
+[app]
+name = "composed"
+[component.api]
+source = "{{{{COMPOSE_HANDLER}}}}"
+[component.api.dependencies]
+"acme:auth/verify" = {{ component = "auth" }}
+"acme:fmt/format" = "{fmt}"
+[component.auth]
+source = "{{{{COMPOSE_AUTH}}}}"
+[[trigger.http]]
+route = "/..."
+component = "api"
+"#
+        )),
+    )
+    .expect("write manifest");
+    let server = Running::start_command(
+        Vec::new(),
+        &[app.path().to_path_buf()],
+        home.path(),
+        &[],
+        &[("DOCKER_CONFIG", docker.path().to_str().expect("path"))],
+    );
+    let reply = common::get_with_headers(
+        &client(),
+        &server.url("/"),
+        &[("authorization", "Bearer letmein-alice")],
+    )
+    .await;
+    assert_eq!(reply.text(), "Hello, alice! (formatted by acme:fmt)\n");
+    assert!(
+        server
+            .logs()
+            .contains(&format!("composed: acme:fmt/format@1.0.0 <- `{fmt}`")),
+        "{}",
+        server.logs()
+    );
+    let lock = std::fs::read_to_string(app.path().join("atoll.lock")).expect("lock");
+    assert!(lock.contains(&format!("reference = \"{fmt}\"")), "{lock}");
+    assert!(
+        lock.contains(&format!(
+            "digest = \"{}\"",
+            pushed["digest"].as_str().expect("digest")
+        )),
+        "{lock}"
+    );
+}
