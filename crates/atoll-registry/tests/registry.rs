@@ -620,16 +620,7 @@ async fn attack_metadata_differs_from_signed_record() {
                 .expect("published");
             release.sha256 = evil_digest.to_hex();
             release.size = evil.len() as u64;
-            let first_index = store.entries().await.expect("entries").len() as u64;
-            store
-                .commit(&Commit {
-                    first_index,
-                    entries: vec![],
-                    namespace: None,
-                    release: Some(release),
-                })
-                .await
-                .expect("rewrite row");
+            rewrite_release(&store, release).await;
         }
     }
     server.restart();
@@ -1027,18 +1018,23 @@ async fn set_yanked(server: &mut TestServer, package: &str, version: &str, yanke
             .expect("get")
             .expect("published");
         release.yanked = yanked;
-        let first_index = store.entries().await.expect("entries").len() as u64;
-        store
-            .commit(&Commit {
-                first_index,
-                entries: vec![],
-                namespace: None,
-                release: Some(release),
-            })
-            .await
-            .expect("rewrite row");
+        rewrite_release(&store, release).await;
     }
     server.restart();
+}
+
+/// Replace a release row without logging anything.
+async fn rewrite_release(store: &Store, release: Release) {
+    let first_index = store.entries().await.expect("entries").len() as u64;
+    store
+        .commit(&Commit {
+            first_index,
+            entries: vec![],
+            namespace: None,
+            release: Some(release),
+        })
+        .await
+        .expect("rewrite row");
 }
 
 #[tokio::test]

@@ -37,8 +37,52 @@ impl BuildCommand {
             }
         }
         tracing::info!("built {n_built} component(s) of app `{}`", app.name);
+        // Then compose what has dependencies, as `atoll up` will (pulling and pinning
+        // OCI dependencies first), so a wrong composition fails here.
+        super::oci::ensure_sources(&app, &super::oci::OciArgs::default())?;
+        let home = super::share::atoll_home();
+        let resolved = atoll_runtime::resolve_packages(&app, &home)?;
+        let pinned = atoll_runtime::resolve_dependencies(&app, &home)?;
+        for component in app.components.values() {
+            if let Some((bytes, wiring)) = compose(&app, component, &resolved, &pinned)? {
+                for w in &wiring {
+                    tracing::info!(component = %component.name, "composed: {} <- {}", w.import, w.dependency);
+                }
+                tracing::info!(component = %component.name, "composed component: {} bytes", bytes.len());
+            }
+        }
         Ok(())
     }
+}
+
+/// `component` composed with its dependencies (`None` without any), reading each
+/// component's file from its path or, for a package or OCI source, from `resolved`.
+pub fn compose(
+    app: &App,
+    component: &Component,
+    resolved: &std::collections::BTreeMap<String, atoll_runtime::ResolvedSource>,
+    pinned: &std::collections::BTreeMap<(String, String), std::path::PathBuf>,
+) -> anyhow::Result<Option<(Vec<u8>, Vec<atoll_runtime::compose::Wiring>)>> {
+    if component.dependencies.is_empty() {
+        return Ok(None);
+    }
+    let file_of = |name: &str| {
+        let c = app.components.get(name)?;
+        match c.path() {
+            Some(p) => Some(p.to_path_buf()),
+            None => resolved.get(name).map(|r| r.path.clone()),
+        }
+    };
+    let main = file_of(&component.name)
+        .with_context(|| format!("component `{}` has no resolved source", component.name))?;
+    let bytes = atoll_runtime::read_component(app, component, &main)?;
+    let composed =
+        atoll_runtime::compose::compose_from_files(app, component, bytes, file_of, |d| {
+            pinned
+                .get(&(component.name.clone(), d.import.clone()))
+                .cloned()
+        })?;
+    Ok(Some(composed))
 }
 
 /// Build every component of `app` that needs it.

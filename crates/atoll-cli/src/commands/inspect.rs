@@ -129,22 +129,9 @@ impl InspectCommand {
             // With dependencies: what `atoll up` serves is the composition, so its imports
             // are the ones shown (and checked against the grants).
             let mut composed = Vec::new();
-            if !component.dependencies.is_empty() {
-                let path_of = |name: &str| {
-                    let c = app.components.get(name)?;
-                    match c.path() {
-                        Some(p) => Some(p.to_path_buf()),
-                        None => resolved.get(name).map(|r| r.path.clone()),
-                    }
-                };
-                let pinned = |d: &atoll_manifest::Dependency| {
-                    dependency_paths
-                        .get(&(component.name.clone(), d.import.clone()))
-                        .cloned()
-                };
-                let (b, wiring) = atoll_runtime::compose::compose_from_files(
-                    &app, component, bytes, path_of, pinned,
-                )?;
+            if let Some((b, wiring)) =
+                super::build::compose(&app, component, &resolved, &dependency_paths)?
+            {
                 bytes = b;
                 composed = wiring;
             }

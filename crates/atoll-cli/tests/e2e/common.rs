@@ -16,6 +16,14 @@ use hyper_util::rt::TokioExecutor;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_atoll");
 
+/// A free port on 127.0.0.1 (nothing listens on it right after this returns).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
 /// A shared compile cache for tests that do not test the cache itself, so each
 /// component is compiled once per test run.
 pub fn shared_home() -> PathBuf {

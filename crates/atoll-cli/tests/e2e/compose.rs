@@ -91,6 +91,20 @@ async fn a_handler_composed_with_auth_and_formatting_components_is_served() {
         "{imports:?}"
     );
 
+    // `atoll build` composes too, so a wrong composition fails before anything serves.
+    let out = crate::common::atoll_command()
+        .arg("build")
+        .arg(composed.path())
+        .env("ATOLL_HOME", crate::common::shared_home())
+        .output()
+        .expect("run atoll build");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("composed: acme:auth/verify@1.0.0 <- component `auth`"),
+        "{log}"
+    );
+
     let server = Running::start(composed);
     let c = client();
     let ok = get_with_headers(
@@ -242,7 +256,20 @@ fn each_wrong_composition_says_what_is_wrong() {
         ),
     ];
     for (deps, wanted) in cases {
-        let (ok, stderr) = up_fails(&app(deps, ""), &[], &[]);
+        let wrong = app(deps, "");
+        let built = crate::common::atoll_command()
+            .arg("build")
+            .arg(wrong.path())
+            .env("ATOLL_HOME", crate::common::shared_home())
+            .output()
+            .expect("run atoll build");
+        let build_err = String::from_utf8_lossy(&built.stderr);
+        assert!(!built.status.success(), "{deps}: atoll build composed it");
+        assert!(
+            build_err.contains(wanted[0]),
+            "{deps}: atoll build said {build_err}"
+        );
+        let (ok, stderr) = up_fails(&wrong, &[], &[]);
         assert!(!ok, "{deps}: started");
         for w in wanted {
             assert!(stderr.contains(w), "{deps}: wanted `{w}` in:\n{stderr}");

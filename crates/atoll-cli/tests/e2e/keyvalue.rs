@@ -256,14 +256,6 @@ async fn the_embedded_store_survives_a_restart() {
     );
 }
 
-/// A free port on 127.0.0.1 (nothing listens on it right after this returns).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// Point `type` at a port where nothing listens: the guest gets an error within the
 /// backend timeout and other requests are served. Then, if `start` is given, bring a real
 /// server up on that port and check the same atoll recovers.

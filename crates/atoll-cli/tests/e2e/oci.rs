@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{self, Running, client, get};
+use crate::common::{self, Running, client, free_port, get};
 
 /// A distribution registry on 127.0.0.1, storing under a temp dir; killed on drop.
 struct Distribution {
@@ -96,13 +96,6 @@ impl Drop for Distribution {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// `wkg` as `.ci/run` installs it (`cargo install wkg --root ~/.cache/atoll-tools`), or
