@@ -634,3 +634,82 @@ component = "api"
         "{lock}"
     );
 }
+
+/// A registry that is not named by a loopback address is spoken to over TLS only:
+/// `127.1` reaches the same plain-HTTP registry, but is not a loopback name atoll
+/// recognises, so the push tries TLS and fails, until `--insecure` allows plain HTTP.
+#[test]
+fn plain_http_needs_a_loopback_address_or_insecure() {
+    let registry = Distribution::start();
+    let home = tempfile::tempdir().expect("home");
+    let docker = tempfile::tempdir().expect("docker config dir");
+    let reference = format!("oci://127.1:{}/acme/hello:1.0", registry.port);
+    let hello = test_programs_artifacts::HELLO;
+    let err = failed(
+        &atoll(home.path(), docker.path(), &["push", hello, &reference]),
+        "a plain-HTTP push to a name that is not loopback",
+    );
+    assert!(err.contains("cannot reach the registry 127.1:"), "{err}");
+    assert!(err.contains("(https://"), "tried TLS: {err}");
+    assert!(err.contains("--insecure"), "{err}");
+    ok(
+        &atoll(
+            home.path(),
+            docker.path(),
+            &["push", hello, &reference, "--insecure"],
+        ),
+        "the same push with --insecure",
+    );
+}
+
+/// `credHelpers` in the Docker config: atoll runs `docker-credential-NAME get` with the
+/// registry on stdin, as docker does, and uses what it prints.
+#[test]
+fn a_credential_helper_from_the_docker_config_is_used() {
+    let auth_dir = tempfile::tempdir().expect("auth dir");
+    let htpasswd = auth_dir.path().join("htpasswd");
+    let hash = bcrypt::hash("helper-pass", 5).expect("bcrypt");
+    std::fs::write(&htpasswd, format!("bob:{hash}\n")).expect("write htpasswd");
+    let registry = Distribution::start_with_auth(Some(&htpasswd));
+    let home = tempfile::tempdir().expect("home");
+
+    // The helper logs what it was asked for, and answers for this registry only.
+    let bin = tempfile::tempdir().expect("bin dir");
+    let asked = bin.path().join("asked");
+    let helper = bin.path().join("docker-credential-atolltest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho \"$server\" >> {asked}\n[ \"$server\" = {host} ] || exit 1\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"bob\",\"Secret\":\"helper-pass\"}}' \"$server\"\n",
+            asked = asked.display(),
+            host = registry.host(),
+        ),
+    )
+    .expect("write helper");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let docker = tempfile::tempdir().expect("docker config dir");
+    let json = serde_json::json!({ "credHelpers": { registry.host(): "atolltest" } });
+    std::fs::write(docker.path().join("config.json"), json.to_string()).expect("config");
+
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = common::atoll_command()
+        .args([
+            "push",
+            test_programs_artifacts::HELLO,
+            &registry.reference("acme/hello:1.0"),
+        ])
+        .env("ATOLL_HOME", home.path())
+        .env("DOCKER_CONFIG", docker.path())
+        .env("PATH", &path)
+        .env("ATOLL_LOG", "warn")
+        .output()
+        .expect("run atoll push");
+    ok(&out, "push with a credential helper");
+    let asked = std::fs::read_to_string(&asked).expect("the helper was run");
+    assert!(asked.lines().any(|l| l == registry.host()), "{asked}");
+}
