@@ -515,3 +515,85 @@ fn the_registry_can_come_from_the_user_config() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A dependency from the registry: `atoll add` locks it and sets the dependency's
+/// version (adding no component), and `atoll inspect` and `atoll up` compose it.
+#[test]
+fn a_registry_package_as_a_dependency_is_locked_and_composed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::start(&tmp.path().join("data"));
+    let publisher = tmp.path().join("publisher");
+    let user = tmp.path().join("user");
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(&app).expect("mkdir");
+    let url = registry.url.as_str();
+    ok(atoll(&publisher, tmp.path(), url, &["key", "generate"]));
+    ok(atoll(
+        &publisher,
+        tmp.path(),
+        url,
+        &[
+            "publish",
+            test_programs_artifacts::COMPOSE_FMT,
+            "--package",
+            "acme:fmt",
+            "--version",
+            "1.0.0",
+        ],
+    ));
+    std::fs::write(
+        app.join("atoll.toml"),
+        format!(
+            r#"[app]
+name = "composed"
+
+[component.api]
+source = "{handler}"
+
+[component.api.dependencies]
+"acme:auth/verify" = {{ component = "auth" }}
+"acme:fmt/format" = {{ package = "acme:fmt" }}
+
+[component.auth]
+source = "{auth}"
+
+[[trigger.http]]
+route = "/..."
+component = "api"
+"#,
+            handler = test_programs_artifacts::COMPOSE_HANDLER,
+            auth = test_programs_artifacts::COMPOSE_AUTH,
+        ),
+    )
+    .expect("write manifest");
+
+    // Not locked yet: a clear error at the dependency's line.
+    let out = atoll(&user, &app, url, &["inspect", "."]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("dependency `acme:fmt/format`: package `acme:fmt` is not in"),
+        "{err}"
+    );
+    assert!(err.contains("atoll add acme:fmt@*"), "{err}");
+
+    let added = ok(atoll(&user, &app, url, &["add", "acme:fmt"]));
+    assert!(
+        added.contains("dependency `acme:fmt/format` of component `api`"),
+        "{added}"
+    );
+    let manifest = std::fs::read_to_string(app.join("atoll.toml")).expect("manifest");
+    assert!(
+        manifest.contains(r#""acme:fmt/format" = { package = "acme:fmt" , version = "^1.0.0" }"#)
+            || manifest
+                .contains(r#""acme:fmt/format" = { package = "acme:fmt", version = "^1.0.0" }"#),
+        "{manifest}"
+    );
+    assert!(!manifest.contains("[component.fmt]"), "{manifest}");
+
+    let shown = ok(atoll(&user, &app, url, &["inspect", "."]));
+    assert!(
+        shown.contains("acme:fmt/format@1.0.0 <- package `acme:fmt`"),
+        "{shown}"
+    );
+}

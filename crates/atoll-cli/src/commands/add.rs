@@ -86,7 +86,7 @@ impl AddCommand {
                     anyhow::anyhow!("cannot write {}: {e}", manifest_path.display())
                 })?;
                 println!(
-                    "component `{name}` in {} now uses {}@{req}",
+                    "{name} in {} now uses {}@{req}",
                     manifest_path.display(),
                     locked.name
                 );
@@ -100,9 +100,10 @@ impl AddCommand {
     }
 }
 
-/// Point a component at `package`: the one named `--component`, else the one already
-/// using the package, else a new `[component.NAME]` named after the package. Returns the
-/// component's name.
+/// Point a component at `package`: the one named `--component`, else a dependency or a
+/// component already using the package, else a new `[component.NAME]` named after the
+/// package. Returns what now uses it ("component `NAME`" or "dependency `…` of component
+/// `NAME`").
 fn use_in_manifest(
     doc: &mut toml_edit::DocumentMut,
     package: &str,
@@ -125,6 +126,31 @@ fn use_in_manifest(
             .and_then(|p| p.as_str())
             == Some(package)
     };
+    // A dependency that names the package (`{ package = "…", version = "…" }` under
+    // `[component.NAME.dependencies]`) is what uses it: update its version, add nothing.
+    if wanted.is_none() {
+        for (comp, item) in components.iter_mut() {
+            let Some(deps) = item
+                .get_mut("dependencies")
+                .and_then(|d| d.as_table_like_mut())
+            else {
+                continue;
+            };
+            for (import, dep) in deps.iter_mut() {
+                let Some(entry) = dep.as_table_like_mut() else {
+                    continue;
+                };
+                if entry.get("package").and_then(|p| p.as_str()) == Some(package) {
+                    entry.insert("version", Item::Value(Value::from(req)));
+                    return Ok(format!(
+                        "dependency `{}` of component `{}`",
+                        import.get(),
+                        comp.get()
+                    ));
+                }
+            }
+        }
+    }
     let name = match wanted {
         Some(n) => n.to_string(),
         None => components
@@ -164,5 +190,5 @@ fn use_in_manifest(
             components.insert(&name, Item::Table(t));
         }
     }
-    Ok(name)
+    Ok(format!("component `{name}`"))
 }
