@@ -298,6 +298,7 @@ impl Loader {
                             .get(&(component.name.clone(), d.import.clone()))
                             .cloned()
                     },
+                    self.engine.config().cache_dir.as_deref(),
                 )?;
                 for w in &wiring {
                     tracing::info!(app = %app.name, component = %component.name, "composed: {} <- {}", w.import, w.dependency);

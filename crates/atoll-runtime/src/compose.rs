@@ -18,9 +18,10 @@
 //! dependencies of dependencies (a dependency is used as its bytes are).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use atoll_manifest::{App, Component, Dependency, DependencySource, Diagnostic};
+use sha2::{Digest as _, Sha256};
 use wac_graph::types::Package;
 use wac_graph::{CompositionGraph, EncodeOptions};
 
@@ -97,12 +98,17 @@ fn shared_grant(component: &Component, import: &str) -> Option<&'static str> {
 ///
 /// `pinned` gives the verified cached file of a dependency from a registry package or an
 /// OCI artifact (see `resolve_dependencies`).
+///
+/// With `cache`, the result is kept under `cache/composed/`, named by the sha256 of the
+/// inputs (the component's and each dependency's bytes, the imports they are wired to,
+/// and whether each inherits), so the same inputs are composed once.
 pub fn compose_from_files(
     app: &App,
     component: &Component,
     main: Vec<u8>,
     path_of: impl Fn(&str) -> Option<PathBuf>,
     pinned: impl Fn(&Dependency) -> Option<PathBuf>,
+    cache: Option<&Path>,
 ) -> Result<(Vec<u8>, Vec<Wiring>), Diagnostic> {
     let mut deps = Vec::new();
     for d in &component.dependencies {
@@ -177,7 +183,78 @@ pub fn compose_from_files(
             bytes,
         });
     }
-    compose(app, component, main, deps)
+    let Some(cache) = cache else {
+        return compose(app, component, main, deps);
+    };
+    let key = inputs_digest(component, &main, &deps);
+    let dir = cache.join("composed");
+    let wasm = dir.join(format!("{key}.wasm"));
+    let wires = dir.join(format!("{key}.wiring"));
+    if let (Ok(bytes), Ok(text)) = (std::fs::read(&wasm), std::fs::read_to_string(&wires)) {
+        let wiring: Vec<Wiring> = text
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(import, dependency)| Wiring {
+                import: import.to_string(),
+                dependency: dependency.to_string(),
+            })
+            .collect();
+        // Every dependency wires at least one import; an empty list is a broken entry.
+        if !wiring.is_empty() {
+            tracing::debug!(component = %component.name, "composition from the cache ({key})");
+            return Ok((bytes, wiring));
+        }
+    }
+    let (bytes, wiring) = compose(app, component, main, deps)?;
+    // The cache is an optimisation: a failure to write it is logged, never fatal.
+    let text: String = wiring
+        .iter()
+        .map(|w| format!("{}\t{}\n", w.import, w.dependency))
+        .collect();
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| write_new(&wasm, &bytes))
+        .and_then(|()| write_new(&wires, text.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(component = %component.name, "cannot cache the composition in {}: {e}", dir.display());
+    }
+    Ok((bytes, wiring))
+}
+
+/// The sha256 (hex) naming a composition's inputs: everything the result and its
+/// checks depend on, including which of the component's grants a dependency could share
+/// (so adding a grant composes, and checks, again).
+fn inputs_digest(component: &Component, main: &[u8], deps: &[ResolvedDependency<'_>]) -> String {
+    let g = &component.grants;
+    let grants = [
+        !g.allowed_outbound_hosts.is_empty(),
+        !g.key_value_stores.is_empty(),
+        !g.files.is_empty(),
+        !g.variables.is_empty(),
+        !component.environment.is_empty(),
+    ];
+    let mut h = Sha256::new();
+    h.update(b"atoll-compose-v1\n");
+    h.update(grants.map(u8::from));
+    h.update(Sha256::digest(main));
+    for d in deps {
+        h.update(d.entry.import.as_bytes());
+        h.update(b"\t");
+        h.update(d.label.as_bytes());
+        h.update(if d.entry.inherit_capabilities {
+            b"\t1\t"
+        } else {
+            b"\t0\t"
+        });
+        h.update(Sha256::digest(&d.bytes));
+    }
+    hex::encode(h.finalize())
+}
+
+/// Write through a temporary file, so a reader never sees half a file.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Compose `main` (the bytes of `component`'s source) with `deps`. Errors are

@@ -76,12 +76,18 @@ pub fn compose(
     let main = file_of(&component.name)
         .with_context(|| format!("component `{}` has no resolved source", component.name))?;
     let bytes = atoll_runtime::read_component(app, component, &main)?;
-    let composed =
-        atoll_runtime::compose::compose_from_files(app, component, bytes, file_of, |d| {
+    let composed = atoll_runtime::compose::compose_from_files(
+        app,
+        component,
+        bytes,
+        file_of,
+        |d| {
             pinned
                 .get(&(component.name.clone(), d.import.clone()))
                 .cloned()
-        })?;
+        },
+        super::up::default_cache_dir().as_deref(),
+    )?;
     Ok(Some(composed))
 }
 

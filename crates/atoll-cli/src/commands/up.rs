@@ -294,7 +294,7 @@ pub(crate) fn log_triggers(app: &atoll_manifest::App, local: std::net::SocketAdd
 
 /// The compile cache directory, or `None` when the user has no home to keep one in (a
 /// shared directory such as /tmp is never used: cached artifacts are native code).
-fn default_cache_dir() -> Option<PathBuf> {
+pub(crate) fn default_cache_dir() -> Option<PathBuf> {
     if let Some(home) = std::env::var_os("ATOLL_HOME") {
         return Some(PathBuf::from(home).join("cache"));
     }

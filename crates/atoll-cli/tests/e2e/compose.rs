@@ -132,6 +132,21 @@ async fn a_handler_composed_with_auth_and_formatting_components_is_served() {
         logs.contains("composed: acme:fmt/format@1.0.0 <- `"),
         "{logs}"
     );
+
+    // The composition is cached by its inputs: one `.wasm` with its wiring beside it.
+    let cached = crate::common::shared_home().join("cache/composed");
+    let wirings: Vec<String> = std::fs::read_dir(&cached)
+        .expect("a composition cache")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wiring"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    assert!(
+        wirings
+            .iter()
+            .any(|w| w.contains("acme:auth/verify@1.0.0\tcomponent `auth`")),
+        "{wirings:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
