@@ -517,7 +517,8 @@ fn the_registry_can_come_from_the_user_config() {
 }
 
 /// A dependency from the registry: `atoll add` locks it and sets the dependency's
-/// version (adding no component), and `atoll inspect` and `atoll up` compose it.
+/// version (adding no component), and `atoll inspect` composes it (the loader shares
+/// that code with `atoll up`).
 #[test]
 fn a_registry_package_as_a_dependency_is_locked_and_composed() {
     let tmp = tempfile::tempdir().expect("tempdir");

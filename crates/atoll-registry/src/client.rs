@@ -316,6 +316,15 @@ impl Client {
     /// Resolve `spec` to the newest non-yanked matching version, verify it (see the
     /// module doc) and cache it. The caller writes the returned entry into `atoll.lock`.
     pub async fn add(&self, spec: &PackageSpec) -> Result<Added, Error> {
+        match self.add_once(spec).await {
+            // A yank logged between the listing and the tree head looks hidden; an honest
+            // server lists it on a second look, a hiding one does not.
+            Err(Error::HiddenYank { .. }) => self.add_once(spec).await,
+            other => other,
+        }
+    }
+
+    async fn add_once(&self, spec: &PackageSpec) -> Result<Added, Error> {
         let package = &spec.package;
         let list: PackageResponse = self.get_json(&format!("/v1/packages/{package}")).await?;
         let mut versions = Vec::new();
@@ -348,9 +357,8 @@ impl Client {
         let mut head = self.verified_head(&format!("{package}@{chosen}")).await?;
         let view = self.log_view(&mut head).await?;
         for release in &list.releases {
-            let logged = view
-                .yanks
-                .get(&(release.package.clone(), release.version.clone()));
+            let version = parse_version(&release.version)?.to_string();
+            let logged = view.yanks.get(&(release.package.clone(), version));
             match (release.yanked, logged) {
                 (false, Some((index, _))) => {
                     return Err(Error::HiddenYank {

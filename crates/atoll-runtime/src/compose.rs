@@ -233,7 +233,7 @@ fn inputs_digest(component: &Component, main: &[u8], deps: &[ResolvedDependency<
         !component.environment.is_empty(),
     ];
     let mut h = Sha256::new();
-    h.update(b"atoll-compose-v1\n");
+    h.update(b"atoll-compose-v2\n");
     h.update(grants.map(u8::from));
     h.update(Sha256::digest(main));
     for d in deps {
@@ -252,7 +252,13 @@ fn inputs_digest(component: &Component, main: &[u8], deps: &[ResolvedDependency<
 
 /// Write through a temporary file, so a reader never sees half a file.
 fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
@@ -354,11 +360,9 @@ pub fn compose(
         let world = &graph.types()[pkg.ty()];
         // What it would get from the host that the component was granted.
         if !d.entry.inherit_capabilities {
+            // Every import of a dependency is the host's: only the component's own
+            // imports are wired to dependencies.
             for imp in world.imports.keys() {
-                // An import another dependency satisfies is not the host's.
-                if chosen.contains_key(imp) {
-                    continue;
-                }
                 if let Some(grant) = shared_grant(component, imp) {
                     return Err(at(
                         d.entry,

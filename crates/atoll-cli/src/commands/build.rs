@@ -18,6 +18,8 @@ pub struct BuildCommand {
     /// The manifest file (instead of DIR/atoll.toml).
     #[arg(short = 'f', long = "file")]
     file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    oci: super::oci::OciArgs,
 }
 
 impl BuildCommand {
@@ -39,7 +41,7 @@ impl BuildCommand {
         tracing::info!("built {n_built} component(s) of app `{}`", app.name);
         // Then compose what has dependencies, as `atoll up` will (pulling and pinning
         // OCI dependencies first), so a wrong composition fails here.
-        super::oci::ensure_sources(&app, &super::oci::OciArgs::default())?;
+        super::oci::ensure_sources(&app, &self.oci)?;
         let home = super::share::atoll_home();
         let resolved = atoll_runtime::resolve_packages(&app, &home)?;
         let pinned = atoll_runtime::resolve_dependencies(&app, &home)?;

@@ -33,7 +33,9 @@ impl OciArgs {
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
         let credentials = dir.map(Credentials::docker_config).unwrap_or_default();
         if self.insecure {
-            tracing::warn!("--insecure: plain HTTP to non-loopback registries");
+            tracing::warn!(
+                "--insecure: plain HTTP to non-loopback registries; credentials from the Docker config go to them in the clear"
+            );
         }
         Client::new(ClientOptions {
             insecure: self.insecure,

@@ -213,7 +213,12 @@ async fn reload(
     };
     tracing::info!(app = %app.name, "change detected; reloading");
     let build_app = app.clone();
-    let built = tokio::task::spawn_blocking(move || super::build::build_stale(&build_app)).await;
+    // Build, then pull and pin any new `oci://` source or dependency, as `atoll up` does.
+    let built = tokio::task::spawn_blocking(move || {
+        super::build::build_stale(&build_app)?;
+        super::oci::ensure_sources(&build_app, &super::oci::OciArgs::default())
+    })
+    .await;
     let failed = match built {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(format!("{e:#}")),
