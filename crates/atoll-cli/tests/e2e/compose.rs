@@ -295,3 +295,39 @@ fn each_wrong_composition_says_what_is_wrong() {
         );
     }
 }
+
+/// The component's environment variables reach a dependency (through
+/// `wasi:cli/environment`, which Rust's std imports) only if it inherits them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dependency_sees_the_components_environment_only_if_it_inherits() {
+    let environment = r#"environment = { API_TOKEN = "s3cret-value" }"#;
+    let (ok, stderr) = up_fails(
+        &app(
+            r#""acme:auth/verify" = { component = "auth" }
+"acme:fmt" = { path = "{{COMPOSE_FMT}}" }"#,
+            environment,
+        ),
+        &[],
+        &[],
+    );
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("imports `wasi:cli/environment@0.2.6`, through which it would get component `api`'s `environment`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret-value"), "{stderr}");
+
+    let server = Running::start(app(
+        r#""acme:auth/verify" = { component = "auth", inherit_capabilities = true }
+"acme:fmt" = { path = "{{COMPOSE_FMT}}", inherit_capabilities = true }"#,
+        environment,
+    ));
+    let reply = get_with_headers(
+        &client(),
+        &server.url("/"),
+        &[("authorization", "Bearer letmein-alice")],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "Hello, alice! (formatted by acme:fmt)\n");
+}
