@@ -4,7 +4,17 @@
 //! dependency gets no capability unless the manifest grants it; and each way a
 //! composition can be wrong says so at the manifest line.
 
-use crate::common::{Running, TestApp, client, get_with_headers, up_fails};
+use crate::common::{Reply, Running, TestApp, client, get_with_headers, up_fails};
+
+/// GET `path` with alice's token (the one the auth component accepts).
+pub(crate) async fn as_alice(server: &Running, path: &str) -> Reply {
+    get_with_headers(
+        &client(),
+        &server.url(path),
+        &[("authorization", "Bearer letmein-alice")],
+    )
+    .await
+}
 
 fn app(dependencies: &str, grants: &str) -> TestApp {
     TestApp::new(&format!(
@@ -107,12 +117,7 @@ async fn a_handler_composed_with_auth_and_formatting_components_is_served() {
 
     let server = Running::start(composed);
     let c = client();
-    let ok = get_with_headers(
-        &c,
-        &server.url("/hello"),
-        &[("authorization", "Bearer letmein-alice")],
-    )
-    .await;
+    let ok = as_alice(&server, "/hello").await;
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.text(), "Hello, alice! (formatted by acme:fmt)\n");
     let refused = get_with_headers(
@@ -176,12 +181,7 @@ async fn a_dependency_gets_no_capability_it_was_not_granted() {
 "acme:fmt/format" = { path = "{{COMPOSE_FMT_GREEDY}}" }"#,
         "",
     ));
-    let reply = get_with_headers(
-        &client(),
-        &server.url("/"),
-        &[("authorization", "Bearer letmein-alice")],
-    )
-    .await;
+    let reply = as_alice(&server, "/").await;
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.text(),
@@ -218,12 +218,7 @@ async fn a_dependency_gets_no_capability_it_was_not_granted() {
 "acme:fmt/format" = { path = "{{COMPOSE_FMT_GREEDY}}", inherit_capabilities = true }"#,
         outbound,
     ));
-    let reply = get_with_headers(
-        &client(),
-        &server.url("/"),
-        &[("authorization", "Bearer letmein-alice")],
-    )
-    .await;
+    let reply = as_alice(&server, "/").await;
     assert_eq!(
         reply.text(),
         "Hello, alice! (greedy: refused: ErrorCode::ConnectionRefused)\n"
@@ -322,12 +317,7 @@ async fn a_dependency_sees_the_components_environment_only_if_it_inherits() {
 "acme:fmt" = { path = "{{COMPOSE_FMT}}", inherit_capabilities = true }"#,
         environment,
     ));
-    let reply = get_with_headers(
-        &client(),
-        &server.url("/"),
-        &[("authorization", "Bearer letmein-alice")],
-    )
-    .await;
+    let reply = as_alice(&server, "/").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "Hello, alice! (formatted by acme:fmt)\n");
 }

@@ -119,6 +119,19 @@ fn wkg() -> PathBuf {
     }
 }
 
+/// `atoll up TARGET` (an app directory or an `oci://` reference) with `home` as
+/// ATOLL_HOME and `docker` as DOCKER_CONFIG.
+fn serve(target: &Path, home: &Path, docker: &Path) -> Running {
+    let docker = docker.to_str().expect("utf-8 path");
+    Running::start_command(
+        Vec::new(),
+        &[target.to_path_buf()],
+        home,
+        &[],
+        &[("DOCKER_CONFIG", docker)],
+    )
+}
+
 /// Run `atoll ARGS` with `home` as ATOLL_HOME and `docker_config` as DOCKER_CONFIG.
 fn atoll(home: &Path, docker_config: &Path, args: &[&str]) -> Output {
     common::atoll_command()
@@ -397,13 +410,7 @@ async fn atoll_up_serves_a_bare_component_straight_from_a_registry() {
         test_programs_artifacts::HELLO,
         &reference,
     );
-    let server = Running::start_command(
-        Vec::new(),
-        &[PathBuf::from(&reference)],
-        home.path(),
-        &[],
-        &[("DOCKER_CONFIG", docker.path().to_str().expect("path"))],
-    );
+    let server = serve(Path::new(&reference), home.path(), docker.path());
     let reply = get(&client(), &server.url("/any/path")).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "Hello, world!\n");
@@ -439,14 +446,7 @@ component = "web"
     )
     .expect("write manifest");
     let server_app = app.path().to_path_buf();
-    let docker_env = [("DOCKER_CONFIG", docker.path().to_str().expect("path"))];
-    let server = Running::start_command(
-        Vec::new(),
-        std::slice::from_ref(&server_app),
-        home.path(),
-        &[],
-        &docker_env,
-    );
+    let server = serve(&server_app, home.path(), docker.path());
     let reply = get(&client(), &server.url("/x")).await;
     assert_eq!(reply.text(), "Hello, world!\n");
     let lock = std::fs::read_to_string(server_app.join("atoll.lock")).expect("atoll.lock written");
@@ -467,13 +467,7 @@ component = "web"
         &reference,
     );
     let fresh_home = tempfile::tempdir().expect("fresh home");
-    let again = Running::start_command(
-        Vec::new(),
-        std::slice::from_ref(&server_app),
-        fresh_home.path(),
-        &[],
-        &docker_env,
-    );
+    let again = serve(&server_app, fresh_home.path(), docker.path());
     let reply = get(&client(), &again.url("/x")).await;
     assert_eq!(
         reply.text(),
@@ -484,13 +478,7 @@ component = "web"
 
     // Without the lock, the tag resolves again, and the new pin is written.
     std::fs::remove_file(server_app.join("atoll.lock")).expect("rm lock");
-    let relocked = Running::start_command(
-        Vec::new(),
-        std::slice::from_ref(&server_app),
-        fresh_home.path(),
-        &[],
-        &docker_env,
-    );
+    let relocked = serve(&server_app, fresh_home.path(), docker.path());
     let reply = get(&client(), &relocked.url("/x")).await;
     assert_eq!(reply.text(), "info Method::Get /x\n");
     let lock = std::fs::read_to_string(server_app.join("atoll.lock")).expect("relocked");
@@ -603,19 +591,8 @@ component = "api"
         )),
     )
     .expect("write manifest");
-    let server = Running::start_command(
-        Vec::new(),
-        &[app.path().to_path_buf()],
-        home.path(),
-        &[],
-        &[("DOCKER_CONFIG", docker.path().to_str().expect("path"))],
-    );
-    let reply = common::get_with_headers(
-        &client(),
-        &server.url("/"),
-        &[("authorization", "Bearer letmein-alice")],
-    )
-    .await;
+    let server = serve(app.path(), home.path(), docker.path());
+    let reply = crate::compose::as_alice(&server, "/").await;
     assert_eq!(reply.text(), "Hello, alice! (formatted by acme:fmt)\n");
     assert!(
         server
