@@ -6,18 +6,37 @@
 
 mod commands;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 /// Build, share and run sandboxed WebAssembly components.
 #[derive(Parser)]
-#[command(name = "atoll", version, about, long_about = None)]
+#[command(name = "atoll", version, about, long_about = None, after_help = EXIT_CODES)]
 struct Cli {
+    /// Only warnings and errors on stderr (no progress, no info lines).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More detail on stderr: -v for debug lines, -vv for trace (ATOLL_LOG overrides both).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
+
+/// The exit codes, documented in `atoll --help`, the man page and the README.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  a runtime failure (a build command failed, a registry or backend is unreachable, ...)
+  2  a usage error (an unknown flag, a missing argument)
+  3  a manifest error (atoll.toml or spin.toml: the message names file, line and key)
+  4  a component error (a file that is missing, not a component, or does not compile or link)
+
+Examples:
+  atoll new http-rust hello && cd hello && atoll up
+  atoll inspect target/wasm32-wasip2/release/hello.wasm
+  atoll doctor";
 
 #[derive(Subcommand)]
 enum Command {
@@ -49,6 +68,113 @@ enum Command {
     Search(commands::search::SearchCommand),
     /// Run a component registry.
     Registry(commands::registry::RegistryCommand),
+    /// Create a new app from a template (`atoll new --list` shows them).
+    New(commands::new::NewCommand),
+    /// Check this machine, the toolchains and the app for what atoll needs, and say how
+    /// to fix what is missing.
+    Doctor(commands::doctor::DoctorCommand),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    Completions(commands::manual::CompletionsCommand),
+    /// Write man pages (atoll.1 and one per subcommand), generated from these definitions.
+    Man(commands::manual::ManCommand),
+}
+
+/// The examples each subcommand's `--help` ends with, by command path; a command that
+/// sets its own `after_help` keeps it (it holds its examples).
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "up",
+        "atoll up                                 the app in ./atoll.toml on 127.0.0.1:3000\n  atoll up examples/hello --listen 0.0.0.0:8080\n  atoll up --watch                         reload on every change\n  atoll up oci://127.0.0.1:5000/acme/hello:1.0",
+    ),
+    (
+        "watch",
+        "atoll watch                              the same as atoll up --watch",
+    ),
+    (
+        "build",
+        "atoll build                              build what is stale in ./atoll.toml\n  atoll build --force                      rebuild every component\n  atoll build examples/hello -v            stream each build tool's output",
+    ),
+    (
+        "inspect",
+        "atoll inspect                            the app in ./atoll.toml\n  atoll inspect hello.wasm                 a bare component: its WIT world, size, sha256, producers\n  atoll inspect --json | jq .components",
+    ),
+    ("key", "atoll key generate\n  atoll key show"),
+    ("key generate", "atoll key generate"),
+    ("key show", "atoll key show"),
+    (
+        "key grant",
+        "atoll key grant acme 'ed25519:...' --registry http://127.0.0.1:8070",
+    ),
+    (
+        "key revoke",
+        "atoll key revoke acme 'ed25519:...' --registry http://127.0.0.1:8070",
+    ),
+    (
+        "publish",
+        "atoll publish acme:hello@1.0.0 target/wasm32-wasip2/release/hello.wasm --registry http://127.0.0.1:8070",
+    ),
+    (
+        "yank",
+        "atoll yank acme:hello@1.0.0 --registry http://127.0.0.1:8070",
+    ),
+    (
+        "add",
+        "atoll add acme:hello@^1.0 --registry http://127.0.0.1:8070",
+    ),
+    (
+        "search",
+        "atoll search hello\n  atoll search --exports wasi:http/incoming-handler",
+    ),
+    (
+        "registry",
+        "atoll registry serve --listen 127.0.0.1:8070 --data ./registry-data",
+    ),
+    (
+        "registry serve",
+        "atoll registry serve --listen 127.0.0.1:8070 --data ./registry-data",
+    ),
+    (
+        "registry audit",
+        "atoll registry audit --registry http://127.0.0.1:8070",
+    ),
+    (
+        "doctor",
+        "atoll doctor                             this machine, and the app in . if there is one\n  atoll doctor examples/hello --listen 127.0.0.1:8080\n  atoll doctor --json",
+    ),
+    (
+        "completions",
+        "atoll completions bash > ~/.local/share/bash-completion/completions/atoll\n  atoll completions zsh > ~/.zfunc/_atoll\n  atoll completions fish > ~/.config/fish/completions/atoll.fish",
+    ),
+    (
+        "man",
+        "atoll man --out /usr/local/share/man/man1 && man atoll\n  atoll man --out target/man",
+    ),
+];
+
+/// The command definitions with every subcommand's examples in place.
+pub(crate) fn cli_command() -> clap::Command {
+    fn add(cmd: clap::Command, path: &str) -> clap::Command {
+        let mut cmd = cmd;
+        if cmd.get_after_help().is_none()
+            && let Some((_, ex)) = EXAMPLES.iter().find(|(p, _)| *p == path)
+        {
+            cmd = cmd.after_help(format!("Examples:\n  {ex}"));
+        }
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        for name in names {
+            let sub_path = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path} {name}")
+            };
+            cmd = cmd.mut_subcommand(name, |c| add(c, &sub_path));
+        }
+        cmd
+    }
+    add(<Cli as clap::CommandFactory>::command(), "")
 }
 
 /// mimalloc instead of glibc's malloc: per-request instances allocate many small, short-lived
@@ -57,7 +183,11 @@ enum Command {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let matches = cli_command().get_matches();
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // The dashboard's log tail sees what stderr gets, from the first line on.
     let tail = match &mut cli.command {
         Command::Up(cmd) | Command::Watch(cmd) if cmd.admin.is_some() => {
@@ -67,7 +197,17 @@ fn main() -> ExitCode {
         }
         _ => None,
     };
-    init_logging(tail);
+    let verbosity = if cli.quiet {
+        Verbosity::Quiet
+    } else {
+        match cli.verbose {
+            0 => Verbosity::Normal,
+            1 => Verbosity::Debug,
+            _ => Verbosity::Trace,
+        }
+    };
+    commands::set_verbosity(verbosity);
+    init_logging(tail, verbosity);
     let result = match cli.command {
         Command::Up(cmd) => cmd.execute(),
         Command::Watch(mut cmd) => {
@@ -85,20 +225,51 @@ fn main() -> ExitCode {
         Command::Push(cmd) => cmd.execute(),
         Command::Search(cmd) => cmd.execute(),
         Command::Registry(cmd) => cmd.execute(),
+        Command::New(cmd) => cmd.execute(),
+        Command::Doctor(cmd) => cmd.execute(),
+        Command::Completions(cmd) => cmd.execute(cli_command()),
+        Command::Man(cmd) => cmd.execute(cli_command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report(&e);
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&e))
         }
     }
 }
 
+/// The documented exit code of a failure (see [`EXIT_CODES`]): 4 when a component is
+/// at fault, 3 for the manifest, 1 otherwise (clap exits with 2 for usage errors).
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(d) = cause.downcast_ref::<atoll_manifest::Diagnostic>() {
+            return if d.is_about_component() { 4 } else { 3 };
+        }
+        if let Some(atoll_runtime::RuntimeError::Manifest(d)) =
+            cause.downcast_ref::<atoll_runtime::RuntimeError>()
+        {
+            return if d.is_about_component() { 4 } else { 3 };
+        }
+        if cause.downcast_ref::<atoll_engine::LoadError>().is_some()
+            || cause.downcast_ref::<commands::ComponentError>().is_some()
+            || matches!(
+                cause.downcast_ref::<atoll::Error>(),
+                Some(atoll::Error::Link { .. } | atoll::Error::InvalidComponent { .. })
+            )
+        {
+            return 4;
+        }
+    }
+    1
+}
+
+use commands::Verbosity;
+
 /// Print an error chain the way a user can act on it. Manifest diagnostics render with
 /// their file, line and help already.
 fn report(e: &anyhow::Error) {
-    let color = std::io::stderr().is_terminal();
+    let color = commands::stderr_color();
     let prefix = if color {
         "\x1b[1;31merror\x1b[0m"
     } else {
@@ -115,15 +286,20 @@ fn report(e: &anyhow::Error) {
     }
 }
 
-fn init_logging(tail: Option<atoll_admin::LogTail>) {
+fn init_logging(tail: Option<atoll_admin::LogTail>, verbosity: Verbosity) {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = EnvFilter::try_from_env("ATOLL_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn,hyper=warn,h2=warn"));
+    let default = match verbosity {
+        Verbosity::Quiet => "warn",
+        Verbosity::Normal => "info,wasmtime=warn,cranelift=warn,hyper=warn,h2=warn",
+        Verbosity::Debug => "debug,wasmtime=info,cranelift=warn,hyper=info,h2=info,rustls=info",
+        Verbosity::Trace => "trace,cranelift=info",
+    };
+    let filter = EnvFilter::try_from_env("ATOLL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(commands::stderr_color())
         .with_target(false);
     // The filter goes outermost: a callsite it disables is then never asked about again
     // (`Interest::never`, cached), as with `fmt().with_env_filter()`. Inside it, a layer

@@ -402,6 +402,15 @@ fn spawn_epoch_ticker(
     }
 }
 
+/// Whether this machine gets the fast memory reset (`PAGEMAP_SCAN`: Linux 6.7+ and no
+/// swap), or why not; what the engine logs at start, for `atoll doctor`.
+pub fn fast_memory_reset() -> Result<(), &'static str> {
+    match MemoryReset::for_this_machine() {
+        MemoryReset::PagemapScan => Ok(()),
+        MemoryReset::Zeroing { reason } => Err(reason),
+    }
+}
+
 /// How a pooled instance's memory is returned to a clean state after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MemoryReset {

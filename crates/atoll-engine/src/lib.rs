@@ -38,5 +38,6 @@ pub use component::{
 };
 pub use engine::{
     CacheOutcome, ComponentSpec, EPOCH_TICK, Engine, EngineBuilder, EngineConfig, MemoryResetMode,
+    fast_memory_reset,
 };
 pub use error::{LoadError, error_chain, io_reason};

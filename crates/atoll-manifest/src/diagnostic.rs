@@ -63,6 +63,7 @@ struct Inner {
     help: Option<String>,
     notes: Vec<String>,
     text: Option<Arc<SourceText>>,
+    about_component: bool,
 }
 
 impl Diagnostic {
@@ -75,6 +76,7 @@ impl Diagnostic {
             help: None,
             notes: Vec::new(),
             text: None,
+            about_component: false,
         }))
     }
 
@@ -116,6 +118,19 @@ impl Diagnostic {
     pub fn note(mut self, note: impl Into<String>) -> Self {
         self.0.notes.push(note.into());
         self
+    }
+
+    /// Mark the problem as one with a component the manifest names (its file is missing,
+    /// not a component, does not compile or link, lacks the export its trigger needs),
+    /// not with the manifest itself; the CLI exits with a different code for each.
+    pub fn about_component(mut self) -> Self {
+        self.0.about_component = true;
+        self
+    }
+
+    /// Whether [`Diagnostic::about_component`] marked it.
+    pub fn is_about_component(&self) -> bool {
+        self.0.about_component
     }
 
     /// The manifest path this problem is in, if known.

@@ -447,6 +447,7 @@ pub fn read_component(
 pub fn source_diagnostic(app: &App, component: &Component, message: String) -> Diagnostic {
     app.diagnostic(component.source_span.clone(), message)
         .key(format!("component.{}.source", component.name))
+        .about_component()
 }
 
 /// The engine's structured error, placed at the component's `source` line.

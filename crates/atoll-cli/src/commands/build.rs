@@ -1,5 +1,7 @@
 //! Run a component's `build` command when its `source` is missing or older than the
-//! files it watches, with a spinner while it runs.
+//! files it watches (`atoll build --force`: always), with a spinner while it runs (on a
+//! terminal), its time in a row per component, and the tool's output streamed with
+//! `-v` or shown whole when it fails.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -18,6 +20,9 @@ pub struct BuildCommand {
     /// The manifest file (instead of DIR/atoll.toml).
     #[arg(short = 'f', long = "file")]
     file: Option<std::path::PathBuf>,
+    /// Build every component, up to date or not.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     oci: super::oci::OciArgs,
 }
@@ -26,16 +31,46 @@ impl BuildCommand {
     pub fn execute(self) -> anyhow::Result<()> {
         let path = super::manifest_path(self.dir.as_deref(), self.file.as_deref());
         let app = atoll_manifest::load(&path)?;
-        let mut n_built = 0;
+        // One row per component: what happened and how long it took.
+        let mut rows: Vec<(String, String, Option<Duration>)> = Vec::new();
         for component in app.components.values() {
-            match &component.build {
-                Some(build) => {
-                    run_build(component, build, "atoll build")?;
-                    n_built += 1;
+            let Some(build) = &component.build else {
+                let source = component.path().map_or_else(
+                    || component.source_written.clone(),
+                    |p| p.display().to_string(),
+                );
+                rows.push((
+                    component.name.clone(),
+                    format!("no build command ({source})"),
+                    None,
+                ));
+                continue;
+            };
+            let reason = if self.force {
+                Some("--force".to_string())
+            } else {
+                needs_build(component, build)?
+            };
+            match reason {
+                Some(reason) => {
+                    let took = run_build(component, build, &reason)?;
+                    rows.push((
+                        component.name.clone(),
+                        format!("built ({reason})"),
+                        Some(took),
+                    ));
                 }
-                None => {
-                    tracing::info!(component = %component.name, "no build command; using {}", component.path().map_or_else(|| component.source_written.clone(), |p| p.display().to_string()))
-                }
+                None => rows.push((component.name.clone(), "up to date".to_string(), None)),
+            }
+        }
+        let n_built = rows.iter().filter(|r| r.2.is_some()).count();
+        if super::verbosity() > super::Verbosity::Quiet {
+            let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+            for (name, what, took) in &rows {
+                let took = took
+                    .map(|t| format!("{:>8.2}s  ", t.as_secs_f64()))
+                    .unwrap_or_else(|| format!("{:>8}   ", "-"));
+                eprintln!("  {name:width$}  {took}{what}");
             }
         }
         tracing::info!("built {n_built} component(s) of app `{}`", app.name);
@@ -115,7 +150,10 @@ fn needs_build(component: &Component, build: &BuildConfig) -> anyhow::Result<Opt
     let built = match std::fs::metadata(source).and_then(|m| m.modified()) {
         Ok(t) => t,
         Err(_) => {
-            return Ok(Some(format!("{} does not exist", source.display())));
+            return Ok(Some(format!(
+                "not built yet: {} does not exist",
+                component.source_written
+            )));
         }
     };
     for path in watched_files(component, build)? {
@@ -152,9 +190,16 @@ fn modified(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-fn run_build(component: &Component, build: &BuildConfig, reason: &str) -> anyhow::Result<()> {
+/// Run `build`'s command; returns how long it took. Its output (stdout and stderr, in
+/// the order written) streams to stderr with `--verbose`, and is shown whole if the
+/// build fails.
+fn run_build(component: &Component, build: &BuildConfig, reason: &str) -> anyhow::Result<Duration> {
     tracing::info!(component = %component.name, "building ({reason}): {}", build.command);
-    let spinner = if std::io::stderr().is_terminal() {
+    let stream = super::verbosity() >= super::Verbosity::Debug;
+    let spinner = if !stream
+        && super::verbosity() > super::Verbosity::Quiet
+        && std::io::stderr().is_terminal()
+    {
         let s = indicatif::ProgressBar::new_spinner();
         s.set_style(
             indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
@@ -167,36 +212,70 @@ fn run_build(component: &Component, build: &BuildConfig, reason: &str) -> anyhow
         None
     };
     let started = std::time::Instant::now();
-    let output = Command::new("sh")
+    // One pipe for both streams, so the log keeps the tool's own order.
+    let (reader, writer) =
+        std::io::pipe().context("cannot create a pipe for the build's output")?;
+    let writer2 = writer
+        .try_clone()
+        .context("cannot create a pipe for the build's output")?;
+    let mut child = Command::new("sh")
         .arg("-c")
         .arg(&build.command)
         .current_dir(&build.workdir)
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(writer2)
+        .spawn()
         .with_context(|| format!("cannot run the build command of `{}`", component.name))?;
+    let mut log = String::new();
+    {
+        use std::io::BufRead as _;
+        let mut reader = std::io::BufReader::new(reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    if stream {
+                        eprint!("  {} | {text}", component.name);
+                    }
+                    log.push_str(&text);
+                }
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("cannot wait for the build command of `{}`", component.name))?;
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
-    if !output.status.success() {
-        let mut log = String::from_utf8_lossy(&output.stderr).into_owned();
-        log.push_str(&String::from_utf8_lossy(&output.stdout));
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
+    if !status.success() {
         let hint = if log.contains("target may not be installed") {
-            "the Rust target is missing: run `rustup target add wasm32-wasip2`"
+            "the Rust target is missing: run `rustup target add wasm32-wasip2` (`atoll doctor` checks it)"
+        } else if log.contains("not found") {
+            "a program the build runs is missing: `atoll doctor` checks the toolchains"
         } else {
-            "fix the build, or run it by hand to see all of its output"
+            "fix the build; its whole output is above"
+        };
+        // The whole output, unless it streamed already (-v).
+        let shown = if stream {
+            String::new()
+        } else {
+            format!("{}\n", log.trim_end())
         };
         bail!(
-            "the build of component `{}` failed ({}): `{}` in {}\n{}\n{hint}",
+            "the build of component `{}` failed ({status}): `{}` in {}\n{shown}{hint}",
             component.name,
-            output.status,
             build.command,
             build.workdir.display(),
-            tail.join("\n")
         );
     }
-    tracing::info!(component = %component.name, "built in {:.1?}", started.elapsed());
-    Ok(())
+    let took = started.elapsed();
+    tracing::info!(component = %component.name, "built in {:.1?}", took);
+    Ok(took)
 }
 
 #[cfg(test)]

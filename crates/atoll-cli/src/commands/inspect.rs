@@ -197,11 +197,11 @@ fn write_stdout(out: &str) -> anyhow::Result<()> {
 fn bare(path: &std::path::Path, json: bool) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file = atoll_engine::describe_bytes(&bytes).map_err(|e| {
-        anyhow::anyhow!(
+        super::ComponentError(format!(
             "{} is not a component atoll can run: {e}\nhelp: {}",
             path.display(),
             e.help()
-        )
+        ))
     })?;
     if json {
         let mut s = serde_json::to_string_pretty(&json!({
@@ -212,6 +212,7 @@ fn bare(path: &std::path::Path, json: bool) -> anyhow::Result<String> {
             "exports": file.exports,
             "imports": file.imports,
             "producers": producers_json(&file),
+            "wit": wit_world(&bytes),
         }))
         .context("cannot encode the report as JSON")?;
         s.push('\n');
@@ -224,7 +225,33 @@ fn bare(path: &std::path::Path, json: bool) -> anyhow::Result<String> {
     field(&mut s, "exports", &or_none(file.exports.clone()));
     field(&mut s, "imports", &or_none(file.imports.clone()));
     field(&mut s, "built by", &or_none(producers_text(&file)));
+    match wit_world(&bytes) {
+        Some(wit) => {
+            let _ = writeln!(s, "  wit:");
+            for line in wit.lines() {
+                let line = line.trim_end();
+                if line.is_empty() {
+                    s.push('\n');
+                } else {
+                    let _ = writeln!(s, "    {line}");
+                }
+            }
+        }
+        None => field(&mut s, "wit", &["(cannot be decoded)".to_string()]),
+    }
     Ok(s)
+}
+
+/// The component's world as WIT text (`package root:component; world root { ... }`,
+/// imports and exports by interface name), as `wasm-tools component wit` prints it; `None`
+/// if wit-component cannot decode it.
+fn wit_world(bytes: &[u8]) -> Option<String> {
+    let decoded = wit_component::decode(bytes).ok()?;
+    let resolve = decoded.resolve();
+    let package = decoded.package();
+    let mut printer = wit_component::WitPrinter::default();
+    printer.print(resolve, package, &[]).ok()?;
+    Some(printer.output.to_string())
 }
 
 /// The producers entries as JSON objects.

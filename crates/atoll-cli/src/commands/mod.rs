@@ -3,8 +3,11 @@
 pub mod add;
 pub mod build;
 pub mod call;
+pub mod doctor;
 pub mod inspect;
 pub mod key;
+pub mod manual;
+pub mod new;
 pub mod oci;
 pub mod publish;
 pub mod pull;
@@ -27,3 +30,57 @@ pub(crate) fn manifest_path(
         (None, None) => std::path::PathBuf::from(atoll_manifest::MANIFEST_FILE),
     }
 }
+
+/// How much goes to stderr: `--quiet`, default, `-v`, `-vv`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Debug,
+    Trace,
+}
+
+static VERBOSITY: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+
+/// Set once by `main` from the global flags.
+pub fn set_verbosity(v: Verbosity) {
+    VERBOSITY.store(v as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The global `--quiet` / `--verbose` setting.
+pub fn verbosity() -> Verbosity {
+    match VERBOSITY.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => Verbosity::Quiet,
+        1 => Verbosity::Normal,
+        2 => Verbosity::Debug,
+        _ => Verbosity::Trace,
+    }
+}
+
+/// Whether stderr gets colors: a terminal, and neither `NO_COLOR` nor `TERM=dumb`
+/// (<https://no-color.org>); `CLICOLOR_FORCE=1` forces them.
+pub fn stderr_color() -> bool {
+    use std::io::IsTerminal;
+    if std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| v != "0") {
+        return true;
+    }
+    std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var("TERM").as_deref() != Ok("dumb")
+}
+
+/// The same for stdout (tables and findings a terminal shows in color).
+pub fn stdout_color() -> bool {
+    use std::io::IsTerminal;
+    if std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| v != "0") {
+        return true;
+    }
+    std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var("TERM").as_deref() != Ok("dumb")
+}
+
+/// A bad component given on the command line (not through a manifest): exit code 4.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ComponentError(pub String);
