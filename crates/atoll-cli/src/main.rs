@@ -101,6 +101,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("key", "atoll key generate\n  atoll key show"),
     ("key generate", "atoll key generate"),
     ("key show", "atoll key show"),
+    ("key list", "atoll key list"),
     (
         "key grant",
         "atoll key grant acme 'ed25519:...' --registry http://127.0.0.1:8070",

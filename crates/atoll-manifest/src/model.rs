@@ -34,6 +34,8 @@ pub struct App {
     pub http: HttpSettings,
     /// Every trigger, in manifest order.
     pub triggers: Vec<Trigger>,
+    /// Where `[app]` is written.
+    pub(crate) app_span: Span,
     pub(crate) source: Arc<SourceText>,
 }
 
@@ -52,6 +54,22 @@ impl App {
             Trigger::Cron(c) => Some(c),
             _ => None,
         })
+    }
+
+    /// Refuse to serve an app without triggers (nothing would ever run). Parsing accepts
+    /// one, so `atoll build` and `atoll inspect` work on a set of plugins.
+    pub fn check_triggers(&self) -> Result<(), Diagnostic> {
+        if !self.triggers.is_empty() {
+            return Ok(());
+        }
+        Err(
+            Diagnostic::new("the app has no triggers, so nothing would ever run")
+                .at(&self.source, self.app_span.clone())
+                .key("trigger")
+                .help(
+                    "add `[[trigger.http]]` with `route = \"/...\"` and `component = \"NAME\"`, or `[[trigger.cron]]` with `schedule = \"0 * * * *\"` and `component = \"NAME\"`",
+                ),
+        )
     }
 
     /// The manifest file, as named in messages.

@@ -77,6 +77,7 @@ pub fn parse(text: String, display_path: &Path, dir: &Path) -> Result<App, Diagn
             hosts: parsed.hosts,
         },
         triggers: parsed.triggers,
+        app_span: parsed.app_span,
         source,
     })
 }
@@ -88,6 +89,7 @@ struct Parsed {
     variables: Vec<Variable>,
     components: BTreeMap<String, Component>,
     triggers: Vec<Trigger>,
+    app_span: Span,
 }
 
 type Entry<'a, 'i> = (
@@ -241,17 +243,10 @@ impl Cx<'_> {
         }
         // Manifest order across kinds: each trigger's span lies inside its own table.
         triggers.sort_by_key(|t| t.span().start);
-        if triggers.is_empty() {
-            return Err(
-                Diagnostic::new("the app has no triggers, so nothing would ever run")
-                    .at(self.src, app.span())
-                    .key("trigger")
-                    .help(
-                        "add `[[trigger.http]]` with `route = \"/...\"` and `component = \"NAME\"`, or `[[trigger.cron]]` with `schedule = \"0 * * * *\"` and `component = \"NAME\"`",
-                    ),
-            );
-        }
+        // An app without triggers parses (`atoll build` and `atoll inspect` work on a
+        // set of plugins); serving one is refused by `App::check_triggers`.
         Ok(Parsed {
+            app_span: app.span(),
             name: name.to_string(),
             version,
             hosts,

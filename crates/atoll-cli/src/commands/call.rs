@@ -13,7 +13,12 @@ use clap::Args;
 #[command(after_help = "\
 Arguments are WAVE values, one per parameter: \"text\", 5, -3, 'c', true, [1, 2],
 {x: 3, y: -4}, some(\"hi\"), none, ok(1), err(\"no\"), circle(2), {read, write}.
-Quote them for your shell: atoll call vowels.wasm count-vowels '\"hello\"'
+Quote them for your shell.
+
+Examples:
+  atoll call vowels.wasm count-vowels '\"hello\"'
+  atoll call plugin.wasm --list
+  atoll call fetch.wasm get '\"https://example.com/\"' --allow-outbound https://example.com
 
 Nothing is granted by default: no files, no network, no environment variables.")]
 pub struct CallCommand {

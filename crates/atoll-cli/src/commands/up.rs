@@ -142,6 +142,7 @@ impl UpCommand {
         let mut apps = Vec::new();
         for path in &manifest_paths {
             let app = atoll_manifest::load(path)?;
+            app.check_triggers()?;
             if let Some(other) = apps
                 .iter()
                 .find(|a: &&atoll_manifest::App| a.name == app.name)

@@ -204,7 +204,10 @@ async fn reload(
     local: SocketAddr,
 ) -> Option<(App, bool)> {
     let started = Instant::now();
-    let app = match atoll_manifest::load(manifest) {
+    let app = match atoll_manifest::load(manifest).and_then(|app| {
+        app.check_triggers()?;
+        Ok(app)
+    }) {
         Ok(app) => app,
         Err(d) => {
             report(&format!("{d}"));
