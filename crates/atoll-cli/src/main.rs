@@ -104,39 +104,39 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("key list", "atoll key list"),
     (
         "key grant",
-        "atoll key grant acme 'ed25519:...' --registry http://127.0.0.1:8070",
+        "atoll key grant --namespace acme PUBLIC_KEY_HEX --registry http://127.0.0.1:8080\n  (PUBLIC_KEY_HEX: the 64 hex digits `atoll key show` prints for the other key)",
     ),
     (
         "key revoke",
-        "atoll key revoke acme 'ed25519:...' --registry http://127.0.0.1:8070",
+        "atoll key revoke --namespace acme PUBLIC_KEY_HEX --registry http://127.0.0.1:8080",
     ),
     (
         "publish",
-        "atoll publish acme:hello@1.0.0 target/wasm32-wasip2/release/hello.wasm --registry http://127.0.0.1:8070",
+        "atoll publish target/wasm32-wasip2/release/hello.wasm --package acme:hello --version 1.0.0 --registry http://127.0.0.1:8080",
     ),
     (
         "yank",
-        "atoll yank acme:hello@1.0.0 --registry http://127.0.0.1:8070",
+        "atoll yank acme:hello@1.0.0 --registry http://127.0.0.1:8080",
     ),
     (
         "add",
-        "atoll add acme:hello@^1.0 --registry http://127.0.0.1:8070",
+        "atoll add acme:hello@^1.0 --registry http://127.0.0.1:8080\n  atoll add acme:hello@1.2.0 --component greeter",
     ),
     (
         "search",
-        "atoll search hello\n  atoll search --exports wasi:http/incoming-handler",
+        "atoll search hello --registry http://127.0.0.1:8080\n  atoll search --exports wasi:http/incoming-handler --json",
     ),
     (
         "registry",
-        "atoll registry serve --listen 127.0.0.1:8070 --data ./registry-data",
+        "atoll registry serve --listen 127.0.0.1:8080 --data ./registry-data\n  atoll registry audit --registry http://127.0.0.1:8080",
     ),
     (
         "registry serve",
-        "atoll registry serve --listen 127.0.0.1:8070 --data ./registry-data",
+        "atoll registry serve --listen 127.0.0.1:8080 --data ./registry-data\n  atoll registry serve --db postgres://postgres@127.0.0.1:5432/test",
     ),
     (
         "registry audit",
-        "atoll registry audit --registry http://127.0.0.1:8070",
+        "atoll registry audit --registry http://127.0.0.1:8080",
     ),
     (
         "doctor",

@@ -19,14 +19,24 @@ enum KeyAction {
         /// Name of the key.
         #[arg(long, default_value = "default")]
         name: String,
+        /// Print JSON: name, id, public key, private key file.
+        #[arg(long)]
+        json: bool,
     },
     /// List keys with their ids.
-    List,
+    List {
+        /// Print JSON: a list of {name, id, public_key}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a key's id and public key.
     Show {
         /// Name of the key.
         #[arg(long, default_value = "default")]
         name: String,
+        /// Print JSON: name, id, public key.
+        #[arg(long)]
+        json: bool,
     },
     /// Let another key publish in a namespace (signed with one of its current keys).
     Grant(KeyChangeArgs),
@@ -52,33 +62,66 @@ impl KeyCommand {
     pub fn execute(self) -> anyhow::Result<()> {
         let home = atoll_home();
         match self.action {
-            KeyAction::Generate { name } => {
+            KeyAction::Generate { name, json } => {
                 let key = home.generate_key(&name)?;
-                println!("generated key `{name}`: {}", key.public().key_id());
-                println!(
-                    "  private: {}",
-                    home.keys_dir().join(format!("{name}.key")).display()
-                );
-                println!("  public:  {}", key.public().to_hex());
+                let private = home.keys_dir().join(format!("{name}.key"));
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({
+                            "name": name,
+                            "id": key.public().key_id(),
+                            "public_key": key.public().to_hex(),
+                            "private_key_file": private.display().to_string(),
+                        }))?
+                    );
+                } else {
+                    println!("generated key `{name}`: {}", key.public().key_id());
+                    println!("  private: {}", private.display());
+                    println!("  public:  {}", key.public().to_hex());
+                }
             }
-            KeyAction::List => {
+            KeyAction::List { json } => {
                 let names = home.list_keys()?;
-                if names.is_empty() {
+                if names.is_empty() && !json {
                     eprintln!(
                         "no keys in {}; create one with `atoll key generate`",
                         home.keys_dir().display()
                     );
                 }
+                let mut list = Vec::new();
                 for name in names {
                     let key = home.load_key(&name)?;
-                    println!("{name}\t{}", key.public().key_id());
+                    if json {
+                        list.push(serde_json::json!({
+                            "name": name,
+                            "id": key.public().key_id(),
+                            "public_key": key.public().to_hex(),
+                        }));
+                    } else {
+                        println!("{name}\t{}", key.public().key_id());
+                    }
+                }
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&list)?);
                 }
             }
-            KeyAction::Show { name } => {
+            KeyAction::Show { name, json } => {
                 let key = home.load_key(&name)?;
-                println!("name:       {name}");
-                println!("id:         {}", key.public().key_id());
-                println!("public key: {}", key.public().to_hex());
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({
+                            "name": name,
+                            "id": key.public().key_id(),
+                            "public_key": key.public().to_hex(),
+                        }))?
+                    );
+                } else {
+                    println!("name:       {name}");
+                    println!("id:         {}", key.public().key_id());
+                    println!("public key: {}", key.public().to_hex());
+                }
             }
             KeyAction::Grant(args) => {
                 let (signer, subject, client) = args.prepare()?;

@@ -135,7 +135,7 @@ impl NewCommand {
                     "toolchains": t.info.toolchains,
                 }))?
             );
-        } else {
+        } else if super::verbosity() > super::Verbosity::Quiet {
             eprintln!(
                 "created `{name}` in {} from the {} template ({} files)",
                 dir.display(),

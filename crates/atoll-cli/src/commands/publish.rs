@@ -25,6 +25,9 @@ pub struct PublishCommand {
     key: String,
     #[command(flatten)]
     registry: RegistryArg,
+    /// Print JSON: package, version, registry, log_index, key_id.
+    #[arg(long)]
+    json: bool,
 }
 
 impl PublishCommand {
@@ -38,11 +41,24 @@ impl PublishCommand {
         atoll_registry::wit::World::of_component(&self.path.display().to_string(), &bytes)?;
         let client = self.registry.client()?;
         let log_index = runtime()?.block_on(client.publish(&key, &package, &version, bytes))?;
-        println!(
-            "published {package}@{version} to {} (log entry {log_index}, signed by {})",
-            client.url(),
-            key.public().key_id()
-        );
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "package": package.to_string(),
+                    "version": version.to_string(),
+                    "registry": client.url().to_string(),
+                    "log_index": log_index,
+                    "key_id": key.public().key_id().to_string(),
+                }))?
+            );
+        } else {
+            println!(
+                "published {package}@{version} to {} (log entry {log_index}, signed by {})",
+                client.url(),
+                key.public().key_id()
+            );
+        }
         Ok(())
     }
 }
