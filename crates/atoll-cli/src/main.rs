@@ -247,10 +247,21 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if let Some(d) = cause.downcast_ref::<atoll_manifest::Diagnostic>() {
             return if d.is_about_component() { 4 } else { 3 };
         }
-        if let Some(atoll_runtime::RuntimeError::Manifest(d)) =
-            cause.downcast_ref::<atoll_runtime::RuntimeError>()
-        {
+        let located = match cause.downcast_ref::<atoll_runtime::RuntimeError>() {
+            Some(atoll_runtime::RuntimeError::Manifest(d)) => Some(&**d),
+            _ => None,
+        }
+        .or_else(|| cause.downcast_ref::<atoll_http::RouteError>()?.diagnostic())
+        .or_else(|| {
+            cause
+                .downcast_ref::<atoll_cron::CronError>()
+                .map(|e| e.diagnostic())
+        });
+        if let Some(d) = located {
             return if d.is_about_component() { 4 } else { 3 };
+        }
+        if cause.downcast_ref::<commands::UsageError>().is_some() {
+            return 2;
         }
         if cause.downcast_ref::<atoll_engine::LoadError>().is_some()
             || cause.downcast_ref::<commands::ComponentError>().is_some()
@@ -314,5 +325,72 @@ fn init_logging(tail: Option<atoll_admin::LogTail>, verbosity: Verbosity) {
             .with(filter)
             .init(),
         None => tracing_subscriber::registry().with(fmt).with(filter).init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Shell words of one example command, single quotes removed.
+    fn words(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut word = String::new();
+        let mut quoted = false;
+        for c in line.chars() {
+            match c {
+                '\'' => quoted = !quoted,
+                c if c.is_whitespace() && !quoted => {
+                    if !word.is_empty() {
+                        out.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        if !word.is_empty() {
+            out.push(word);
+        }
+        out
+    }
+
+    /// Every `atoll ...` line of every command's help examples parses with the real
+    /// definitions (the command itself, before a comment column, `&&`, `|` or `>`).
+    #[test]
+    fn every_help_example_parses() {
+        fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
+            if let Some(help) = cmd.get_after_help() {
+                for line in help.to_string().lines() {
+                    let line = line.trim_start();
+                    if !line.starts_with("atoll ") {
+                        continue;
+                    }
+                    let mut command = line.split("  ").next().unwrap_or(line);
+                    for cut in [" && ", " | ", " > "] {
+                        command = command.split(cut).next().unwrap_or(command);
+                    }
+                    out.push(command.trim().to_string());
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, out);
+            }
+        }
+        let cmd = super::cli_command();
+        let mut examples = Vec::new();
+        walk(&cmd, &mut examples);
+        assert!(examples.len() >= 30, "{examples:?}");
+        for example in &examples {
+            let args = words(example);
+            if let Err(e) = cmd.clone().try_get_matches_from(&args) {
+                panic!("the example `{example}` does not parse: {e}");
+            }
+        }
+        // A wrong example is caught: the parse is not a formality.
+        let wrong = words("atoll call x.wasm f '\"a\"' --memory");
+        assert!(cmd.clone().try_get_matches_from(&wrong).is_ok());
+        assert!(
+            cmd.clone()
+                .try_get_matches_from(words("atoll key grant acme KEY"))
+                .is_err()
+        );
     }
 }

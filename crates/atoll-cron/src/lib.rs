@@ -59,6 +59,13 @@ enum Entry {
 #[error("{0}")]
 pub struct CronError(Box<Diagnostic>);
 
+impl CronError {
+    /// The diagnostic, located at the component's `source`.
+    pub fn diagnostic(&self) -> &Diagnostic {
+        &self.0
+    }
+}
+
 /// One trigger of one app version, ready to tick.
 struct Job {
     app: Arc<str>,

@@ -46,6 +46,16 @@ pub enum RouteError {
     NotHttp(Box<Diagnostic>),
 }
 
+impl RouteError {
+    /// The located diagnostic, when the problem is a component's.
+    pub fn diagnostic(&self) -> Option<&Diagnostic> {
+        match self {
+            RouteError::NotHttp(d) => Some(d),
+            RouteError::Conflict(_) => None,
+        }
+    }
+}
+
 /// A routed component: its admission state and instances, and its HTTP view.
 pub(crate) struct Target {
     pub(crate) component: Arc<ServedComponent>,

@@ -255,7 +255,7 @@ fn run_build(component: &Component, build: &BuildConfig, reason: &str) -> anyhow
     if !status.success() {
         let hint = if log.contains("target may not be installed") {
             "the Rust target is missing: run `rustup target add wasm32-wasip2` (`atoll doctor` checks it)"
-        } else if log.contains("not found") {
+        } else if status.code() == Some(127) {
             "a program the build runs is missing: `atoll doctor` checks the toolchains"
         } else {
             "fix the build; its whole output is above"

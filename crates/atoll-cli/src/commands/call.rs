@@ -18,7 +18,8 @@ Quote them for your shell.
 Examples:
   atoll call vowels.wasm count-vowels '\"hello\"'
   atoll call plugin.wasm --list
-  atoll call fetch.wasm get '\"https://example.com/\"' --allow-outbound https://example.com
+  atoll call --allow-outbound https://example.com fetch.wasm get '\"https://example.com/\"'
+(flags go before the component: everything after the function is a WAVE argument)
 
 Nothing is granted by default: no files, no network, no environment variables.")]
 pub struct CallCommand {
@@ -76,6 +77,13 @@ impl CallCommand {
             .max_instances(4)
             .fuel(self.fuel.is_some())
             .build()?;
+        if !self.component.is_file() {
+            return Err(super::ComponentError(format!(
+                "{} does not exist or is not a file: give the path of a component (.wasm)",
+                self.component.display()
+            ))
+            .into());
+        }
         let plugin = runtime
             .load_file(&self.component, &policy, &limits)
             .await

@@ -327,39 +327,69 @@ fn check_js(findings: &mut Vec<Finding>, needs: Option<&Vec<&str>>) {
     }
 }
 
-/// The program each build command starts with must be on PATH (or a path that exists).
+/// Shell words that are not programs on PATH.
+const BUILTINS: &[&str] = &[
+    "cd", "exit", "true", "false", "echo", "export", "set", "unset", "test", "[", "[[", ":", ".",
+    "source", "printf", "read", "if", "then", "else", "elif", "fi", "for", "while", "do", "done",
+    "case", "esac", "{", "}", "(", ")", "!", "exec", "command", "type", "pwd",
+];
+
+/// The programs a shell command line runs: the first word of each simple command
+/// (split at `&&`, `||`, `;`, `|` and braces), after any `VAR=value` words; shell
+/// builtins and words with `$` are left out (they cannot be checked without running).
+fn programs(command: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in command.split(['&', ';', '|', '{', '}', '(', ')', '\n']) {
+        let mut words = part.split_whitespace().skip_while(|w| {
+            w.split_once('=').is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        });
+        let Some(first) = words.next() else { continue };
+        // `[ -d x ] || npm install`: the test is a builtin; what follows it is its own part.
+        if BUILTINS.contains(&first) || first.contains('$') || first.starts_with('-') {
+            continue;
+        }
+        if !out.iter().any(|p| p == first) {
+            out.push(first.to_string());
+        }
+    }
+    out
+}
+
+/// Every program a build command runs must be on PATH (or, given as a path, exist).
 fn check_build_programs(app: &atoll_manifest::App, findings: &mut Vec<Finding>) {
     for c in app.components.values() {
         let Some(b) = &c.build else { continue };
-        // The first word of the first simple command, e.g. `cargo` in `cargo build ...`.
-        let Some(program) = b
-            .command
-            .split(['&', ';', '|'])
-            .map(str::trim)
-            .find(|s| !s.is_empty() && !s.starts_with('['))
-            .and_then(|s| s.split_whitespace().next())
-        else {
-            continue;
-        };
-        let found = if program.contains('/') {
-            b.workdir.join(program).exists()
-        } else {
-            on_path(program)
-        };
-        if found {
+        let missing: Vec<String> = programs(&b.command)
+            .into_iter()
+            .filter(|program| {
+                if program.contains('/') {
+                    !b.workdir.join(program).exists()
+                } else {
+                    !on_path(program)
+                }
+            })
+            .collect();
+        if missing.is_empty() {
             findings.push(ok(
                 format!("build:{}", c.name),
-                format!("`{program}` is there for `{}`", b.command),
+                format!("the programs of `{}` are there", b.command),
             ));
         } else {
+            let list = missing
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
             findings.push(bad(
                 Status::Error,
                 format!("build:{}", c.name),
                 format!(
-                    "the build command `{}` runs `{program}`, which is not on PATH",
+                    "the build command `{}` runs {list}, which is not on PATH",
                     b.command
                 ),
-                format!("install `{program}`, or put the directory that holds it on PATH"),
+                format!("install {list}, or put the directory that holds it on PATH"),
             ));
         }
     }
@@ -498,5 +528,25 @@ fn check_kernel(findings: &mut Vec<Finding>) {
             ),
             "run on Linux 6.7 or later with swap off (`swapoff -a`) for the fast reset",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::programs;
+
+    #[test]
+    fn the_programs_of_a_build_command_skip_builtins_and_assignments() {
+        assert_eq!(programs("cargo build --release"), ["cargo"]);
+        assert_eq!(
+            programs("cd guest && RUSTFLAGS=-g cargo build; wasm-tools strip x.wasm"),
+            ["cargo", "wasm-tools"]
+        );
+        assert_eq!(
+            programs("{ [ -x node_modules/.bin/x ] || npm install; } && npm run build"),
+            ["npm"]
+        );
+        assert_eq!(programs("exit 1"), Vec::<String>::new());
+        assert_eq!(programs("./build.sh"), ["./build.sh"]);
     }
 }

@@ -70,6 +70,17 @@ struct Report<'a> {
 
 impl InspectCommand {
     pub fn execute(self) -> anyhow::Result<()> {
+        if let Some(missing) = self
+            .dir
+            .as_deref()
+            .filter(|p| !p.exists() && p.extension().is_some_and(|e| e == "wasm"))
+        {
+            return Err(super::ComponentError(format!(
+                "{} does not exist: give the path of a component file (or of an app directory)",
+                missing.display()
+            ))
+            .into());
+        }
         if let Some(file) = self.dir.as_deref().filter(|p| p.is_file()) {
             if self.component.is_some() || self.runtime_config.is_some() {
                 anyhow::bail!(

@@ -32,40 +32,20 @@ impl ManCommand {
     pub fn execute(self, cmd: clap::Command) -> Result<()> {
         std::fs::create_dir_all(&self.out)
             .with_context(|| format!("cannot create {}", self.out.display()))?;
-        let mut written = 0;
-        write_pages(
-            &cmd.clone().bin_name("atoll"),
-            "atoll",
-            &self.out,
-            &mut written,
-        )?;
+        // One page per command, named and with a synopsis by its full path
+        // (`atoll-key-generate.1`: `atoll key generate [OPTIONS]`), global flags included.
+        clap_mangen::generate_to(cmd.bin_name("atoll"), &self.out)
+            .with_context(|| format!("cannot write the man pages to {}", self.out.display()))?;
         if super::verbosity() > super::Verbosity::Quiet {
-            eprintln!("wrote {written} man pages to {}", self.out.display());
+            let n = std::fs::read_dir(&self.out)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.file_name().to_string_lossy().ends_with(".1"))
+                        .count()
+                })
+                .unwrap_or(0);
+            eprintln!("wrote {n} man pages to {}", self.out.display());
         }
         Ok(())
     }
-}
-
-/// One page for `cmd` and one for each of its subcommands (`atoll-key-generate.1`).
-fn write_pages(
-    cmd: &clap::Command,
-    name: &str,
-    dir: &std::path::Path,
-    written: &mut usize,
-) -> Result<()> {
-    let cmd = cmd.clone().name(name.to_string());
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone())
-        .render(&mut page)
-        .context("cannot render a man page")?;
-    let path = dir.join(format!("{name}.1"));
-    std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
-    *written += 1;
-    for sub in cmd.get_subcommands() {
-        if sub.get_name() == "help" {
-            continue;
-        }
-        write_pages(sub, &format!("{name}-{}", sub.get_name()), dir, written)?;
-    }
-    Ok(())
 }

@@ -80,6 +80,12 @@ pub fn stdout_color() -> bool {
         && std::env::var("TERM").as_deref() != Ok("dumb")
 }
 
+/// Arguments that parse but make no sense (an unknown template, a bad name, an address
+/// that is not one): exit code 2, as clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// A bad component given on the command line (not through a manifest): exit code 4.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -14,6 +14,21 @@ use serde::Deserialize;
 
 static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
+/// Names cargo refuses for a package or a binary (they clash with its output
+/// directories or Rust's own crates); the Rust templates use the app name for both.
+const CARGO_RESERVED: &[&str] = &[
+    "build",
+    "deps",
+    "examples",
+    "incremental",
+    "test",
+    "core",
+    "std",
+    "alloc",
+    "proc_macro",
+    "proc-macro",
+];
+
 /// A template's `template.toml`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,21 +121,30 @@ impl NewCommand {
             return Ok(());
         }
         let (Some(template), Some(name)) = (self.template, self.name) else {
-            bail!(
-                "give a template and a name, e.g. `atoll new http-rust hello` (see `atoll new --list`)"
-            );
+            return Err(super::UsageError(
+                "give a template and a name, e.g. `atoll new http-rust hello` (see `atoll new --list`)".into(),
+            )
+            .into());
         };
         let Some(t) = all.iter().find(|t| t.name == template) else {
             let names: Vec<&str> = all.iter().map(|t| t.name).collect();
             let hint = atoll_manifest::did_you_mean(&template, &names)
                 .map(|s| format!("did you mean `{s}`? "))
                 .unwrap_or_default();
-            bail!(
+            return Err(super::UsageError(format!(
                 "there is no template `{template}`: {hint}the templates are {} (`atoll new --list` describes them)",
                 names.join(", ")
-            );
+            ))
+            .into());
         };
-        atoll_manifest::check_name(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+        atoll_manifest::check_name(&name).map_err(super::UsageError)?;
+        if t.info.toolchains.iter().any(|t| t == "rust") && CARGO_RESERVED.contains(&name.as_str())
+        {
+            return Err(super::UsageError(format!(
+                "`{name}` cannot name a Rust package (cargo reserves it): pick another name"
+            ))
+            .into());
+        }
         let dir = self.dir.unwrap_or_else(|| PathBuf::from(&name));
         let written = instantiate(t, &name, &dir)?;
         if self.json {

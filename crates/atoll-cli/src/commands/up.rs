@@ -118,11 +118,11 @@ impl UpCommand {
                 })?,
             }),
         };
-        let addr: std::net::SocketAddr = self.listen.parse().with_context(|| {
-            format!(
+        let addr: std::net::SocketAddr = self.listen.parse().map_err(|_| {
+            super::UsageError(format!(
                 "--listen `{}` is not an address like 127.0.0.1:3000",
                 self.listen
-            )
+            ))
         })?;
 
         // OpenTelemetry: only the standard OTEL_* variables, read (and checked) up front.

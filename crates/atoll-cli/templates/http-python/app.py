@@ -13,7 +13,7 @@ from componentize_py_types import Ok
 
 class IncomingHandler(exports.IncomingHandler):
     def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
-        path = request.path_with_query() or "/"
+        path = (request.path_with_query() or "/").split("?", 1)[0]
         if path == "/":
             status, text = 200, "Hello from {{name}}!\n"
         else:

@@ -123,13 +123,18 @@ fn new_lists_the_templates_and_refuses_bad_input_without_writing() {
     // An unknown template: a suggestion, the list, nothing written.
     let out = atoll(&["new", "http-rsut", "x"], tmp.path());
     let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("did you mean `http-rust`?"), "{stderr}");
     // A bad name: what is allowed.
     let out = atoll(&["new", "http-rust", "Bad Name"], tmp.path());
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("lowercase letters"), "{stderr}");
+    // A name cargo reserves, for a Rust template.
+    let out = atoll(&["new", "http-rust", "deps"], tmp.path());
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cargo reserves it"), "{stderr}");
     // A directory with something in it is left alone.
     std::fs::create_dir(tmp.path().join("taken")).expect("mkdir");
     std::fs::write(tmp.path().join("taken/mine.txt"), "keep").expect("write");
