@@ -598,3 +598,95 @@ component = "api"
         "{shown}"
     );
 }
+
+/// `--json` on the verbs scripts read: keys, publish, add, yank, each parsed and its
+/// fields checked against what the registry and the files say.
+#[test]
+fn the_registry_verbs_print_json_for_scripts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::start(&tmp.path().join("data"));
+    let home = tmp.path().join("home");
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(&app).expect("mkdir");
+    let url = registry.url.as_str();
+    let json = |out: String| -> serde_json::Value {
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    };
+
+    let generated = json(ok(atoll(
+        &home,
+        tmp.path(),
+        url,
+        &["key", "generate", "--json"],
+    )));
+    let id = generated["id"].as_str().expect("id").to_string();
+    assert!(id.starts_with("ed25519:"), "{generated}");
+    assert!(
+        Path::new(generated["private_key_file"].as_str().expect("file")).is_file(),
+        "{generated}"
+    );
+    let shown = json(ok(atoll(
+        &home,
+        tmp.path(),
+        url,
+        &["key", "show", "--json"],
+    )));
+    assert_eq!(shown["id"], id.as_str());
+    assert_eq!(shown["public_key"], generated["public_key"]);
+    let listed = json(ok(atoll(
+        &home,
+        tmp.path(),
+        url,
+        &["key", "list", "--json"],
+    )));
+    assert_eq!(listed[0]["name"], "default", "{listed}");
+    assert_eq!(listed[0]["id"], id.as_str());
+
+    let hello = test_programs_artifacts::HELLO;
+    let published = json(ok(atoll(
+        &home,
+        tmp.path(),
+        url,
+        &[
+            "publish",
+            hello,
+            "--package",
+            "acme:hello",
+            "--version",
+            "1.0.0",
+            "--json",
+        ],
+    )));
+    assert_eq!(published["package"], "acme:hello", "{published}");
+    assert_eq!(published["version"], "1.0.0");
+    assert_eq!(published["key_id"], id.as_str());
+    assert!(published["log_index"].is_u64(), "{published}");
+
+    let added = json(ok(atoll(
+        &home,
+        &app,
+        url,
+        &["add", "acme:hello", "--json"],
+    )));
+    let sum = Command::new("sha256sum")
+        .arg(hello)
+        .output()
+        .expect("sha256sum");
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    let sum = sum.split_whitespace().next().expect("digest");
+    assert!(
+        added["sha256"].as_str().is_some_and(|s| s.ends_with(sum)),
+        "{added} vs {sum}"
+    );
+    assert_eq!(added["version"], "1.0.0");
+    assert_eq!(added["publisher"], id.as_str(), "{added}");
+
+    let yanked = json(ok(atoll(
+        &home,
+        tmp.path(),
+        url,
+        &["yank", "acme:hello@1.0.0", "--json"],
+    )));
+    assert_eq!(yanked["yanked"], true, "{yanked}");
+    assert_eq!(yanked["package"], "acme:hello");
+}

@@ -25,6 +25,10 @@ pub struct AddCommand {
     component: Option<String>,
     #[command(flatten)]
     registry: RegistryArg,
+    /// Print JSON: package, version, sha256, publisher, lockfile, and the component (or
+    /// dependency) of atoll.toml that now uses it.
+    #[arg(long)]
+    json: bool,
 }
 
 impl AddCommand {
@@ -72,29 +76,53 @@ impl AddCommand {
             None => None,
         };
         lock.save(&lock_path)?;
-        println!(
-            "added {}@{} to {} (sha256 {}, publisher {})",
-            locked.name,
-            locked.version,
-            lock_path.display(),
-            locked.sha256,
-            locked.publisher
-        );
-        match edited {
+        if !self.json {
+            println!(
+                "added {}@{} to {} (sha256 {}, publisher {})",
+                locked.name,
+                locked.version,
+                lock_path.display(),
+                locked.sha256,
+                locked.publisher
+            );
+        }
+        let used_by = match edited {
             Some((name, doc)) => {
                 std::fs::write(&manifest_path, doc.to_string()).map_err(|e| {
                     anyhow::anyhow!("cannot write {}: {e}", manifest_path.display())
                 })?;
-                println!(
-                    "{name} in {} now uses {}@{req}",
-                    manifest_path.display(),
-                    locked.name
-                );
+                if !self.json {
+                    println!(
+                        "{name} in {} now uses {}@{req}",
+                        manifest_path.display(),
+                        locked.name
+                    );
+                }
+                Some(name)
             }
-            None => println!(
-                "use it in atoll.toml: source = {{ package = \"{}\", version = \"{req}\" }}",
-                locked.name
-            ),
+            None => {
+                if !self.json {
+                    println!(
+                        "use it in atoll.toml: source = {{ package = \"{}\", version = \"{req}\" }}",
+                        locked.name
+                    );
+                }
+                None
+            }
+        };
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "package": locked.name.to_string(),
+                    "version": locked.version.to_string(),
+                    "requirement": req,
+                    "sha256": locked.sha256.to_string(),
+                    "publisher": locked.publisher.to_string(),
+                    "lockfile": lock_path.display().to_string(),
+                    "used_by": used_by,
+                }))?
+            );
         }
         Ok(())
     }

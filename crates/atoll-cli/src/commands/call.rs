@@ -35,6 +35,10 @@ pub struct CallCommand {
     /// List the exported functions with their signatures, and exit.
     #[arg(long)]
     list: bool,
+    /// Print JSON: `{"function", "result"}` (the result in WAVE), or with --list a list
+    /// of signatures.
+    #[arg(long)]
+    json: bool,
     /// Give the guest an environment variable (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -89,8 +93,13 @@ impl CallCommand {
             .await
             .with_context(|| format!("cannot load {}", self.component.display()))?;
         if self.list {
-            for f in plugin.functions() {
-                println!("{f}");
+            if self.json {
+                let list: Vec<String> = plugin.functions().iter().map(|f| f.to_string()).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for f in plugin.functions() {
+                    println!("{f}");
+                }
             }
             return Ok(());
         }
@@ -113,7 +122,15 @@ impl CallCommand {
                 return Err(anyhow::Error::new(e).context(format!("{function} failed{flag}")));
             }
         };
-        if !out.is_empty() {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "function": function,
+                    "result": if out.is_empty() { None } else { Some(&out) },
+                }))?
+            );
+        } else if !out.is_empty() {
             println!("{out}");
         }
         Ok(())

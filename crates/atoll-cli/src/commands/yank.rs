@@ -18,6 +18,9 @@ pub struct YankCommand {
     key: String,
     #[command(flatten)]
     registry: RegistryArg,
+    /// Print JSON: package, version.
+    #[arg(long)]
+    json: bool,
 }
 
 impl YankCommand {
@@ -31,7 +34,18 @@ impl YankCommand {
         let key = atoll_home().load_key(&self.key)?;
         let client = self.registry.client()?;
         runtime()?.block_on(client.yank(&key, &package, &version))?;
-        println!("yanked {package}@{version}");
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "package": package.to_string(),
+                    "version": version.to_string(),
+                    "yanked": true,
+                }))?
+            );
+        } else {
+            println!("yanked {package}@{version}");
+        }
         Ok(())
     }
 }

@@ -142,6 +142,35 @@ fn colors_only_on_a_terminal_unless_forced() {
     );
 }
 
+/// On a real terminal (a pty from util-linux `script`), errors are red; `NO_COLOR`
+/// turns that off.
+#[test]
+fn errors_are_red_on_a_terminal_and_plain_with_no_color() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let on_tty = |no_color: bool| {
+        let mut c = Command::new("script");
+        c.args(["-qec", &format!("{BIN} inspect missing.wasm"), "/dev/null"])
+            .current_dir(tmp.path())
+            .env_remove("CLICOLOR_FORCE")
+            .env("TERM", "xterm");
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        let out = c.output().expect("run script (util-linux)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let colored = on_tty(false);
+    assert!(colored.contains("\x1b[1;31merror\x1b[0m"), "{colored:?}");
+    let plain = on_tty(true);
+    assert!(
+        plain.contains("error: missing.wasm does not exist"),
+        "{plain:?}"
+    );
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+}
+
 #[test]
 fn bash_loads_the_completions_and_completes_subcommands_and_flags() {
     let tmp = tempfile::tempdir().expect("tempdir");
