@@ -259,6 +259,14 @@ fn plugin_rust_builds_and_runs_in_the_example_host() {
         stderr.contains("record 2: dropped by tagger: not a JSON object"),
         "{stderr}"
     );
+    // A plugin has nothing to serve: `atoll up` says so, pointing at the manifest.
+    let out = atoll(&["up", "--listen", "127.0.0.1:0"], &dir);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the app has no triggers") && stderr.contains("atoll.toml:"),
+        "{stderr}"
+    );
 }
 
 #[test]
