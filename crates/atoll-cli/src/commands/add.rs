@@ -111,18 +111,15 @@ impl AddCommand {
             }
         };
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "package": locked.name.to_string(),
-                    "version": locked.version.to_string(),
-                    "requirement": req,
-                    "sha256": locked.sha256.to_string(),
-                    "publisher": locked.publisher.to_string(),
-                    "lockfile": lock_path.display().to_string(),
-                    "used_by": used_by,
-                }))?
-            );
+            super::print_json(&serde_json::json!({
+                "package": locked.name.to_string(),
+                "version": locked.version.to_string(),
+                "requirement": req,
+                "sha256": locked.sha256.to_string(),
+                "publisher": locked.publisher.to_string(),
+                "lockfile": lock_path.display().to_string(),
+                "used_by": used_by,
+            }))?;
         }
         Ok(())
     }

@@ -95,7 +95,7 @@ impl CallCommand {
         if self.list {
             if self.json {
                 let list: Vec<String> = plugin.functions().iter().map(|f| f.to_string()).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                super::print_json(&list)?;
             } else {
                 for f in plugin.functions() {
                     println!("{f}");
@@ -123,13 +123,10 @@ impl CallCommand {
             }
         };
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "function": function,
-                    "result": if out.is_empty() { None } else { Some(&out) },
-                }))?
-            );
+            super::print_json(&serde_json::json!({
+                "function": function,
+                "result": if out.is_empty() { None } else { Some(&out) },
+            }))?;
         } else if !out.is_empty() {
             println!("{out}");
         }

@@ -112,13 +112,10 @@ impl DoctorCommand {
 
         let failed = findings.iter().any(|f| f.status == Status::Error);
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "ok": !failed,
-                    "findings": findings,
-                }))?
-            );
+            super::print_json(&serde_json::json!({
+                "ok": !failed,
+                "findings": findings,
+            }))?;
         } else {
             print_text(&findings);
         }

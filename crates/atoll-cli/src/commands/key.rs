@@ -66,15 +66,12 @@ impl KeyCommand {
                 let key = home.generate_key(&name)?;
                 let private = home.keys_dir().join(format!("{name}.key"));
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&serde_json::json!({
-                            "name": name,
-                            "id": key.public().key_id(),
-                            "public_key": key.public().to_hex(),
-                            "private_key_file": private.display().to_string(),
-                        }))?
-                    );
+                    super::print_json(&serde_json::json!({
+                        "name": name,
+                        "id": key.public().key_id(),
+                        "public_key": key.public().to_hex(),
+                        "private_key_file": private.display().to_string(),
+                    }))?;
                 } else {
                     println!("generated key `{name}`: {}", key.public().key_id());
                     println!("  private: {}", private.display());
@@ -103,20 +100,17 @@ impl KeyCommand {
                     }
                 }
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&list)?);
+                    super::print_json(&list)?;
                 }
             }
             KeyAction::Show { name, json } => {
                 let key = home.load_key(&name)?;
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&serde_json::json!({
-                            "name": name,
-                            "id": key.public().key_id(),
-                            "public_key": key.public().to_hex(),
-                        }))?
-                    );
+                    super::print_json(&serde_json::json!({
+                        "name": name,
+                        "id": key.public().key_id(),
+                        "public_key": key.public().to_hex(),
+                    }))?;
                 } else {
                     println!("name:       {name}");
                     println!("id:         {}", key.public().key_id());

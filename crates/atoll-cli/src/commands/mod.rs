@@ -61,23 +61,35 @@ pub fn verbosity() -> Verbosity {
 /// (<https://no-color.org>); `CLICOLOR_FORCE=1` forces them.
 pub fn stderr_color() -> bool {
     use std::io::IsTerminal;
-    if std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| v != "0") {
-        return true;
-    }
-    std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        && std::env::var("TERM").as_deref() != Ok("dumb")
+    colors_for(std::io::stderr().is_terminal())
 }
 
 /// The same for stdout (tables and findings a terminal shows in color).
 pub fn stdout_color() -> bool {
     use std::io::IsTerminal;
+    colors_for(std::io::stdout().is_terminal())
+}
+
+fn colors_for(terminal: bool) -> bool {
     if std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| v != "0") {
         return true;
     }
-    std::io::stdout().is_terminal()
+    terminal
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && std::env::var("TERM").as_deref() != Ok("dumb")
+}
+
+/// Print `value` as pretty JSON on stdout, the `--json` of every command (a closed pipe,
+/// as in `atoll ... --json | head`, is not an error).
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let text = serde_json::to_string_pretty(value)?;
+    match writeln!(std::io::stdout(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to stdout"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Arguments that parse but make no sense (an unknown template, a bad name, an address

@@ -111,7 +111,7 @@ impl NewCommand {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                super::print_json(&list)?;
             } else {
                 let width = all.iter().map(|t| t.name.len()).max().unwrap_or(0);
                 for t in &all {
@@ -149,16 +149,13 @@ impl NewCommand {
         let written = instantiate(t, &name, &dir)?;
         if self.json {
             let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "template": t.name,
-                    "name": name,
-                    "dir": dir.display().to_string(),
-                    "files": files,
-                    "toolchains": t.info.toolchains,
-                }))?
-            );
+            super::print_json(&serde_json::json!({
+                "template": t.name,
+                "name": name,
+                "dir": dir.display().to_string(),
+                "files": files,
+                "toolchains": t.info.toolchains,
+            }))?;
         } else if super::verbosity() > super::Verbosity::Quiet {
             eprintln!(
                 "created `{name}` in {} from the {} template ({} files)",

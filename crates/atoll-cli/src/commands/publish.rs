@@ -42,16 +42,13 @@ impl PublishCommand {
         let client = self.registry.client()?;
         let log_index = runtime()?.block_on(client.publish(&key, &package, &version, bytes))?;
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "package": package.to_string(),
-                    "version": version.to_string(),
-                    "registry": client.url().to_string(),
-                    "log_index": log_index,
-                    "key_id": key.public().key_id().to_string(),
-                }))?
-            );
+            super::print_json(&serde_json::json!({
+                "package": package.to_string(),
+                "version": version.to_string(),
+                "registry": client.url().to_string(),
+                "log_index": log_index,
+                "key_id": key.public().key_id().to_string(),
+            }))?;
         } else {
             println!(
                 "published {package}@{version} to {} (log entry {log_index}, signed by {})",

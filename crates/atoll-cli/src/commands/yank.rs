@@ -35,14 +35,11 @@ impl YankCommand {
         let client = self.registry.client()?;
         runtime()?.block_on(client.yank(&key, &package, &version))?;
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "package": package.to_string(),
-                    "version": version.to_string(),
-                    "yanked": true,
-                }))?
-            );
+            super::print_json(&serde_json::json!({
+                "package": package.to_string(),
+                "version": version.to_string(),
+                "yanked": true,
+            }))?;
         } else {
             println!("yanked {package}@{version}");
         }

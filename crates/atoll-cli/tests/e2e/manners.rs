@@ -207,6 +207,32 @@ _atoll atoll --sh up; echo "flags: ${{COMPREPLY[*]}}"
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A man page as `man -l` renders it, as plain text: without a terminal, grotty still
+/// marks bold as `X\bX`, so only the last of each such pair is kept.
+fn render_man(page: &Path) -> String {
+    let out = Command::new("man")
+        .args(["-l", "-P", "cat"])
+        .arg(page)
+        .env("MANWIDTH", "100")
+        .output()
+        .expect("run man");
+    assert!(
+        out.status.success(),
+        "man -l {}: {}",
+        page.display(),
+        stderr(&out)
+    );
+    let mut text = String::new();
+    for c in String::from_utf8_lossy(&out.stdout).chars() {
+        if c == '\u{8}' {
+            text.pop();
+        } else {
+            text.push(c);
+        }
+    }
+    text
+}
+
 #[test]
 fn man_pages_render_with_man_for_atoll_and_each_subcommand() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -222,40 +248,12 @@ fn man_pages_render_with_man_for_atoll_and_each_subcommand() {
     ] {
         assert!(pages.join(page).is_file(), "no {page}");
     }
-    // `man -l` renders the page through groff; -ww warns on bad roff.
-    let out = Command::new("man")
-        .args(["-l", "-P", "cat"])
-        .arg(pages.join("atoll-up.1"))
-        .env("MANWIDTH", "100")
-        .env("MAN_KEEP_FORMATTING", "0")
-        .output()
-        .expect("run man");
-    // Without a terminal, grotty still marks bold as `X\bX`: keep the last of each.
-    let mut page = String::new();
-    for c in String::from_utf8_lossy(&out.stdout).chars() {
-        if c == '\u{8}' {
-            page.pop();
-        } else {
-            page.push(c);
-        }
-    }
-    assert!(out.status.success(), "{}", stderr(&out));
+    // `man -l` renders each page through groff.
+    let page = render_man(&pages.join("atoll-up.1"));
     assert!(page.contains("--shutdown-grace"), "{page}");
     assert!(page.contains("Examples:"), "{page}");
     // A subcommand's page names it by its full path, global flags included.
-    let out = Command::new("man")
-        .args(["-l", "-P", "cat"])
-        .arg(pages.join("atoll-key-generate.1"))
-        .output()
-        .expect("run man");
-    let mut page = String::new();
-    for c in String::from_utf8_lossy(&out.stdout).chars() {
-        if c == '\u{8}' {
-            page.pop();
-        } else {
-            page.push(c);
-        }
-    }
+    let page = render_man(&pages.join("atoll-key-generate.1"));
     // (groff justifies lines: compare with single spaces)
     let page = page.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
