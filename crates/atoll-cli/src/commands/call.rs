@@ -81,9 +81,9 @@ impl CallCommand {
             .max_instances(4)
             .fuel(self.fuel.is_some())
             .build()?;
-        if !self.component.is_file() {
+        if !self.component.exists() {
             return Err(super::ComponentError(format!(
-                "{} does not exist or is not a file: give the path of a component (.wasm)",
+                "cannot read {}: no such file; give the path of a component (.wasm)",
                 self.component.display()
             ))
             .into());
