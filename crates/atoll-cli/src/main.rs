@@ -44,6 +44,15 @@ enum Command {
     Up(commands::up::UpCommand),
     /// `atoll up --watch`: serve, and reload on every change to the app.
     Watch(commands::up::UpCommand),
+    /// Run a stateless fleet node: serve every deployed app, converging on the desired
+    /// state in NATS JetStream.
+    Node(commands::fleet::NodeCommand),
+    /// Deploy an app to a fleet: stage it on every live node, then commit (zero downtime).
+    Deploy(commands::fleet::DeployCommand),
+    /// Show a fleet: each app's desired version and what every live node serves.
+    Status(commands::fleet::StatusCommand),
+    /// Make an app's previous version current again on every fleet node.
+    Rollback(commands::fleet::RollbackCommand),
     /// Call an exported function of any component once; arguments and result in WAVE.
     Call(commands::call::CallCommand),
     /// Run the build command of every component of an app.
@@ -85,6 +94,22 @@ const EXAMPLES: &[(&str, &str)] = &[
     (
         "up",
         "atoll up                                 the app in ./atoll.toml on 127.0.0.1:3000\n  atoll up examples/hello --listen 0.0.0.0:8080\n  atoll up --watch                         reload on every change\n  atoll up oci://127.0.0.1:5000/acme/hello:1.0",
+    ),
+    (
+        "node",
+        "atoll node --nats nats://127.0.0.1:4222 --listen 0.0.0.0:8080 --state /var/lib/atoll\n  atoll node --nats nats://nats:4222 --name node-a --runtime-config runtime.toml --state ./state",
+    ),
+    (
+        "deploy",
+        "atoll deploy examples/hello --nats nats://127.0.0.1:4222\n  atoll deploy --nats nats://127.0.0.1:4222 --timeout 30s --json",
+    ),
+    (
+        "status",
+        "atoll status --nats nats://127.0.0.1:4222\n  atoll status --nats nats://127.0.0.1:4222 --json | jq .nodes",
+    ),
+    (
+        "rollback",
+        "atoll rollback hello --nats nats://127.0.0.1:4222",
     ),
     (
         "watch",
@@ -215,6 +240,10 @@ fn main() -> ExitCode {
             cmd.watch = true;
             cmd.execute()
         }
+        Command::Node(cmd) => cmd.execute(),
+        Command::Deploy(cmd) => cmd.execute(),
+        Command::Status(cmd) => cmd.execute(),
+        Command::Rollback(cmd) => cmd.execute(),
         Command::Call(cmd) => cmd.execute(),
         Command::Build(cmd) => cmd.execute(),
         Command::Inspect(cmd) => cmd.execute(),
@@ -304,7 +333,7 @@ fn init_logging(tail: Option<atoll_admin::LogTail>, verbosity: Verbosity) {
     use tracing_subscriber::util::SubscriberInitExt;
     let default = match verbosity {
         Verbosity::Quiet => "warn",
-        Verbosity::Normal => "info,wasmtime=warn,cranelift=warn,hyper=warn,h2=warn",
+        Verbosity::Normal => "info,wasmtime=warn,cranelift=warn,hyper=warn,h2=warn,async_nats=warn",
         Verbosity::Debug => "debug,wasmtime=info,cranelift=warn,hyper=info,h2=info,rustls=info",
         Verbosity::Trace => "trace,cranelift=info",
     };

@@ -55,6 +55,18 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ServerBody>, Infallible> {
     let started = std::time::Instant::now();
+    if let Some(ready) = &state.config.health
+        && let Some(probe) = req.uri().path().strip_prefix("/.atoll/")
+    {
+        match probe {
+            "live" => return Ok(plain(StatusCode::OK, "live\n")),
+            "ready" if ready.load(std::sync::atomic::Ordering::Acquire) => {
+                return Ok(plain(StatusCode::OK, "ready\n"));
+            }
+            "ready" => return Ok(plain(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")),
+            _ => {}
+        }
+    }
     let host = req
         .uri()
         .host()

@@ -55,6 +55,11 @@ pub struct HttpConfig {
     /// Where request spans go, if anywhere: one server span per routed request (a child
     /// of the caller's `traceparent`), with its host calls as children. Off by default.
     pub tracer: Option<atoll_capabilities::trace::Tracer>,
+    /// With a flag, the server itself answers `GET /.atoll/live` (200 while the process
+    /// serves) and `GET /.atoll/ready` (200 while the flag is set, else 503) before any
+    /// route, for load balancers and Kubernetes probes (`atoll node`). Off by default, so
+    /// an app served by `atoll up` may own those paths.
+    pub health: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for HttpConfig {
@@ -71,6 +76,7 @@ impl Default for HttpConfig {
             pin_workers: true,
             metrics: atoll_runtime::Metrics::default(),
             tracer: None,
+            health: None,
         }
     }
 }

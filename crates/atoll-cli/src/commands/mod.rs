@@ -4,6 +4,7 @@ pub mod add;
 pub mod build;
 pub mod call;
 pub mod doctor;
+pub mod fleet;
 pub mod inspect;
 pub mod key;
 pub mod manual;
