@@ -69,6 +69,8 @@ struct Inner {
     control: ArcSwapOption<Control>,
     changed: Notify,
     book: Mutex<Book>,
+    /// Held while a report is put; `true` once the node deregistered (no report after).
+    reporting: tokio::sync::Mutex<bool>,
 }
 
 /// What the node serves and knows, under one lock (never held across an await).
@@ -111,6 +113,7 @@ impl Node {
                 control: ArcSwapOption::empty(),
                 changed: Notify::new(),
                 book: Mutex::new(Book::default()),
+                reporting: tokio::sync::Mutex::new(false),
             }),
         };
         let desired = node.inner.state.desired();
@@ -559,7 +562,13 @@ impl Node {
             let Some(control) = self.inner.control.load_full() else {
                 continue;
             };
-            match control.put_node(&self.report()).await {
+            let deregistered = self.inner.reporting.lock().await;
+            if *deregistered {
+                return;
+            }
+            let put = control.put_node(&self.report()).await;
+            drop(deregistered);
+            match put {
                 Ok(()) => warned = false,
                 Err(e) if !warned => {
                     tracing::warn!("control plane: cannot put this node's report: {e}");
@@ -582,6 +591,8 @@ impl Node {
 
     /// A graceful stop, last step: remove this node's report from the control plane.
     pub async fn deregister(&self) {
+        let mut deregistered = self.inner.reporting.lock().await;
+        *deregistered = true;
         if let Some(control) = self.inner.control.load_full() {
             match tokio::time::timeout(
                 Duration::from_secs(2),

@@ -9,6 +9,7 @@ mod cron;
 mod fairness;
 mod files;
 mod flags;
+mod fleet;
 mod hostile;
 mod inspect;
 mod keyvalue;

@@ -1,0 +1,624 @@
+//! Fleet mode end to end: a test-owned `nats-server -js` on a free port, three `atoll
+//! node` processes, `atoll deploy` / `status` / `rollback`, and bounded load from a Rust
+//! client spread over the nodes. Versions differ by an environment variable of the `env`
+//! guest (its body names it), so every response says which version served it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::common::{BIN, atoll_command, client, free_port, send, signal};
+
+/// A nats-server of the test's own, file-backed, on a free port.
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nats {
+    fn start() -> Self {
+        let mut n = Self {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        n.up();
+        n
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn up(&mut self) {
+        let child = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian's nats-server package; .ci/run installs it)");
+        self.child = Some(child);
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), "TERM");
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One `atoll node` process.
+struct Node {
+    child: Option<Child>,
+    name: String,
+    port: u16,
+    state: PathBuf,
+    log: PathBuf,
+}
+
+impl Node {
+    fn start(nats: &str, name: &str, root: &Path) -> Self {
+        let mut n = Self {
+            child: None,
+            name: name.to_string(),
+            port: free_port(),
+            state: root.join(format!("{name}-state")),
+            log: root.join(format!("{name}.log")),
+        };
+        n.up(nats);
+        n
+    }
+
+    fn up(&mut self, nats: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("node log");
+        let child = atoll_command()
+            .args([
+                "node",
+                "--nats",
+                nats,
+                "--name",
+                &self.name,
+                "--anti-entropy",
+                "2",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--state")
+            .arg(&self.state)
+            .args(["--workers", "1", "--shutdown-grace", "5"])
+            .env("ATOLL_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("run atoll node");
+        self.child = Some(child);
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "node {} did not start:\n{}",
+                self.name,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), "KILL");
+            let _ = c.wait();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), "TERM");
+            let t = Instant::now();
+            loop {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                if t.elapsed() > Duration::from_secs(20) {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!("node {} did not stop on SIGTERM", self.name);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An app directory whose `env` component sees `VERSION=<version>`.
+fn app_dir(root: &Path, version: &str) -> PathBuf {
+    let dir = root.join(format!("app-{version}"));
+    std::fs::create_dir_all(&dir).expect("app dir");
+    std::fs::write(
+        dir.join("atoll.toml"),
+        format!(
+            "[app]\nname = \"demo\"\n\n[component.env]\nsource = \"{}\"\nenvironment = {{ VERSION = \"{version}\" }}\n\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"env\"\n",
+            test_programs_artifacts::ENV
+        ),
+    )
+    .expect("manifest");
+    dir
+}
+
+/// Run an `atoll` subcommand to its end: (success, stdout, stderr).
+fn atoll(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run atoll");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn deploy(dir: &Path, nats: &str) -> (bool, String, String) {
+    atoll(&[
+        "deploy",
+        dir.to_str().expect("utf-8 path"),
+        "--nats",
+        nats,
+        "--timeout",
+        "60s",
+    ])
+}
+
+fn status(nats: &str) -> serde_json::Value {
+    let (ok, out, err) = atoll(&["status", "--nats", nats, "--json"]);
+    assert!(ok, "atoll status failed: {err}");
+    serde_json::from_str(&out).expect("status JSON")
+}
+
+/// The version a response body names (`env VERSION=v2` -> 2).
+fn version_of(body: &str) -> Option<u32> {
+    body.lines()
+        .find_map(|l| l.strip_prefix("env VERSION=v"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+async fn served_version(node: &Node) -> Option<u32> {
+    let r = send(&client(), "GET", &node.url("/"), bytes::Bytes::new())
+        .await
+        .ok()?;
+    (r.status == 200).then(|| version_of(&r.text())).flatten()
+}
+
+/// What a load run saw: per node, the versions of its responses in order, and its
+/// failures.
+#[derive(Default, Debug)]
+struct Seen {
+    versions: BTreeMap<String, Vec<u32>>,
+    failures: BTreeMap<String, Vec<String>>,
+}
+
+/// Bounded load: per node, two sequential keep-alive clients; a client that sees a
+/// failure stops (a balancer takes a failing node out), so a killed node costs at most
+/// its in-flight requests. Ends when `stop` is set, or after 120 s.
+fn load(nodes: &[(String, u16)], stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Seen> {
+    let nodes = nodes.to_vec();
+    tokio::spawn(async move {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let mut tasks = Vec::new();
+        for (name, port) in nodes {
+            for _ in 0..2 {
+                let (name, stop, seen) = (name.clone(), stop.clone(), seen.clone());
+                tasks.push(tokio::spawn(async move {
+                    let c = client();
+                    let url = format!("http://127.0.0.1:{port}/");
+                    let t = Instant::now();
+                    while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(120) {
+                        let r = send(&c, "GET", &url, bytes::Bytes::new()).await;
+                        let mut s = seen.lock().expect("lock");
+                        match r {
+                            Ok(r) if r.status == 200 && version_of(&r.text()).is_some() => {
+                                let v = version_of(&r.text()).unwrap_or_default();
+                                s.versions.entry(name.clone()).or_default().push(v);
+                            }
+                            Ok(r) => {
+                                s.failures.entry(name.clone()).or_default().push(format!(
+                                    "{}: {}",
+                                    r.status,
+                                    r.text()
+                                ));
+                                return;
+                            }
+                            Err(e) => {
+                                s.failures.entry(name.clone()).or_default().push(e);
+                                return;
+                            }
+                        }
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        std::mem::take(&mut *seen.lock().expect("lock"))
+    })
+}
+
+/// Wait until every node serves `version` (each node's own answer), or fail after 30 s.
+async fn wait_all_serve(nodes: &[&Node], version: u32) {
+    let t = Instant::now();
+    for n in nodes {
+        while served_version(n).await != Some(version) {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "node {} does not serve v{version}:\n{}",
+                n.name,
+                n.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn assert_monotonic(seen: &Seen) {
+    for (node, versions) in &seen.versions {
+        assert!(
+            versions.windows(2).all(|w| w[0] <= w[1]),
+            "node {node} went back to an older version: {versions:?}"
+        );
+    }
+}
+
+fn node_names(status: &serde_json::Value) -> Vec<String> {
+    status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_converges_deploys_under_load_and_refuses_what_does_not_verify() {
+    let root = tempfile::tempdir().expect("temp");
+    let nats = Nats::start();
+    let url = nats.url();
+    let nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| Node::start(&url, n, root.path()))
+        .collect();
+    // No app yet: a node with nothing to serve is ready (its desired state is empty).
+    let r = send(
+        &client(),
+        "GET",
+        &nodes[0].url("/.atoll/ready"),
+        bytes::Bytes::new(),
+    )
+    .await
+    .expect("ready");
+    assert_eq!((r.status, r.text().as_str()), (200, "ready\n"));
+
+    // v1 converges on every node.
+    let (ok, out, err) = deploy(&app_dir(root.path(), "v1"), &url);
+    assert!(ok, "deploy v1 failed:\n{out}\n{err}\n{}", nodes[0].logs());
+    assert!(out.contains("deployed app demo"), "{out}");
+    for n in &nodes {
+        assert!(
+            out.contains(&n.name),
+            "the per-node table misses {}: {out}",
+            n.name
+        );
+        assert_eq!(served_version(n).await, Some(1), "{}", n.logs());
+    }
+
+    // v2 under load: zero failed requests, and no node ever goes back to v1.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports: Vec<(String, u16)> = nodes.iter().map(|n| (n.name.clone(), n.port)).collect();
+    let running = load(&ports, stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ok, out, err) = deploy(&app_dir(root.path(), "v2"), &url);
+    assert!(ok, "deploy v2 failed:\n{out}\n{err}");
+    assert!(out.contains("converged"), "{out}");
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_all_serve(&refs, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = running.await.expect("load");
+    assert!(
+        seen.failures.is_empty(),
+        "requests failed during the deploy: {:?}",
+        seen.failures
+    );
+    for n in &nodes {
+        let v = &seen.versions[&n.name];
+        assert!(
+            v.contains(&1) && v.contains(&2),
+            "node {} served {v:?}",
+            n.name
+        );
+    }
+    assert_monotonic(&seen);
+
+    // Status: the desired version and every node up to date with it.
+    let s = status(&url);
+    let desired = s["apps"][0][1]["current"]
+        .as_str()
+        .expect("current")
+        .to_string();
+    assert_eq!(s["apps"][0][1]["epoch"], 2);
+    let mut names = node_names(&s);
+    names.sort();
+    assert_eq!(names, ["n1", "n2", "n3"]);
+    for n in s["nodes"].as_array().expect("nodes") {
+        assert_eq!(
+            n["apps"]["demo"]["version"].as_str(),
+            Some(desired.as_str())
+        );
+        assert_eq!(n["ready"], true);
+    }
+
+    // A blob whose bytes do not match its sha256: every node refuses it, the deploy
+    // reports each node's error, and v2 keeps serving.
+    let config = atoll_fleet::ControlConfig::new(url.clone());
+    let control = atoll_fleet::Control::connect(&config, Duration::from_secs(3))
+        .await
+        .expect("control plane");
+    let v3 = app_dir(root.path(), "v3");
+    let manifest = v3.join("atoll.toml");
+    let app = atoll_manifest::load(&manifest).expect("manifest");
+    let mut bundle =
+        atoll_fleet::bundle::bundle(&app, &std::fs::read_to_string(&manifest).expect("read"))
+            .expect("bundle");
+    // Another component's bytes under this name (a name nobody uploaded before).
+    let fake_sha = "0".repeat(64);
+    let real = bundle.blobs.values().next().expect("a blob").clone();
+    bundle.blobs.clear();
+    bundle.blobs.insert(fake_sha.clone(), real);
+    for c in bundle.record.components.values_mut() {
+        c.sha256 = fake_sha.clone();
+    }
+    bundle.record.manifest = bundle.record.manifest.replace(
+        &format!("{}.wasm", app_sha(&app)),
+        &format!("{fake_sha}.wasm"),
+    );
+    let err = atoll_fleet::deploy::deploy(&control, &bundle, Duration::from_secs(30), "test")
+        .await
+        .expect_err("a tampered blob must not deploy");
+    let message = err.to_string();
+    assert!(
+        message.contains("failed to stage on 3 node(s)"),
+        "{message}"
+    );
+    for n in &nodes {
+        assert!(message.contains(&n.name), "{message}");
+    }
+    assert!(message.contains("does not match its sha256"), "{message}");
+    for n in &nodes {
+        assert_eq!(served_version(n).await, Some(2), "{}", n.logs());
+    }
+    let s = status(&url);
+    assert_eq!(s["apps"][0][1]["current"].as_str(), Some(desired.as_str()));
+    assert!(
+        s["apps"][0][1]["staged"].is_null(),
+        "the failed stage was not cleared: {s}"
+    );
+
+    // Two concurrent deploys of one app: exactly one wins, the other is told to retry.
+    let b3 = atoll_fleet::bundle::bundle(&app, &std::fs::read_to_string(&manifest).expect("read"))
+        .expect("bundle");
+    let v4 = app_dir(root.path(), "v4");
+    let app4 = atoll_manifest::load(&v4.join("atoll.toml")).expect("manifest");
+    let b4 = atoll_fleet::bundle::bundle(
+        &app4,
+        &std::fs::read_to_string(v4.join("atoll.toml")).expect("read"),
+    )
+    .expect("bundle");
+    let timeout = Duration::from_secs(30);
+    let (r3, r4) = tokio::join!(
+        atoll_fleet::deploy::deploy(&control, &b3, timeout, "a"),
+        atoll_fleet::deploy::deploy(&control, &b4, timeout, "b"),
+    );
+    let (won, lost) = match (&r3, &r4) {
+        (Ok(_), Err(e)) => (3, e),
+        (Err(e), Ok(_)) => (4, e),
+        other => panic!("expected exactly one winner: {other:?}"),
+    };
+    assert!(
+        matches!(lost, atoll_fleet::FleetError::Conflict { .. })
+            && lost.to_string().contains("retry"),
+        "{lost}"
+    );
+    wait_all_serve(&refs, won).await;
+
+    // Rollback: the version before the winner, on every node.
+    let (ok, out, err) = atoll(&["rollback", "demo", "--nats", &url]);
+    assert!(ok, "rollback failed:\n{out}\n{err}");
+    assert!(out.contains("rolled back app demo"), "{out}");
+    wait_all_serve(&refs, 2).await;
+}
+
+/// The sha256 of the app's only component file.
+fn app_sha(app: &atoll_manifest::App) -> String {
+    let c = app.components.values().next().expect("a component");
+    let atoll_manifest::ComponentSource::Path(p) = &c.source else {
+        panic!("a path source")
+    };
+    atoll_fleet::records::sha256_hex(&std::fs::read(p).expect("read component"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_survives_a_killed_node_and_a_nats_restart() {
+    let root = tempfile::tempdir().expect("temp");
+    let mut nats = Nats::start();
+    let url = nats.url();
+    let mut nodes: Vec<Node> = ["k1", "k2", "k3"]
+        .iter()
+        .map(|n| Node::start(&url, n, root.path()))
+        .collect();
+    let (ok, out, err) = deploy(&app_dir(root.path(), "v1"), &url);
+    assert!(ok, "deploy v1 failed:\n{out}\n{err}");
+
+    // kill -9 one node under load: its clients fail (at most their in-flight requests),
+    // the others see nothing; its heartbeat is gone within the expiry.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports: Vec<(String, u16)> = nodes.iter().map(|n| (n.name.clone(), n.port)).collect();
+    let running = load(&ports, stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_pid = nodes[2].pid();
+    nodes[2].kill9();
+    let killed_at = Instant::now();
+    let expiry = atoll_fleet::control::NODE_EXPIRY + atoll_fleet::control::HEARTBEAT;
+    loop {
+        let names = node_names(&status(&url));
+        if !names.contains(&"k3".to_string()) {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < expiry + Duration::from_secs(3),
+            "node k3 (pid {killed_pid}) is still listed {:?} after its kill",
+            killed_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // nats-server restarts (same store) under load: nothing fails.
+    nats.down();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // NATS down: deploy and status fail fast, saying so.
+    let t = Instant::now();
+    let (ok, _, err) = deploy(&app_dir(root.path(), "v2"), &url);
+    assert!(!ok && err.contains("control plane unavailable"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "deploy took {:?} to fail",
+        t.elapsed()
+    );
+    nats.up();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = running.await.expect("load");
+    let k3_failures = seen.failures.get("k3").map_or(0, Vec::len);
+    assert!(
+        k3_failures <= 2,
+        "more failures than k3's two in-flight requests: {:?}",
+        seen.failures
+    );
+    for n in ["k1", "k2"] {
+        assert!(
+            !seen.failures.contains_key(n),
+            "{n} failed requests (kill of k3, NATS restart): {:?}",
+            seen.failures
+        );
+        assert!(
+            seen.versions[n].len() > 10,
+            "too little load on {n}: {}",
+            seen.versions[n].len()
+        );
+    }
+
+    // After the restart the next deploy converges (the nodes' watches resumed).
+    let (ok, out, err) = deploy(&app_dir(root.path(), "v2"), &url);
+    assert!(
+        ok,
+        "deploy v2 after the NATS restart failed:\n{out}\n{err}\n{}",
+        nodes[0].logs()
+    );
+    let live: Vec<&Node> = nodes.iter().take(2).collect();
+    wait_all_serve(&live, 2).await;
+
+    // A node started while NATS is down serves from its state directory, ready, and
+    // joins once NATS is back.
+    nodes[0].stop();
+    nats.down();
+    nodes[0].up(&url);
+    assert_eq!(
+        served_version(&nodes[0]).await,
+        Some(2),
+        "{}",
+        nodes[0].logs()
+    );
+    let r = send(
+        &client(),
+        "GET",
+        &nodes[0].url("/.atoll/ready"),
+        bytes::Bytes::new(),
+    )
+    .await
+    .expect("ready");
+    assert_eq!(r.status, 200, "{}", nodes[0].logs());
+    nats.up();
+    let t = Instant::now();
+    loop {
+        let (ok, out, _) = atoll(&["status", "--nats", &url, "--json"]);
+        if ok
+            && let Ok(s) = serde_json::from_str::<serde_json::Value>(&out)
+            && node_names(&s).contains(&"k1".to_string())
+        {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "k1 did not rejoin:\n{}",
+            nodes[0].logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Graceful stop deregisters at once (no waiting for the expiry).
+    nodes[1].stop();
+    let names = node_names(&status(&url));
+    assert!(
+        !names.contains(&"k2".to_string()),
+        "k2 still listed after a graceful stop: {names:?}"
+    );
+}
