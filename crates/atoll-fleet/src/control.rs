@@ -86,7 +86,7 @@ impl Control {
             async_nats::ConnectOptions::new()
                 .connection_timeout(timeout)
                 .ping_interval(Duration::from_secs(5))
-                .connect(url),
+                .connect(servers(url)),
         )
         .await
         .map_err(|_| unavailable(url, format!("no answer within {timeout:?}")))?
@@ -308,12 +308,23 @@ impl Control {
         Ok(out)
     }
 
+    /// The keys of `bucket`, from the stream's per-subject state, answered by the
+    /// stream's leader: no consumer is created (a key listing through a consumer can
+    /// wait on a cluster peer that just died, for as long as the cluster takes to mark
+    /// it gone). Deleted keys are listed too; their entries are not puts.
     async fn keys(&self, bucket: &kv::Store) -> Result<Vec<String>, FleetError> {
-        let mut keys = bucket.keys().await.map_err(store)?;
-        // A key put while the listing runs can come twice.
+        let prefix = format!("$KV.{}.", bucket.name);
+        let mut subjects = bucket
+            .stream
+            .info_with_subjects(format!("{prefix}>"))
+            .await
+            .map_err(store)?;
         let mut out = std::collections::BTreeSet::new();
-        while let Some(k) = keys.next().await {
-            out.insert(k.map_err(store)?);
+        while let Some(item) = subjects.next().await {
+            let (subject, _) = item.map_err(store)?;
+            if let Some(key) = subject.strip_prefix(&prefix) {
+                out.insert(key.to_string());
+            }
         }
         Ok(out.into_iter().collect())
     }
@@ -370,6 +381,15 @@ fn node_key(name: &str) -> String {
 
 fn blob_name(sha256: &str) -> String {
     format!("sha256-{sha256}")
+}
+
+/// The servers of a `--nats` value: one URL, or several separated by commas (a cluster).
+pub fn servers(url: &str) -> Vec<String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Whether `name` can be an app or node name in the control plane's keys: ASCII

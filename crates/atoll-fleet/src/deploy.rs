@@ -146,6 +146,7 @@ pub async fn promote(
         staged_at_ms: now_ms(),
         ..state.clone()
     };
+    let attempt = staged.staged_at_ms;
     let stage_started = Instant::now();
     let Some(stage_rev) = control.swap_app(app, &staged, revision).await? else {
         return Err(FleetError::Conflict {
@@ -154,15 +155,27 @@ pub async fn promote(
         });
     };
     let failures = loop {
-        let nodes = live(control).await?;
+        let nodes = match live(control).await {
+            Ok(n) => n,
+            Err(e) => {
+                abandon_stage(control, app, id, attempt).await;
+                return Err(e);
+            }
+        };
         let failures: Vec<&NodeReport> = nodes
             .iter()
-            .filter(|n| n.errors.get(app).is_some_and(|e| e.version == id))
+            .filter(|n| {
+                n.errors
+                    .get(app)
+                    .is_some_and(|e| e.version == id && e.attempt == attempt)
+            })
             .collect();
         let pending = nodes.iter().any(|n| {
             !(n.staged.get(app).is_some_and(|v| v == id)
                 || n.apps.get(app).is_some_and(|s| s.version == id)
-                || n.errors.get(app).is_some_and(|e| e.version == id))
+                || n.errors
+                    .get(app)
+                    .is_some_and(|e| e.version == id && e.attempt == attempt))
         });
         if !pending {
             if failures.is_empty() {
@@ -224,11 +237,19 @@ pub async fn promote(
         at_ms: now_ms(),
     };
     let commit_ms = now_ms();
-    if control
-        .swap_app(app, &committed, stage_rev)
-        .await?
-        .is_none()
-    {
+    let written = match control.swap_app(app, &committed, stage_rev).await {
+        Ok(w) => w,
+        Err(e) => {
+            // The commit may or may not have been written: say so, and leave a stage
+            // that did not commit to be cleared.
+            abandon_stage(control, app, id, attempt).await;
+            return Err(FleetError::Deploy(format!(
+                "control plane: the commit of version {} of app `{app}` got no answer ({e}); it may or may not have been written. `atoll status` shows which; deploying again is safe",
+                short(id)
+            )));
+        }
+    };
+    if written.is_none() {
         return Err(FleetError::Conflict {
             app: app.to_string(),
             detail: "its desired state changed between stage and commit".into(),
@@ -246,6 +267,27 @@ pub async fn promote(
         convergence_ms,
         nodes,
     })
+}
+
+/// Clear this deploy's stage after it failed on the way, if it is still there (best
+/// effort: the control plane may be what failed; a later deploy takes over a stage older
+/// than its timeout, or of the same version, anyway).
+async fn abandon_stage(control: &Control, app: &str, id: &str, attempt: u64) {
+    let clear = async {
+        let entry = control.app(app).await?;
+        if let Some(e) = entry
+            && e.state.staged.as_deref() == Some(id)
+            && e.state.staged_at_ms == attempt
+        {
+            let cleared = AppState {
+                staged: None,
+                ..e.state
+            };
+            control.swap_app(app, &cleared, e.revision).await?;
+        }
+        Ok::<_, FleetError>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), clear).await;
 }
 
 /// The reports of live nodes that are not draining.
@@ -277,7 +319,7 @@ async fn wait_serving(
         if Instant::now() >= deadline {
             let behind: Vec<String> = nodes
                 .iter()
-                .filter(|n| !n.apps.get(app).is_some_and(|s| s.version == id))
+                .filter(|n| n.apps.get(app).is_none_or(|s| s.version != id))
                 .map(|n| {
                     let why = n
                         .errors

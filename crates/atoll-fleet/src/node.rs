@@ -210,7 +210,7 @@ impl Node {
             .event_callback(|event| async move {
                 tracing::info!("control plane: {event}");
             })
-            .connect(url.as_str())
+            .connect(crate::control::servers(&url))
             .await
         {
             Ok(c) => c,
@@ -374,7 +374,10 @@ impl Node {
                 let book = self.book();
                 book.served.get(app).is_some_and(|s| &s.version == staged)
                     || book.staged.get(app).is_some_and(|(v, ..)| v == staged)
-                    || book.errors.get(app).is_some_and(|e| &e.version == staged)
+                    || book
+                        .errors
+                        .get(app)
+                        .is_some_and(|e| &e.version == staged && e.attempt == state.staged_at_ms)
             };
             if !have {
                 match self.prepare(control, app, staged).await {
@@ -395,19 +398,24 @@ impl Node {
                         drop(book);
                         self.changed();
                     }
-                    Err(e) => self.fail(app, staged, &e),
+                    Err(e) => self.fail_attempt(app, staged, state.staged_at_ms, &e),
                 }
             }
         }
     }
 
     fn fail(&self, app: &str, version: &str, e: &FleetError) {
+        self.fail_attempt(app, version, 0, e);
+    }
+
+    fn fail_attempt(&self, app: &str, version: &str, attempt: u64, e: &FleetError) {
         tracing::warn!(app = %app, "version {}: {e}", short(version));
         self.book().errors.insert(
             app.to_string(),
             NodeError {
                 version: version.to_string(),
                 message: e.to_string(),
+                attempt,
             },
         );
         self.changed();

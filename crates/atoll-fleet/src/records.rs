@@ -121,6 +121,11 @@ pub struct NodeError {
     pub version: String,
     /// What went wrong, and what to do.
     pub message: String,
+    /// For a failure to stage, the stage it answered (`AppState::staged_at_ms`): a new
+    /// deploy of the same version is a new attempt, tried again. 0 for a failure to
+    /// load the committed version (tried again on every pass).
+    #[serde(default)]
+    pub attempt: u64,
 }
 
 /// sha256 of `bytes`, lowercase hex.

@@ -240,25 +240,45 @@ async fn served_version(node: &Node) -> Option<u32> {
     (r.status == 200).then(|| version_of(&r.text())).flatten()
 }
 
-/// What a load run saw: per node, the versions of its responses in order, and its
-/// failures.
+/// What a load run saw: per client (`node#i`: one client sends its requests one after
+/// another), the versions of its responses in order; per node, its failures.
 #[derive(Default, Debug)]
 struct Seen {
     versions: BTreeMap<String, Vec<u32>>,
     failures: BTreeMap<String, Vec<String>>,
 }
 
+impl Seen {
+    /// Every version a node answered with, over its clients.
+    fn of_node(&self, node: &str) -> Vec<u32> {
+        self.versions
+            .iter()
+            .filter(|(k, _)| k.split('#').next() == Some(node))
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect()
+    }
+}
+
 /// Bounded load: per node, two sequential keep-alive clients; a client that sees a
 /// failure stops (a balancer takes a failing node out), so a killed node costs at most
 /// its in-flight requests. Ends when `stop` is set, or after 120 s.
 fn load(nodes: &[(String, u16)], stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Seen> {
+    load_watched(nodes, stop, Arc::new(Mutex::new(Seen::default())))
+}
+
+/// [`load`], recording into `seen` as it goes.
+fn load_watched(
+    nodes: &[(String, u16)],
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+) -> tokio::task::JoinHandle<Seen> {
     let nodes = nodes.to_vec();
     tokio::spawn(async move {
-        let seen = Arc::new(Mutex::new(Seen::default()));
         let mut tasks = Vec::new();
         for (name, port) in nodes {
-            for _ in 0..2 {
+            for i in 0..2 {
                 let (name, stop, seen) = (name.clone(), stop.clone(), seen.clone());
+                let client_key = format!("{name}#{i}");
                 tasks.push(tokio::spawn(async move {
                     let c = client();
                     let url = format!("http://127.0.0.1:{port}/");
@@ -269,7 +289,7 @@ fn load(nodes: &[(String, u16)], stop: Arc<AtomicBool>) -> tokio::task::JoinHand
                         match r {
                             Ok(r) if r.status == 200 && version_of(&r.text()).is_some() => {
                                 let v = version_of(&r.text()).unwrap_or_default();
-                                s.versions.entry(name.clone()).or_default().push(v);
+                                s.versions.entry(client_key.clone()).or_default().push(v);
                             }
                             Ok(r) => {
                                 s.failures.entry(name.clone()).or_default().push(format!(
@@ -311,11 +331,14 @@ async fn wait_all_serve(nodes: &[&Node], version: u32) {
     }
 }
 
+/// A request that starts after a response from the new version never gets the old one
+/// (requests in flight may still finish on the old version, so only one client's
+/// sequential requests are ordered).
 fn assert_monotonic(seen: &Seen) {
-    for (node, versions) in &seen.versions {
+    for (client, versions) in &seen.versions {
         assert!(
             versions.windows(2).all(|w| w[0] <= w[1]),
-            "node {node} went back to an older version: {versions:?}"
+            "client {client} saw its node go back to an older version: {versions:?}"
         );
     }
 }
@@ -365,14 +388,26 @@ async fn a_fleet_converges_deploys_under_load_and_refuses_what_does_not_verify()
     // v2 under load: zero failed requests, and no node ever goes back to v1.
     let stop = Arc::new(AtomicBool::new(false));
     let ports: Vec<(String, u16)> = nodes.iter().map(|n| (n.name.clone(), n.port)).collect();
-    let running = load(&ports, stop.clone());
+    let watched = Arc::new(Mutex::new(Seen::default()));
+    let running = load_watched(&ports, stop.clone(), watched.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (ok, out, err) = deploy(&app_dir(root.path(), "v2"), &url);
     assert!(ok, "deploy v2 failed:\n{out}\n{err}");
     assert!(out.contains("converged"), "{out}");
     let refs: Vec<&Node> = nodes.iter().collect();
     wait_all_serve(&refs, 2).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Load goes on until every node's clients have crossed the swap (bounded).
+    let t = Instant::now();
+    loop {
+        let crossed = {
+            let w = watched.lock().expect("lock");
+            nodes.iter().all(|n| w.of_node(&n.name).contains(&2)) || !w.failures.is_empty()
+        };
+        if crossed || t.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     let seen = running.await.expect("load");
     assert!(
@@ -381,7 +416,7 @@ async fn a_fleet_converges_deploys_under_load_and_refuses_what_does_not_verify()
         seen.failures
     );
     for n in &nodes {
-        let v = &seen.versions[&n.name];
+        let v = seen.of_node(&n.name);
         assert!(
             v.contains(&1) && v.contains(&2),
             "node {} served {v:?}",
@@ -560,11 +595,8 @@ async fn a_fleet_survives_a_killed_node_and_a_nats_restart() {
             "{n} failed requests (kill of k3, NATS restart): {:?}",
             seen.failures
         );
-        assert!(
-            seen.versions[n].len() > 10,
-            "too little load on {n}: {}",
-            seen.versions[n].len()
-        );
+        let answered = seen.of_node(n).len();
+        assert!(answered > 10, "too little load on {n}: {answered}");
     }
 
     // After the restart the next deploy converges (the nodes' watches resumed).
@@ -621,4 +653,180 @@ async fn a_fleet_survives_a_killed_node_and_a_nats_restart() {
         !names.contains(&"k2".to_string()),
         "k2 still listed after a graceful stop: {names:?}"
     );
+}
+
+/// One server of a three-server NATS cluster on loopback ports.
+struct ClusterServer {
+    child: Option<Child>,
+    name: String,
+    port: u16,
+}
+
+impl Drop for ClusterServer {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn nats_cluster(root: &Path) -> Vec<ClusterServer> {
+    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let all_routes = routes
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    (0..3)
+        .map(|i| {
+            let name = format!("s{i}");
+            let port = free_port();
+            let child = Command::new("nats-server")
+                .args([
+                    "-js",
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-n",
+                    &name,
+                ])
+                .args(["--cluster_name", "atoll"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{}", routes[i])])
+                .args(["--routes", &all_routes])
+                .arg("-sd")
+                .arg(root.join(&name))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server");
+            ClusterServer {
+                child: Some(child),
+                name,
+                port,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_on_an_r3_nats_cluster_deploys_through_the_loss_of_its_stream_leader() {
+    let root = tempfile::tempdir().expect("temp");
+    let mut servers = nats_cluster(root.path());
+    let url = servers
+        .iter()
+        .map(|s| format!("nats://127.0.0.1:{}", s.port))
+        .collect::<Vec<_>>()
+        .join(",");
+    // The cluster elects its JetStream meta leader; the R3 buckets need all three peers.
+    let config = atoll_fleet::ControlConfig {
+        url: url.clone(),
+        replicas: 3,
+    };
+    let t = Instant::now();
+    let control = loop {
+        match atoll_fleet::Control::connect(&config, Duration::from_secs(3)).await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "the NATS cluster never formed: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let nodes: Vec<Node> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|n| Node::start(&url, n, root.path()))
+        .collect();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let deploy_r3 = |dir: &Path| {
+        atoll(&[
+            "deploy",
+            dir.to_str().expect("utf-8"),
+            "--nats",
+            &url,
+            "--replicas",
+            "3",
+            "--timeout",
+            "60s",
+        ])
+    };
+    let (ok, out, err) = deploy_r3(&app_dir(root.path(), "v1"));
+    assert!(ok, "deploy v1 failed:\n{out}\n{err}");
+    wait_all_serve(&refs, 1).await;
+
+    // The leader of the desired-state stream, killed while v2 deploys under load.
+    let js = async_nats::jetstream::new(control.client().clone());
+    let info = js
+        .get_stream("KV_atoll_apps")
+        .await
+        .expect("stream")
+        .get_info()
+        .await
+        .expect("stream info");
+    let leader = info
+        .cluster
+        .and_then(|c| c.leader)
+        .expect("a stream leader");
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports: Vec<(String, u16)> = nodes.iter().map(|n| (n.name.clone(), n.port)).collect();
+    let running = load(&ports, stop.clone());
+    let v2 = app_dir(root.path(), "v2");
+    let deploying = {
+        let (v2, url) = (v2.clone(), url.clone());
+        std::thread::spawn(move || {
+            atoll(&[
+                "deploy",
+                v2.to_str().expect("utf-8"),
+                "--nats",
+                &url,
+                "--replicas",
+                "3",
+                "--timeout",
+                "60s",
+            ])
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let server = servers
+        .iter_mut()
+        .find(|s| s.name == leader)
+        .expect("leader is ours");
+    if let Some(mut c) = server.child.take() {
+        signal(c.id(), "KILL");
+        let _ = c.wait();
+    }
+    let (ok, out, err) = deploying.join().expect("deploy thread");
+    // The deploy either went through the election, or failed saying what happened and
+    // leaving one version everywhere; then the same deploy, run again, converges.
+    if !ok {
+        assert!(
+            err.contains("control plane"),
+            "a deploy failing during the election must say it was the control plane:\n{out}\n{err}"
+        );
+        let t = Instant::now();
+        loop {
+            let (ok, out, err) = deploy_r3(&v2);
+            if ok {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "v2 never deployed after the leader's loss:\n{out}\n{err}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    wait_all_serve(&refs, 2).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = running.await.expect("load");
+    assert!(
+        seen.failures.is_empty(),
+        "requests failed: {:?}",
+        seen.failures
+    );
+    assert_monotonic(&seen);
 }
