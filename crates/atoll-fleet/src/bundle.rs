@@ -214,3 +214,84 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FleetError> {
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| FleetError::Disk(format!("cannot write {}: {e}", path.display())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app_in(dir: &Path, manifest: &str) -> (App, String) {
+        std::fs::create_dir_all(dir).expect("dir");
+        std::fs::write(dir.join("c.wasm"), b"\0asm component bytes").expect("write");
+        let app = atoll_manifest::parse(manifest.to_string(), &dir.join("atoll.toml"), dir)
+            .expect("manifest");
+        (app, manifest.to_string())
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("atoll-fleet-{name}-{}", std::process::id()))
+    }
+
+    const BASE: &str = "[app]\nname = \"demo\"\n\n[component.web]\nsource = \"c.wasm\" # built\nbuild = { command = \"make\" }\n\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n";
+
+    #[test]
+    fn a_bundle_names_each_blob_by_its_sha256_and_drops_builds() {
+        let dir = temp("ok");
+        let (app, text) = app_in(&dir, BASE);
+        let b = bundle(&app, &text).expect("bundle");
+        let sha = sha256_hex(b"\0asm component bytes");
+        assert_eq!(b.record.components["web"].sha256, sha);
+        assert!(
+            b.record
+                .manifest
+                .contains(&format!("source = \"{sha}.wasm\"")),
+            "{}",
+            b.record.manifest
+        );
+        assert!(
+            !b.record.manifest.contains("build"),
+            "{}",
+            b.record.manifest
+        );
+        assert_eq!(b.blobs[&sha], b"\0asm component bytes");
+        // The id is the sha256 of the record's bytes: the same app gives the same id.
+        assert_eq!(b.id, bundle(&app, &text).expect("again").id);
+        assert_eq!(b.id, b.record.encode().1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn what_a_node_could_not_run_the_same_way_is_refused_naming_the_key() {
+        let dir = temp("files");
+        std::fs::create_dir_all(dir.join("static")).expect("dir");
+        let text = BASE.replace("# built\n", "\nfiles = [\"static\"]\n");
+        let (app, text) = app_in(&dir, &text);
+        let e = bundle(&app, &text).expect_err("files are not shipped");
+        assert!(e.to_string().contains("`component.web.files`"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_state_dir_serves_only_intact_versions() {
+        let dir = temp("state");
+        let (app, text) = app_in(&dir.join("app"), BASE);
+        let b = bundle(&app, &text).expect("bundle");
+        let state = StateDir::open(&dir.join("state")).expect("state");
+        for (sha, bytes) in &b.blobs {
+            state.put_blob(sha, bytes).expect("blob");
+        }
+        state.materialize(&b.id, &b.record).expect("materialize");
+        assert!(state.cached_version("demo", &b.id).is_some());
+        // A blob changed on disk: the version is no longer served from the cache.
+        let sha = &b.record.components["web"].sha256;
+        let link = dir
+            .join("state/versions/demo")
+            .join(&b.id)
+            .join(format!("{sha}.wasm"));
+        std::fs::write(&link, b"tampered").expect("write");
+        assert!(state.cached_version("demo", &b.id).is_none());
+        // (The version's file is a hard link to the blob: the blob no longer verifies
+        // either, and would be fetched again.)
+        assert!(state.blob(sha).is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
