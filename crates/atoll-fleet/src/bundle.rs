@@ -192,6 +192,11 @@ impl StateDir {
         Some((dir.join(atoll_manifest::MANIFEST_FILE), record))
     }
 
+    /// Whether this directory remembers a desired state (possibly empty).
+    pub fn knows_desired(&self) -> bool {
+        self.root.join("state.json").is_file()
+    }
+
     /// The last desired state this node knew: app -> (version id, epoch).
     pub fn desired(&self) -> BTreeMap<String, (String, u64)> {
         std::fs::read(self.root.join("state.json"))

@@ -65,6 +65,10 @@ struct Inner {
     started_ms: u64,
     live: LiveApps,
     ready: Arc<AtomicBool>,
+    /// Whether the node knows a desired state: from its state directory, or from one
+    /// full pass over the control plane. A node with neither is not ready (an empty
+    /// state directory does not mean "no apps").
+    synced: AtomicBool,
     draining: AtomicBool,
     control: ArcSwapOption<Control>,
     changed: Notify,
@@ -97,6 +101,7 @@ impl Node {
     /// Start a node: serve what the state directory remembers (each app whose version is
     /// intact on disk), before any contact with the control plane.
     pub async fn start(config: NodeConfig) -> Self {
+        let config_synced = config.state.knows_desired();
         let node = Self {
             inner: Arc::new(Inner {
                 name: config.name,
@@ -109,6 +114,7 @@ impl Node {
                 started_ms: now_ms(),
                 live: LiveApps::default(),
                 ready: Arc::new(AtomicBool::new(false)),
+                synced: AtomicBool::new(config_synced),
                 draining: AtomicBool::new(false),
                 control: ArcSwapOption::empty(),
                 changed: Notify::new(),
@@ -163,7 +169,8 @@ impl Node {
         let ready = {
             let book = self.book();
             book.desired.keys().all(|a| book.served.contains_key(a))
-        } && !self.inner.draining.load(Ordering::Acquire);
+        } && self.inner.synced.load(Ordering::Acquire)
+            && !self.inner.draining.load(Ordering::Acquire);
         self.inner.ready.store(ready, Ordering::Release);
     }
 
@@ -255,6 +262,13 @@ impl Node {
     async fn follow(&self, control: &Control) -> Result<(), FleetError> {
         let mut watch = control.watch_apps().await?;
         self.anti_entropy(control).await?;
+        if !self.inner.synced.swap(true, Ordering::AcqRel) {
+            let desired = self.book().desired.clone();
+            // Remembered even when empty: a restart without NATS is then ready at once.
+            let _ = self.inner.state.set_desired(&desired);
+            self.update_ready();
+            self.changed();
+        }
         let mut pass = tokio::time::interval(self.inner.anti_entropy);
         pass.tick().await;
         let mut watch_errors = 0u32;

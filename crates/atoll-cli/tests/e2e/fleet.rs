@@ -361,16 +361,25 @@ async fn a_fleet_converges_deploys_under_load_and_refuses_what_does_not_verify()
         .iter()
         .map(|n| Node::start(&url, n, root.path()))
         .collect();
-    // No app yet: a node with nothing to serve is ready (its desired state is empty).
-    let r = send(
-        &client(),
-        "GET",
-        &nodes[0].url("/.atoll/ready"),
-        bytes::Bytes::new(),
-    )
-    .await
-    .expect("ready");
-    assert_eq!((r.status, r.text().as_str()), (200, "ready\n"));
+    // No app yet: once it has read the (empty) desired state, a node is ready.
+    let t = Instant::now();
+    loop {
+        let r = send(
+            &client(),
+            "GET",
+            &nodes[0].url("/.atoll/ready"),
+            bytes::Bytes::new(),
+        )
+        .await
+        .expect("ready");
+        if r.status == 200 {
+            assert_eq!(r.text(), "ready\n");
+            break;
+        }
+        assert_eq!((r.status, r.text().as_str()), (503, "not ready\n"));
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", nodes[0].logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // v1 converges on every node.
     let (ok, out, err) = deploy(&app_dir(root.path(), "v1"), &url);
