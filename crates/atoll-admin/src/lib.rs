@@ -15,6 +15,10 @@
 //! `Origin` that is not the admin server's own, `Sec-Fetch-Site: cross-site` or
 //! `same-site`. The binary binds it to loopback unless told otherwise.
 //!
+//! A host with more to say than its guests' counts (a fleet node: its readiness, the
+//! control plane, desired and served versions) adds it with an [`Extension`]: its
+//! families are appended to `/metrics`, its state appears in `/api/state`.
+//!
 //! Not for: changing anything (no reload, no stop), or serving guests; counting is
 //! `atoll-runtime`'s ([`Metrics`]), this crate only reads.
 
@@ -53,12 +57,24 @@ const INDEX_HTML: &str = include_str!("../assets/index.html");
 const DASHBOARD_JS: &str = include_str!("../assets/dashboard.js");
 const DASHBOARD_CSS: &str = include_str!("../assets/dashboard.css");
 
+/// What a host adds to the admin endpoints beside the guests' counts.
+pub trait Extension: Send + Sync + 'static {
+    /// The key its state has in `/api/state` (e.g. `fleet`).
+    fn key(&self) -> &'static str;
+    /// Its state now, as JSON.
+    fn state(&self) -> Value;
+    /// Its metric families, appended to `/metrics`: each whole under its `# HELP` and
+    /// `# TYPE` ([`prometheus::family`]), names not used by the guests' families.
+    fn prometheus(&self, out: &mut String);
+}
+
 /// What the admin server reads.
 #[derive(Clone)]
 pub struct Admin {
     metrics: Metrics,
     apps: LiveApps,
     tail: Option<LogTail>,
+    extension: Option<Arc<dyn Extension>>,
     history: Arc<Mutex<VecDeque<(Instant, MetricsSnapshot)>>>,
     started: SystemTime,
 }
@@ -71,9 +87,16 @@ impl Admin {
             metrics,
             apps,
             tail,
+            extension: None,
             history: Arc::new(Mutex::new(VecDeque::new())),
             started: SystemTime::now(),
         }
+    }
+
+    /// Add the host's own metrics and state.
+    pub fn with_extension(mut self, extension: Arc<dyn Extension>) -> Self {
+        self.extension = Some(extension);
+        self
     }
 
     fn sample(&self) {
@@ -175,19 +198,23 @@ impl Admin {
                 })
             })
             .collect();
-        json!({
+        let mut state = json!({
             "uptime_s": self.started.elapsed().map_or(0, |d| d.as_secs()),
             "now_ms": unix_ms(SystemTime::now()),
             "apps": apps,
             "unrouted": now.unrouted,
             "failures_total": now.failures_total,
             "recent_failures": failures,
-        })
+        });
+        if let (Some(ext), Some(map)) = (&self.extension, state.as_object_mut()) {
+            map.insert(ext.key().to_string(), ext.state());
+        }
+        state
     }
 
     /// The Prometheus text of the metrics now.
     pub fn prometheus(&self) -> String {
-        prometheus::render(
+        let mut out = prometheus::render(
             &self.metrics.snapshot(),
             &prometheus::ProcessInfo {
                 start_time_seconds: self
@@ -197,7 +224,11 @@ impl Admin {
                 resident_bytes: resident_bytes(),
                 version: env!("CARGO_PKG_VERSION"),
             },
-        )
+        );
+        if let Some(ext) = &self.extension {
+            ext.prometheus(&mut out);
+        }
+        out
     }
 }
 

@@ -245,7 +245,8 @@ pub fn render(snapshot: &MetricsSnapshot, process: &ProcessInfo) -> String {
     out
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+/// `# HELP` and `# TYPE` of a family (`kind`: counter, gauge, histogram).
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(
         out,
         "# HELP {name} {}",
@@ -263,7 +264,7 @@ fn with(c: &ComponentSnapshot, key: &str, value: &str) -> String {
 }
 
 /// `{k="v",...}` with values escaped (backslash, quote, newline).
-fn labels(pairs: &[(&str, &str)]) -> String {
+pub fn labels(pairs: &[(&str, &str)]) -> String {
     let mut out = String::from("{");
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {

@@ -221,6 +221,11 @@ fn main() -> ExitCode {
             cmd.log_tail = Some(tail.clone());
             Some(tail)
         }
+        Command::Node(cmd) if cmd.admin.is_some() => {
+            let tail = atoll_admin::LogTail::default();
+            cmd.log_tail = Some(tail.clone());
+            Some(tail)
+        }
         _ => None,
     };
     let verbosity = if cli.quiet {

@@ -13,7 +13,8 @@
 //!   heartbeats, blobs);
 //! - [`bundle`]: an app as shipped (a version record and its blobs), and a node's disk;
 //! - [`node`]: the node (loading, the watch, heartbeats, the swap, `/.atoll/ready`);
-//! - [`deploy`]: `deploy` (upload, stage, commit, wait), `rollback` and `status`.
+//! - [`deploy`]: `deploy` (upload, stage, commit, wait), `rollback` and `status`;
+//! - `metrics` (feature `admin`): the node's families on the admin server.
 //!
 //! Not here: building components (the binary runs builds before [`bundle::bundle`]),
 //! serving itself (`atoll-http`, `atoll-cron`), placement (every node holds every app),
@@ -23,6 +24,8 @@
 pub mod bundle;
 pub mod control;
 pub mod deploy;
+#[cfg(feature = "admin")]
+mod metrics;
 pub mod node;
 pub mod records;
 

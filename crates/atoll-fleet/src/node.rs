@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,19 @@ struct Inner {
     book: Mutex<Book>,
     /// Held while a report is put; `true` once the node deregistered (no report after).
     reporting: tokio::sync::Mutex<bool>,
+    counters: Counters,
+}
+
+/// What happened since start, for the admin server's counters.
+#[derive(Default)]
+#[cfg_attr(not(feature = "admin"), allow(dead_code))]
+pub(crate) struct Counters {
+    /// Versions swapped in (from the state directory or the control plane).
+    pub(crate) swaps: AtomicU64,
+    /// Failures to stage or load a version.
+    pub(crate) failures: AtomicU64,
+    /// Control-plane sessions opened (1 + reconnects).
+    pub(crate) sessions: AtomicU64,
 }
 
 /// What the node serves and knows, under one lock (never held across an await).
@@ -120,6 +133,7 @@ impl Node {
                 changed: Notify::new(),
                 book: Mutex::new(Book::default()),
                 reporting: tokio::sync::Mutex::new(false),
+                counters: Counters::default(),
             }),
         };
         let desired = node.inner.state.desired();
@@ -172,6 +186,21 @@ impl Node {
         } && self.inner.synced.load(Ordering::Acquire)
             && !self.inner.draining.load(Ordering::Acquire);
         self.inner.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether a control-plane session is open now.
+    pub fn connected(&self) -> bool {
+        self.inner.control.load().is_some()
+    }
+
+    /// The desired state last seen: app -> (version, epoch).
+    pub fn desired(&self) -> BTreeMap<String, (String, u64)> {
+        self.book().desired.clone()
+    }
+
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.inner.counters
     }
 
     /// This node's report, as put in `atoll_nodes`.
@@ -236,6 +265,7 @@ impl Node {
             let session = async {
                 let control = Control::open(client.clone(), &self.inner.control_config).await?;
                 self.inner.control.store(Some(Arc::new(control.clone())));
+                self.inner.counters.sessions.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("control plane: connected to {url}");
                 self.inner.changed.notify_one();
                 self.follow(&control).await
@@ -424,6 +454,7 @@ impl Node {
 
     fn fail_attempt(&self, app: &str, version: &str, attempt: u64, e: &FleetError) {
         tracing::warn!(app = %app, "version {}: {e}", short(version));
+        self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
         self.book().errors.insert(
             app.to_string(),
             NodeError {
@@ -471,6 +502,7 @@ impl Node {
         }
         drop(book);
         tracing::info!(app = %app, "serving version {} (epoch {epoch})", short(version));
+        self.inner.counters.swaps.fetch_add(1, Ordering::Relaxed);
         self.changed();
         self.update_ready();
         Ok(())

@@ -399,6 +399,36 @@ fn check_node(docs: &[Value], errors: &mut Vec<String>) {
             "Deployment `{NODE}` listens on {listen}, which is no containerPort"
         ));
     }
+    // The admin server (if any): on a container port, the one the scrape annotation names.
+    if let Some(admin) = flag(&args, "--admin") {
+        let port = admin
+            .rsplit_once(':')
+            .map_or(admin, |(_, p)| p)
+            .parse::<u64>()
+            .ok();
+        match port {
+            None => errors.push(format!(
+                "Deployment `{NODE}` --admin `{admin}` is not HOST:PORT"
+            )),
+            Some(p) => {
+                if resolve_port(cs, &Value::from(p)).is_none() {
+                    errors.push(format!(
+                        "Deployment `{NODE}` serves --admin on {p}, which is no containerPort"
+                    ));
+                }
+                let annotations = &node["spec"]["template"]["metadata"]["annotations"];
+                let scraped = annotations["prometheus.io/port"]
+                    .as_str()
+                    .and_then(|s| s.parse::<u64>().ok());
+                if !annotations.is_null() && scraped != Some(p) {
+                    errors.push(format!(
+                        "Deployment `{NODE}` prometheus.io/port {} is not the --admin port {p}",
+                        annotations["prometheus.io/port"]
+                    ));
+                }
+            }
+        }
+    }
     for (probe, path) in [("readinessProbe", READY_PATH), ("livenessProbe", LIVE_PATH)] {
         let get = &container[probe]["httpGet"];
         if get["path"].as_str() != Some(path) {
@@ -881,6 +911,28 @@ fn the_check_catches_broken_references() {
                 "0.0.0.0:9000".into(),
             )
         }),
+        ("the --admin port", "serves --admin on 9191", |d| {
+            set(
+                d,
+                "Deployment",
+                NODE,
+                "/spec/template/spec/containers/0/args/8",
+                "0.0.0.0:9191".into(),
+            )
+        }),
+        (
+            "the scrape annotation",
+            "prometheus.io/port \"9191\"",
+            |d| {
+                set(
+                    d,
+                    "Deployment",
+                    NODE,
+                    "/spec/template/metadata/annotations/prometheus.io~1port",
+                    "9191".into(),
+                )
+            },
+        ),
         ("ATOLL_NATS_URL's port", "has no port 4223", |d| {
             set(
                 d,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use atoll_engine::{Engine, EngineConfig};
+use atoll_engine::Engine;
 use atoll_fleet::{ControlConfig, DeployOutcome};
 use atoll_runtime::Loader;
 use clap::Args;
@@ -70,6 +70,16 @@ pub struct NodeCommand {
     /// Event-loop threads serving connections [default: one per core].
     #[arg(long)]
     workers: Option<usize>,
+    /// Serve the admin endpoints on ADDR (a port alone means 127.0.0.1:PORT): Prometheus
+    /// metrics at /metrics (the guests' families, as `atoll up --admin`, and the node's:
+    /// readiness, the control plane, desired and served epochs per app), a live
+    /// dashboard at /. Read-only; refuses cross-origin requests. Anyone who can reach
+    /// ADDR can read it: keep it on loopback or behind a network policy.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) admin: Option<String>,
+    /// The log tail the binary installed for the dashboard (with --admin).
+    #[arg(skip)]
+    pub(crate) log_tail: Option<atoll_admin::LogTail>,
 }
 
 impl NodeCommand {
@@ -90,6 +100,10 @@ impl NodeCommand {
             }
             None => default_name(addr.port()),
         };
+        let admin_addr = super::up::admin_address(self.admin.as_deref())?;
+        // OpenTelemetry: only the standard OTEL_* variables, read (and checked) up front.
+        let telemetry_settings = atoll_telemetry::Settings::from_env()
+            .context("the OpenTelemetry settings (OTEL_* environment variables) are not usable")?;
         let state = atoll_fleet::bundle::StateDir::open(&self.state)?;
         let runtime_config = match &self.runtime_config {
             Some(p) => atoll_capabilities::RuntimeConfig::load(p)?,
@@ -116,17 +130,14 @@ impl NodeCommand {
                 format!("cannot listen on {addr}; is another server using it? pick another with --listen")
             })?;
             let local = listener.local_addr()?;
+            let admin_listener = super::up::bind_admin(admin_addr).await?;
             let metrics = atoll_runtime::Metrics::default();
-            let engine = Arc::new(Engine::new(EngineConfig {
-                cache_dir: Some(state.cache_dir()),
-                memory_total: runtime_config.memory_total,
-                memory_reset: if runtime_config.memory_reset_zeroing {
-                    atoll_engine::MemoryResetMode::Zeroing
-                } else {
-                    atoll_engine::MemoryResetMode::Auto
-                },
-                ..EngineConfig::default()
-            })?);
+            let telemetry = atoll_telemetry::Telemetry::start(&telemetry_settings, &metrics)?;
+            let tracer = telemetry.as_ref().and_then(|t| t.tracer());
+            let engine = Arc::new(Engine::new(super::up::engine_config(
+                &runtime_config,
+                Some(state.cache_dir()),
+            ))?);
             let stores = runtime_config.key_value_stores.clone();
             let loader = Loader::new(engine, runtime_config, env_variables).with_metrics(metrics.clone());
             let node = atoll_fleet::Node::start(atoll_fleet::NodeConfig {
@@ -140,7 +151,8 @@ impl NodeCommand {
             })
             .await;
             let http_config = atoll_http::HttpConfig {
-                metrics,
+                metrics: metrics.clone(),
+                tracer: tracer.clone(),
                 health: Some(node.ready_flag()),
                 ..http_config
             };
@@ -157,8 +169,13 @@ impl NodeCommand {
                 node.live().clone(),
                 stopped(),
                 http_config.shutdown_grace,
-                None,
+                tracer,
             ));
+            if let Some(admin_listener) = admin_listener {
+                let admin = atoll_admin::Admin::new(metrics, node.live().clone(), self.log_tail.clone())
+                    .with_extension(Arc::new(node.clone()));
+                super::up::spawn_admin(admin_listener, admin, stopped())?;
+            }
             let drain_delay = Duration::from_secs(self.drain_delay);
             let draining = node.clone();
             let signal = async move {
@@ -175,6 +192,9 @@ impl NodeCommand {
             let _ = cron.await;
             node.deregister().await;
             control_task.abort();
+            if let Some(telemetry) = telemetry {
+                telemetry.shutdown(Duration::from_secs(5)).await;
+            }
             tracing::info!("stopped");
             anyhow::Ok(())
         });

@@ -109,15 +109,7 @@ impl UpCommand {
             header_read_timeout: std::time::Duration::from_secs(self.header_timeout.max(1)),
             ..http_config
         };
-        let admin_addr: Option<std::net::SocketAddr> = match &self.admin {
-            None => None,
-            Some(a) => Some(match a.parse::<u16>() {
-                Ok(port) => std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-                Err(_) => a.parse().with_context(|| {
-                    format!("--admin `{a}` is not an address like 127.0.0.1:9090 (or a port)")
-                })?,
-            }),
-        };
+        let admin_addr = admin_address(self.admin.as_deref())?;
         let addr: std::net::SocketAddr = self.listen.parse().map_err(|_| {
             super::UsageError(format!(
                 "--listen `{}` is not an address like 127.0.0.1:3000",
@@ -175,12 +167,7 @@ impl UpCommand {
                 .await
                 .with_context(|| format!("cannot listen on {addr}; is another server using it? pick another with --listen"))?;
             let local = listener.local_addr()?;
-            let admin_listener = match admin_addr {
-                Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| {
-                    format!("cannot listen on {a} for --admin; is another server using it? pick another address")
-                })?),
-                None => None,
-            };
+            let admin_listener = bind_admin(admin_addr).await?;
             let metrics = atoll_runtime::Metrics::default();
             let telemetry = atoll_telemetry::Telemetry::start(&telemetry_settings, &metrics)?;
             let http_config = atoll_http::HttpConfig {
@@ -189,16 +176,10 @@ impl UpCommand {
                 ..http_config
             };
 
-            let engine = Arc::new(Engine::new(EngineConfig {
-                cache_dir: self.cache_dir.clone().or_else(default_cache_dir),
-                memory_total: runtime_config.memory_total,
-                memory_reset: if runtime_config.memory_reset_zeroing {
-                    atoll_engine::MemoryResetMode::Zeroing
-                } else {
-                    atoll_engine::MemoryResetMode::Auto
-                },
-                ..EngineConfig::default()
-            })?);
+            let engine = Arc::new(Engine::new(engine_config(
+                &runtime_config,
+                self.cache_dir.clone().or_else(default_cache_dir),
+            ))?);
             let loader = Loader::new(engine, runtime_config, env_variables)
                 .with_home(super::share::atoll_home())
                 .with_metrics(metrics.clone());
@@ -235,11 +216,7 @@ impl UpCommand {
             ));
             if let Some(admin_listener) = admin_listener {
                 let admin = atoll_admin::Admin::new(metrics, live.clone(), self.log_tail.clone());
-                let admin_local = admin_listener.local_addr()?;
-                tracing::info!("admin: dashboard on http://{admin_local}/, metrics on http://{admin_local}/metrics");
-                tokio::spawn(async move {
-                    let _ = atoll_admin::serve(admin_listener, admin, stopped_admin()).await;
-                });
+                spawn_admin(admin_listener, admin, stopped_admin())?;
             }
             if let Some(watched) = watched {
                 tokio::spawn(super::watch::watch(
@@ -266,6 +243,65 @@ impl UpCommand {
         // wait for it on the way out (its child process is left to finish on its own).
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         result
+    }
+}
+
+/// `--admin ADDR`: an address, or a port alone meaning 127.0.0.1:PORT.
+pub(crate) fn admin_address(admin: Option<&str>) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let Some(a) = admin else { return Ok(None) };
+    Ok(Some(match a.parse::<u16>() {
+        Ok(port) => std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Err(_) => a.parse().map_err(|_| {
+            super::UsageError(format!(
+                "--admin `{a}` is not an address like 127.0.0.1:9090 (or a port)"
+            ))
+        })?,
+    }))
+}
+
+/// Bind the admin address (before anything slow, so a taken port fails fast).
+pub(crate) async fn bind_admin(
+    addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(a) = addr else { return Ok(None) };
+    Ok(Some(tokio::net::TcpListener::bind(a).await.with_context(
+        || {
+            format!(
+                "cannot listen on {a} for --admin; is another server using it? pick another address"
+            )
+        },
+    )?))
+}
+
+/// Serve the admin endpoints in the background until `stopped` resolves.
+pub(crate) fn spawn_admin(
+    listener: tokio::net::TcpListener,
+    admin: atoll_admin::Admin,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    tracing::info!("admin: dashboard on http://{local}/, metrics on http://{local}/metrics");
+    tokio::spawn(async move {
+        let _ = atoll_admin::serve(listener, admin, stopped).await;
+    });
+    Ok(())
+}
+
+/// The engine for a server (`atoll up`, `atoll node`): the operator's memory settings,
+/// the compile cache in `cache_dir`.
+pub(crate) fn engine_config(
+    runtime_config: &atoll_capabilities::RuntimeConfig,
+    cache_dir: Option<PathBuf>,
+) -> EngineConfig {
+    EngineConfig {
+        cache_dir,
+        memory_total: runtime_config.memory_total,
+        memory_reset: if runtime_config.memory_reset_zeroing {
+            atoll_engine::MemoryResetMode::Zeroing
+        } else {
+            atoll_engine::MemoryResetMode::Auto
+        },
+        ..EngineConfig::default()
     }
 }
 

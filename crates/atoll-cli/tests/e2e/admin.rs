@@ -97,7 +97,7 @@ fn raw(
     (status, head.to_ascii_lowercase(), body.to_string())
 }
 
-fn metrics_text(admin: SocketAddr) -> String {
+pub(super) fn metrics_text(admin: SocketAddr) -> String {
     let host = admin.to_string();
     let (status, head, body) = raw(admin, "GET", "/metrics", &[("host", &host)]);
     assert_eq!(status, 200, "{head}\n{body}");
@@ -109,7 +109,7 @@ fn metrics_text(admin: SocketAddr) -> String {
 }
 
 /// `name{labels}` -> value, for every sample line.
-fn samples(text: &str) -> HashMap<String, f64> {
+pub(super) fn samples(text: &str) -> HashMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {
@@ -119,7 +119,7 @@ fn samples(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
-fn value(samples: &HashMap<String, f64>, key: &str) -> f64 {
+pub(super) fn value(samples: &HashMap<String, f64>, key: &str) -> f64 {
     *samples.get(key).unwrap_or_else(|| {
         panic!("no sample `{key}` in:\n{}", {
             let mut keys: Vec<&String> = samples.keys().collect();
@@ -130,6 +130,30 @@ fn value(samples: &HashMap<String, f64>, key: &str) -> f64 {
                 .join("\n")
         })
     })
+}
+
+/// Prometheus' own checker accepts `text` (no errors, no lint warnings).
+pub(super) fn promtool_accepts(text: &str) {
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; .ci/run installs it)");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = check.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 const HELLO_GET: &str = r#"http_server_request_duration_seconds_count{app="admin",component="hello",http_route="/hello/...",http_request_method="GET",http_response_status_code="200"}"#;
@@ -291,28 +315,7 @@ async fn metrics_count_what_happened_and_prometheus_scrapes_them() {
         0.0
     );
     let text = metrics_text(admin);
-
-    // Prometheus' own checker accepts the text.
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus package; .ci/run installs it)");
-    check
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let out = check.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_accepts(&text);
 
     // A real Prometheus scrapes it and answers a query with the same count.
     let prom = Prometheus::start(admin);

@@ -84,16 +84,34 @@ struct Node {
     port: u16,
     state: PathBuf,
     log: PathBuf,
+    /// Flags and environment beyond the usual ones.
+    extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Node {
     fn start(nats: &str, name: &str, root: &Path) -> Self {
+        Self::start_with(nats, name, root, &[], &[])
+    }
+
+    fn start_with(
+        nats: &str,
+        name: &str,
+        root: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut n = Self {
             child: None,
             name: name.to_string(),
             port: free_port(),
             state: root.join(format!("{name}-state")),
             log: root.join(format!("{name}.log")),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         n.up(nats);
         n
@@ -119,6 +137,8 @@ impl Node {
             .arg("--state")
             .arg(&self.state)
             .args(["--workers", "1", "--shutdown-grace", "5"])
+            .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("ATOLL_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -838,4 +858,175 @@ async fn a_fleet_on_an_r3_nats_cluster_deploys_through_the_loss_of_its_stream_le
         seen.failures
     );
     assert_monotonic(&seen);
+}
+
+/// `atoll node --admin` and `OTEL_*`: the guests' families and the node's own on
+/// `/metrics` (accepted by promtool), the node's state in `/api/state`, server spans of
+/// its requests at an OTLP receiver; with NATS gone the node says so and keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_its_own_metrics_and_exports_spans() {
+    use super::admin::{metrics_text, promtool_accepts, samples, value};
+    use super::telemetry::{Received, http_receiver};
+
+    let root = tempfile::tempdir().expect("temp");
+    let mut nats = Nats::start();
+    let url = nats.url();
+    let received = Arc::new(Received::default());
+    let (otlp, _receiver) =
+        http_receiver("127.0.0.1:0".parse().expect("addr"), received.clone()).await;
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let otlp_url = format!("http://{otlp}");
+    let node = Node::start_with(
+        &url,
+        "m1",
+        root.path(),
+        &["--admin", &admin.to_string()],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_url.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_SERVICE_NAME", "fleet-node"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "60000"),
+        ],
+    );
+    // Deployed once the node is in the fleet (a deploy waits for the live nodes only).
+    let t = Instant::now();
+    while !node_names(&status(&url)).contains(&"m1".to_string()) {
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", node.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (ok, out, err) = deploy(&app_dir(root.path(), "v1"), &url);
+    assert!(ok, "deploy v1 failed:\n{out}\n{err}\n{}", node.logs());
+    let st = status(&url);
+    assert_eq!(st["apps"][0][0], "demo", "{st}");
+    let v1 = st["apps"][0][1]["current"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no current version in the status: {st}"));
+    for _ in 0..3 {
+        assert_eq!(served_version(&node).await, Some(1), "{}", node.logs());
+    }
+
+    // The guests' families, counted as `atoll up --admin` counts them, and the node's.
+    let text = metrics_text(admin);
+    let s = samples(&text);
+    let served = r#"http_server_request_duration_seconds_count{app="demo",component="env",http_route="/...",http_request_method="GET",http_response_status_code="200"}"#;
+    assert_eq!(value(&s, served), 3.0, "{text}");
+    assert_eq!(value(&s, "atoll_fleet_node_ready"), 1.0);
+    assert_eq!(value(&s, "atoll_fleet_node_draining"), 0.0);
+    assert_eq!(value(&s, "atoll_fleet_control_plane_connected"), 1.0);
+    assert_eq!(value(&s, "atoll_fleet_swaps_total"), 1.0);
+    assert_eq!(value(&s, "atoll_fleet_version_failures_total"), 0.0);
+    let desired_epoch = value(&s, r#"atoll_fleet_app_desired_epoch{app="demo"}"#);
+    assert!(desired_epoch >= 1.0, "{text}");
+    assert_eq!(
+        value(&s, r#"atoll_fleet_app_served_epoch{app="demo"}"#),
+        desired_epoch
+    );
+    let short = &v1[..12];
+    for state in ["desired", "served"] {
+        let key = format!(
+            r#"atoll_fleet_app_version_info{{app="demo",version="{short}",state="{state}"}}"#
+        );
+        assert_eq!(value(&s, &key), 1.0, "{text}");
+    }
+    assert!(
+        text.contains(r#"atoll_fleet_app_load_seconds{app="demo",phase="compile"} "#),
+        "{text}"
+    );
+    promtool_accepts(&text);
+
+    // The same in the dashboard's state, under `fleet`.
+    let state = admin_json(admin, "/api/state");
+    assert_eq!(state["fleet"]["node"]["name"], "m1", "{state}");
+    assert_eq!(
+        state["fleet"]["node"]["apps"]["demo"]["version"],
+        v1.as_str()
+    );
+    assert_eq!(state["fleet"]["desired"]["demo"]["version"], v1.as_str());
+    assert_eq!(state["fleet"]["control_plane_connected"], true);
+    assert_eq!(state["apps"][0]["name"], "demo", "{state}");
+
+    // Each request is a server span of the node's service, naming the app.
+    let span = received
+        .wait_for("a server span of app demo from the node", |spans| {
+            spans
+                .iter()
+                .find(|g| {
+                    g.service == "fleet-node"
+                        && g.attrs.get("atoll.app").map(String::as_str) == Some("demo")
+                })
+                .cloned()
+        })
+        .await;
+    assert_eq!(
+        span.attrs.get("atoll.component").map(String::as_str),
+        Some("env"),
+        "{span:#?}"
+    );
+
+    // NATS gone: the node says so on /metrics, stays ready and keeps serving v1.
+    nats.down();
+    let t = Instant::now();
+    loop {
+        let s = samples(&metrics_text(admin));
+        if value(&s, "atoll_fleet_control_plane_connected") == 0.0 {
+            assert_eq!(value(&s, "atoll_fleet_node_ready"), 1.0);
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the node still reports a control plane 30 s after NATS stopped:\n{}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served_version(&node).await, Some(1), "{}", node.logs());
+
+    // Back: a new session, and the next deploy is one more swap at a higher epoch.
+    nats.up();
+    let t = Instant::now();
+    loop {
+        let s = samples(&metrics_text(admin));
+        // `status` may fail while JetStream is still starting: try again.
+        let (ok, out, _) = atoll(&["status", "--nats", &url, "--json"]);
+        let listed = ok
+            && serde_json::from_str::<serde_json::Value>(&out)
+                .is_ok_and(|st| node_names(&st).contains(&"m1".to_string()));
+        if value(&s, "atoll_fleet_control_plane_connected") == 1.0 && listed {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the node did not rejoin within 30 s:\n{}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ok, out, err) = deploy(&app_dir(root.path(), "v2"), &url);
+    assert!(ok, "deploy v2 failed:\n{out}\n{err}\n{}", node.logs());
+    assert_eq!(served_version(&node).await, Some(2), "{}", node.logs());
+    let s = samples(&metrics_text(admin));
+    assert_eq!(value(&s, "atoll_fleet_control_plane_connected"), 1.0);
+    assert!(value(&s, "atoll_fleet_control_plane_sessions_total") >= 2.0);
+    assert_eq!(value(&s, "atoll_fleet_swaps_total"), 2.0);
+    assert!(value(&s, r#"atoll_fleet_app_served_epoch{app="demo"}"#) > desired_epoch);
+}
+
+/// GET `path` on the admin server, as JSON.
+fn admin_json(admin: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
 }

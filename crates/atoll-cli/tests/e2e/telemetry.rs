@@ -30,14 +30,14 @@ use crate::common::*;
 
 /// A span as the receiver decoded it, with its resource's `service.name`.
 #[derive(Debug, Clone)]
-struct Got {
-    service: String,
-    name: String,
+pub(super) struct Got {
+    pub(super) service: String,
+    pub(super) name: String,
     kind: i32,
     trace_id: String,
     span_id: String,
     parent_span_id: String,
-    attrs: HashMap<String, String>,
+    pub(super) attrs: HashMap<String, String>,
     status_code: i32,
     status_message: String,
 }
@@ -63,7 +63,7 @@ type Point = (HashMap<String, String>, String);
 
 /// What the receiver has been sent.
 #[derive(Default)]
-struct Received {
+pub(super) struct Received {
     spans: Mutex<Vec<Got>>,
     /// Metric name -> the attributes and count of each histogram point, or the value of
     /// each sum/gauge point, as text.
@@ -137,7 +137,7 @@ impl Received {
     }
 
     /// Wait until `f` finds what it looks for among the spans received.
-    async fn wait_for<T>(&self, what: &str, f: impl Fn(&[Got]) -> Option<T>) -> T {
+    pub(super) async fn wait_for<T>(&self, what: &str, f: impl Fn(&[Got]) -> Option<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(t) = f(&self.spans()) {
@@ -159,7 +159,7 @@ fn hex(b: &[u8]) -> String {
 
 /// An OTLP/HTTP receiver on `at`: `/v1/traces` and `/v1/metrics`, protobuf bodies.
 /// Stops (closing its listener) when the returned sender is dropped.
-async fn http_receiver(
+pub(super) async fn http_receiver(
     at: SocketAddr,
     received: Arc<Received>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
