@@ -1,13 +1,19 @@
 //! An app as the fleet ships it: a [`VersionRecord`] (the manifest, each component's
 //! `source` pointing at its blob) and the blobs; and its copy on a node's disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use atoll_manifest::{App, ComponentSource};
+use atoll_manifest::{App, ComponentSource, FileMount, MountSource};
 
 use crate::FleetError;
-use crate::records::{BlobRef, VersionRecord, sha256_hex};
+use crate::records::{BlobRef, VersionRecord, check_file_path, sha256_hex};
+
+/// Files one bundle may ship (over every mount), and their total size: a deploy holds
+/// them in memory, and every node keeps a copy.
+pub const MAX_FILES: usize = 100_000;
+/// See [`MAX_FILES`].
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// A version ready to upload: the record and each component's bytes by sha256.
 #[derive(Debug)]
@@ -22,9 +28,12 @@ pub struct Bundle {
 
 /// Build the version of `app` (already parsed and built): read each component, hash it,
 /// and rewrite the manifest so each `source` names its blob and no `build` is left.
-/// What a node could not run the same way is refused here, naming the key: components
-/// from a registry or OCI (deploy them from a built path), file mounts and composition
-/// dependencies (not shipped by the fleet yet).
+/// Each file a `files` mount takes (every regular file under a mounted directory, every
+/// file a glob matches) is shipped as a blob too, at its path relative to the app
+/// directory. What a node could not run the same way is refused here, naming the key:
+/// components from a registry or OCI (deploy them from a built path), composition
+/// dependencies (not shipped by the fleet yet), and mounts a node could not reproduce
+/// (a symlink out of the mount, a symlinked directory, a name the node writes itself).
 pub fn bundle(app: &App, manifest_text: &str) -> Result<Bundle, FleetError> {
     let refuse = |key: String, why: &str| FleetError::Unsupported {
         app: app.name.clone(),
@@ -42,6 +51,7 @@ pub fn bundle(app: &App, manifest_text: &str) -> Result<Bundle, FleetError> {
         .map_err(|e| FleetError::Bundle(format!("{}: {e}", app.manifest_path().display())))?;
     let mut components = BTreeMap::new();
     let mut blobs = BTreeMap::new();
+    let mut files = Files::default();
     for component in app.components.values() {
         let key = |k: &str| format!("component.{}.{k}", component.name);
         let path = match &component.source {
@@ -53,11 +63,8 @@ pub fn bundle(app: &App, manifest_text: &str) -> Result<Bundle, FleetError> {
                 ));
             }
         };
-        if !component.grants.files.is_empty() {
-            return Err(refuse(
-                key("files"),
-                "file mounts are not shipped to fleet nodes yet; serve this app with `atoll up`",
-            ));
+        for mount in &component.grants.files {
+            collect_mount(app, mount, &mut files).map_err(|why| refuse(mount.key.clone(), &why))?;
         }
         if !component.dependencies.is_empty() {
             return Err(refuse(
@@ -94,14 +101,177 @@ pub fn bundle(app: &App, manifest_text: &str) -> Result<Bundle, FleetError> {
         );
         blobs.insert(sha, bytes);
     }
+    let mut file_refs = BTreeMap::new();
+    for (rel, bytes) in files.files {
+        let sha = sha256_hex(&bytes);
+        file_refs.insert(
+            rel,
+            BlobRef {
+                sha256: sha.clone(),
+                size: bytes.len() as u64,
+            },
+        );
+        blobs.insert(sha, bytes);
+    }
     let record = VersionRecord {
         app: app.name.clone(),
         manifest: doc.to_string(),
         components,
         atoll: env!("CARGO_PKG_VERSION").to_string(),
+        files: file_refs,
+        dirs: files.dirs,
     };
     let (_, id) = record.encode();
     Ok(Bundle { record, id, blobs })
+}
+
+/// The files and directories the mounts of one bundle take, by relative path.
+#[derive(Default)]
+struct Files {
+    files: BTreeMap<String, Vec<u8>>,
+    dirs: BTreeSet<String>,
+    bytes: u64,
+}
+
+impl Files {
+    fn add(&mut self, rel: String, path: &Path) -> Result<(), String> {
+        check_file_path(&rel)?;
+        if self.files.contains_key(&rel) {
+            return Ok(());
+        }
+        if self.files.len() >= MAX_FILES {
+            return Err(format!(
+                "the mounts hold more than {MAX_FILES} files; ship fewer (a fleet node keeps a copy of each)"
+            ));
+        }
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        self.bytes += bytes.len() as u64;
+        if self.bytes > MAX_FILE_BYTES {
+            return Err(format!(
+                "the mounted files exceed {} MiB in all; ship less (a deploy holds them in memory, every node keeps a copy)",
+                MAX_FILE_BYTES >> 20
+            ));
+        }
+        self.files.insert(rel, bytes);
+        Ok(())
+    }
+}
+
+/// `path` relative to `base`, `/`-separated, if it is beneath it and UTF-8.
+fn relative(base: &Path, path: &Path) -> Result<String, String> {
+    let rel = path
+        .strip_prefix(base)
+        .map_err(|_| format!("{} is outside the app directory", path.display()))?;
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    parts
+        .map(|p| p.join("/"))
+        .ok_or_else(|| format!("{} is not a UTF-8 path; rename it", path.display()))
+}
+
+/// Add what `mount` takes from `app`'s directory to `files`. The rules are `atoll up`'s
+/// (inside the app directory, no symlink out of a mounted directory); a symlink inside
+/// one is shipped as the file it points to.
+fn collect_mount(app: &App, mount: &FileMount, files: &mut Files) -> Result<(), String> {
+    let app_dir = app
+        .dir
+        .canonicalize()
+        .map_err(|e| format!("cannot read the app directory {}: {e}", app.dir.display()))?;
+    match &mount.source {
+        MountSource::Dir(src) => {
+            let root = app
+                .dir
+                .join(src)
+                .canonicalize()
+                .map_err(|e| format!("mount source `{src}` cannot be read: {e}"))?;
+            if !root.starts_with(&app_dir) || !root.is_dir() {
+                return Err(format!(
+                    "mount source `{src}` is not a directory inside the app directory"
+                ));
+            }
+            walk(&app_dir, &root, &root, files, 0)
+        }
+        MountSource::Glob(pattern) => {
+            let full = app.dir.join(pattern);
+            let full = full
+                .to_str()
+                .ok_or_else(|| format!("`{pattern}` is not valid UTF-8"))?;
+            let paths =
+                glob::glob(full).map_err(|e| format!("`{pattern}` is not a valid glob: {e}"))?;
+            for p in paths {
+                let p = p.map_err(|e| format!("cannot read a match of `{pattern}`: {e}"))?;
+                let real = p
+                    .canonicalize()
+                    .map_err(|e| format!("cannot resolve {}: {e}", p.display()))?;
+                if !real.starts_with(&app_dir) {
+                    return Err(format!(
+                        "`{}` resolves to {}, outside the app directory",
+                        p.display(),
+                        real.display()
+                    ));
+                }
+                if !real.is_file() || real.starts_with(app_dir.join(".atoll")) {
+                    continue;
+                }
+                let rel = relative(&app.dir, &p).or_else(|_| relative(&app_dir, &p))?;
+                files.add(rel, &real)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Every file and directory under `dir` (inside the mounted `root`).
+fn walk(
+    app_dir: &Path,
+    root: &Path,
+    dir: &Path,
+    files: &mut Files,
+    depth: usize,
+) -> Result<(), String> {
+    if depth > 64 {
+        return Err(format!(
+            "{} is nested more than 64 directories deep",
+            dir.display()
+        ));
+    }
+    let rel = relative(app_dir, dir)?;
+    check_file_path(&rel)?;
+    files.dirs.insert(rel);
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if kind.is_dir() {
+            walk(app_dir, root, &path, files, depth + 1)?;
+        } else if kind.is_file() {
+            files.add(relative(app_dir, &path)?, &path)?;
+        } else if kind.is_symlink() {
+            let target = path
+                .canonicalize()
+                .map_err(|e| format!("{} is a broken symlink ({e}); remove it", path.display()))?;
+            if !target.starts_with(root) {
+                return Err(format!(
+                    "{} is a symlink leading outside the mounted directory; remove it, or point it inside",
+                    path.display()
+                ));
+            }
+            if target.is_dir() {
+                return Err(format!(
+                    "{} is a symlink to a directory, which `atoll deploy` does not ship; replace it with the directory",
+                    path.display()
+                ));
+            }
+            files.add(relative(app_dir, &path)?, &target)?;
+        }
+    }
+    Ok(())
 }
 
 /// A node's disk: `blobs/<sha256>.wasm` (verified), `versions/<app>/<id>/` (the
@@ -144,26 +314,54 @@ impl StateDir {
         write_atomic(&self.blob_path(sha256), bytes)
     }
 
-    /// Write the version's directory (manifest and blob links); returns its manifest
-    /// path. The blobs must be on disk already.
+    /// Write the version's directory (manifest, blob links, the mounts' files and
+    /// directories at their relative paths); returns its manifest path. The blobs must be
+    /// on disk already. Every path of the record is checked first ([`check_file_path`]):
+    /// a record naming `../x` writes nothing.
     pub fn materialize(&self, id: &str, record: &VersionRecord) -> Result<PathBuf, FleetError> {
+        for path in record.files.keys().chain(&record.dirs) {
+            check_file_path(path).map_err(|why| {
+                FleetError::Load(format!(
+                    "version {} of `{}` names a file this node will not write: {why}",
+                    crate::records::short(id),
+                    record.app
+                ))
+            })?;
+        }
         let dir = self.root.join("versions").join(&record.app).join(id);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| FleetError::Disk(format!("cannot create {}: {e}", dir.display())))?;
-        for blob in record.components.values() {
-            let link = dir.join(format!("{}.wasm", blob.sha256));
-            if !link.exists() {
-                let from = self.blob_path(&blob.sha256);
-                if std::fs::hard_link(&from, &link).is_err() {
-                    std::fs::copy(&from, &link).map_err(|e| {
-                        FleetError::Disk(format!(
-                            "cannot copy {} to {}: {e}",
-                            from.display(),
-                            link.display()
-                        ))
-                    })?;
-                }
+        let mkdir = |d: &Path| {
+            std::fs::create_dir_all(d)
+                .map_err(|e| FleetError::Disk(format!("cannot create {}: {e}", d.display())))
+        };
+        mkdir(&dir)?;
+        let place = |sha256: &str, link: &Path| -> Result<(), FleetError> {
+            if link.exists() {
+                return Ok(());
             }
+            let from = self.blob_path(sha256);
+            if std::fs::hard_link(&from, link).is_err() {
+                std::fs::copy(&from, link).map_err(|e| {
+                    FleetError::Disk(format!(
+                        "cannot copy {} to {}: {e}",
+                        from.display(),
+                        link.display()
+                    ))
+                })?;
+            }
+            Ok(())
+        };
+        for blob in record.components.values() {
+            place(&blob.sha256, &dir.join(format!("{}.wasm", blob.sha256)))?;
+        }
+        for d in &record.dirs {
+            mkdir(&dir.join(d))?;
+        }
+        for (rel, blob) in &record.files {
+            let to = dir.join(rel);
+            if let Some(parent) = to.parent() {
+                mkdir(parent)?;
+            }
+            place(&blob.sha256, &to)?;
         }
         let manifest = dir.join(atoll_manifest::MANIFEST_FILE);
         write_atomic(&manifest, record.manifest.as_bytes())?;
@@ -185,6 +383,13 @@ impl StateDir {
         }
         for blob in record.components.values() {
             let b = std::fs::read(dir.join(format!("{}.wasm", blob.sha256))).ok()?;
+            if sha256_hex(&b) != blob.sha256 {
+                return None;
+            }
+        }
+        for (rel, blob) in &record.files {
+            check_file_path(rel).ok()?;
+            let b = std::fs::read(dir.join(rel)).ok()?;
             if sha256_hex(&b) != blob.sha256 {
                 return None;
             }
@@ -265,13 +470,170 @@ mod tests {
     }
 
     #[test]
-    fn what_a_node_could_not_run_the_same_way_is_refused_naming_the_key() {
+    fn mounted_files_ship_as_blobs_at_their_relative_paths() {
         let dir = temp("files");
-        std::fs::create_dir_all(dir.join("static")).expect("dir");
-        let text = BASE.replace("# built\n", "\nfiles = [\"static\"]\n");
+        std::fs::create_dir_all(dir.join("static/sub")).expect("dir");
+        std::fs::create_dir_all(dir.join("static/empty")).expect("dir");
+        std::fs::write(dir.join("static/index.html"), "<h1>hi</h1>").expect("write");
+        std::fs::write(dir.join("static/sub/a.txt"), "nested").expect("write");
+        std::fs::create_dir_all(dir.join("assets/deep")).expect("dir");
+        std::fs::write(dir.join("assets/deep/site.css"), "p{}").expect("write");
+        std::fs::write(dir.join("assets/notes.txt"), "not matched").expect("write");
+        std::fs::write(dir.join("secret.txt"), "not mounted").expect("write");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("sub/a.txt", dir.join("static/link.txt")).expect("symlink");
+        let text = BASE.replace(
+            "# built\n",
+            "\nfiles = [{ source = \"static\", destination = \"/static\" }, \"assets/**/*.css\"]\n",
+        );
         let (app, text) = app_in(&dir, &text);
-        let e = bundle(&app, &text).expect_err("files are not shipped");
-        assert!(e.to_string().contains("`component.web.files`"), "{e}");
+        let b = bundle(&app, &text).expect("bundle");
+        let mut shipped: Vec<&str> = b.record.files.keys().map(String::as_str).collect();
+        shipped.sort_unstable();
+        let mut expected = vec![
+            "assets/deep/site.css",
+            "static/index.html",
+            "static/sub/a.txt",
+        ];
+        if cfg!(unix) {
+            expected.push("static/link.txt");
+            expected.sort_unstable();
+        }
+        assert_eq!(shipped, expected);
+        let dirs: Vec<&str> = b.record.dirs.iter().map(String::as_str).collect();
+        assert_eq!(dirs, ["static", "static/empty", "static/sub"]);
+        let index = &b.record.files["static/index.html"];
+        assert_eq!(index.sha256, sha256_hex(b"<h1>hi</h1>"));
+        assert_eq!(b.blobs[&index.sha256], b"<h1>hi</h1>");
+        if cfg!(unix) {
+            // A symlink inside the mount ships as the file it points to.
+            assert_eq!(
+                b.record.files["static/link.txt"].sha256,
+                sha256_hex(b"nested")
+            );
+        }
+        // The manifest's mounts are unchanged: they resolve in the node's version dir.
+        assert!(
+            b.record.manifest.contains("source = \"static\""),
+            "{}",
+            b.record.manifest
+        );
+
+        // On a node: the files at their paths, the empty directory too, and intact.
+        let state = StateDir::open(&dir.join("node")).expect("state");
+        for (sha, bytes) in &b.blobs {
+            state.put_blob(sha, bytes).expect("blob");
+        }
+        let manifest = state.materialize(&b.id, &b.record).expect("materialize");
+        let vdir = manifest.parent().expect("version dir");
+        assert_eq!(
+            std::fs::read_to_string(vdir.join("static/sub/a.txt")).expect("read"),
+            "nested"
+        );
+        assert!(vdir.join("static/empty").is_dir());
+        assert!(!vdir.join("secret.txt").exists());
+        assert!(!vdir.join("assets/notes.txt").exists());
+        assert!(state.cached_version("demo", &b.id).is_some());
+        std::fs::write(vdir.join("static/index.html"), "changed").expect("write");
+        assert!(
+            state.cached_version("demo", &b.id).is_none(),
+            "a changed file must make the cached version unusable"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn mounts_a_node_could_not_reproduce_are_refused_naming_the_key() {
+        #[cfg(unix)]
+        {
+            let dir = temp("escape");
+            let outside = temp("outside");
+            std::fs::create_dir_all(dir.join("static")).expect("dir");
+            std::fs::create_dir_all(&outside).expect("dir");
+            std::fs::write(outside.join("passwd"), "root").expect("write");
+            std::os::unix::fs::symlink(outside.join("passwd"), dir.join("static/p"))
+                .expect("symlink");
+            let text = BASE.replace(
+                "# built\n",
+                "\nfiles = [\"static/*\", { source = \"static\", destination = \"/s\" }]\n",
+            );
+            let (app, text) = app_in(&dir, &text);
+            let e = bundle(&app, &text).expect_err("a symlink out of the app");
+            assert!(e.to_string().contains("`component.web.files[0]`"), "{e}");
+            assert!(e.to_string().contains("outside the app directory"), "{e}");
+            let text = BASE.replace(
+                "# built\n",
+                "\nfiles = [{ source = \"static\", destination = \"/s\" }]\n",
+            );
+            let (app, text) = app_in(&dir, &text);
+            let e = bundle(&app, &text).expect_err("a symlink out of the mount");
+            assert!(e.to_string().contains("`component.web.files[0]`"), "{e}");
+            assert!(
+                e.to_string().contains("outside the mounted directory"),
+                "{e}"
+            );
+            let _ = std::fs::remove_dir_all(dir);
+            let _ = std::fs::remove_dir_all(outside);
+        }
+        // A mounted file where the node writes the manifest.
+        let dir = temp("reserved");
+        let text = BASE.replace("# built\n", "\nfiles = [\"*.toml\"]\n");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("atoll.toml"), &text).expect("write");
+        let (app, text) = app_in(&dir, &text);
+        let e = bundle(&app, &text).expect_err("atoll.toml is the node's");
+        assert!(e.to_string().contains("`component.web.files[0]`"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("would replace a file the node writes"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_record_naming_paths_outside_its_version_writes_nothing() {
+        let dir = temp("hostile-record");
+        let (app, text) = app_in(&dir.join("app"), BASE);
+        let b = bundle(&app, &text).expect("bundle");
+        let state = StateDir::open(&dir.join("state")).expect("state");
+        for (sha, bytes) in &b.blobs {
+            state.put_blob(sha, bytes).expect("blob");
+        }
+        let blob = b.record.components["web"].clone();
+        for bad in [
+            "../../escaped",
+            "/etc/x",
+            "a/../../b",
+            ".atoll/mounts/x",
+            "version.json",
+            "",
+        ] {
+            let mut record = b.record.clone();
+            record.files.insert(bad.to_string(), blob.clone());
+            let (_, id) = record.encode();
+            let e = state.materialize(&id, &record).expect_err(bad);
+            assert!(e.to_string().contains("will not write"), "{bad}: {e}");
+            assert!(!dir.join("state/versions/demo").join(&id).exists(), "{bad}");
+        }
+        assert!(!dir.join("escaped").exists());
+        let mut record = b.record.clone();
+        record.dirs.insert("../up".to_string());
+        assert!(state.materialize(&record.encode().1, &record).is_err());
+        assert!(!dir.join("state/versions/up").exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_version_without_files_keeps_its_record_bytes() {
+        let dir = temp("nofiles");
+        let (app, text) = app_in(&dir, BASE);
+        let b = bundle(&app, &text).expect("bundle");
+        let json = String::from_utf8(b.record.encode().0).expect("utf-8");
+        assert!(
+            !json.contains("\"files\"") && !json.contains("\"dirs\""),
+            "{json}"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 

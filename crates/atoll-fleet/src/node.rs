@@ -540,6 +540,21 @@ impl Node {
             }
             self.inner.state.put_blob(&blob.sha256, &bytes)?;
         }
+        for (path, blob) in &record.files {
+            if self.inner.state.blob(&blob.sha256).is_some() {
+                continue;
+            }
+            let bytes = control.blob(&blob.sha256).await?;
+            let actual = sha256_hex(&bytes);
+            if actual != blob.sha256 {
+                return Err(FleetError::Tampered {
+                    what: format!("the blob of file `{path}`"),
+                    expected: blob.sha256.clone(),
+                    actual,
+                });
+            }
+            self.inner.state.put_blob(&blob.sha256, &bytes)?;
+        }
         let manifest = self.inner.state.materialize(version, &record)?;
         let fetch_ms = ms(t.elapsed());
         let t = Instant::now();

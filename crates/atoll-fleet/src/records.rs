@@ -1,6 +1,6 @@
 //! What the control plane holds, as JSON values in JetStream key-value buckets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -54,6 +54,52 @@ pub struct VersionRecord {
     pub components: BTreeMap<String, BlobRef>,
     /// The atoll version that made it.
     pub atoll: String,
+    /// The files the components' `files` mounts take from the app directory, by their
+    /// path relative to it (`/`-separated; see [`check_file_path`]): the node places
+    /// each verified blob there, so the manifest's mount sources resolve as on the
+    /// machine that deployed. Left out of the JSON when empty (so a version without
+    /// files keeps the id it had before files were shipped).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, BlobRef>,
+    /// The directories of those mounts (each mounted directory and those under it), so
+    /// an empty one exists on the node too.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub dirs: BTreeSet<String>,
+}
+
+/// Whether `path` may name a file or directory of a version: relative, `/`-separated,
+/// no empty, `.` or `..` segment, no backslash or NUL, not under `.atoll/`, and not one
+/// of the names the node writes beside them (`atoll.toml`, `version.json`,
+/// `<sha256>.wasm` at the top). Checked when a bundle is made and again by every node
+/// before it writes anything (a record comes from the control plane).
+pub fn check_file_path(path: &str) -> Result<(), String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    if path.is_empty()
+        || segments
+            .iter()
+            .any(|s| s.is_empty() || *s == "." || *s == ".." || s.contains(['\\', '\0']))
+    {
+        return Err(format!(
+            "`{path}` is not a plain relative path (no empty, `.` or `..` segments, no leading `/`)"
+        ));
+    }
+    if segments[0] == ".atoll" {
+        return Err(format!(
+            "`{path}` is under `.atoll/`, which atoll keeps for itself"
+        ));
+    }
+    if segments.len() == 1 {
+        let top = segments[0];
+        let blob_name = top
+            .strip_suffix(".wasm")
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if top == atoll_manifest::MANIFEST_FILE || top == "version.json" || blob_name {
+            return Err(format!(
+                "`{path}` would replace a file the node writes beside the app's files (the manifest, the version record or a component); rename it or move it into a directory"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl VersionRecord {

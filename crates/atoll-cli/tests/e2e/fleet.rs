@@ -1030,3 +1030,95 @@ fn admin_json(admin: std::net::SocketAddr, path: &str) -> serde_json::Value {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
 }
+
+/// `files` mounts ship with a deploy: a node serves them as `atoll up` would (a
+/// directory, a glob, nothing else of the app directory), and again from its state
+/// directory after a restart with NATS down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_ships_mounted_files_and_serves_them_from_its_cache() {
+    let root = tempfile::tempdir().expect("temp");
+    let mut nats = Nats::start();
+    let url = nats.url();
+    let mut node = Node::start(&url, "f1", root.path());
+    let t = Instant::now();
+    while !node_names(&status(&url)).contains(&"f1".to_string()) {
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", node.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dir = root.path().join("site");
+    std::fs::create_dir_all(dir.join("static/sub")).expect("mkdir");
+    std::fs::write(dir.join("static/index.html"), "<h1>hi</h1>").expect("write");
+    std::fs::write(dir.join("static/sub/a.txt"), "nested").expect("write");
+    std::fs::create_dir_all(dir.join("assets/deep")).expect("mkdir");
+    std::fs::write(dir.join("assets/site.css"), "body{}").expect("write");
+    std::fs::write(dir.join("assets/deep/more.css"), "p{}").expect("write");
+    std::fs::write(dir.join("assets/notes.txt"), "not matched").expect("write");
+    std::fs::write(dir.join("secret.txt"), "top secret").expect("write");
+    std::fs::write(
+        dir.join("atoll.toml"),
+        format!(
+            "[app]\nname = \"site\"\n\n[component.files]\nsource = \"{}\"\nfiles = [{{ source = \"static\", destination = \"/static\" }}, \"assets/**/*.css\"]\n\n[[trigger.http]]\nroute = \"/files\"\ncomponent = \"files\"\n",
+            test_programs_artifacts::FILES
+        ),
+    )
+    .expect("manifest");
+    let (ok, out, err) = deploy(&dir, &url);
+    assert!(ok, "deploy failed:\n{out}\n{err}\n{}", node.logs());
+
+    let check = |node: &Node| {
+        let base = node.url("/files");
+        async move {
+            let c = client();
+            let read = |p: &str| format!("{base}?path={p}");
+            for (path, body) in [
+                ("/static/index.html", "<h1>hi</h1>"),
+                ("/static/sub/a.txt", "nested"),
+                ("/assets/site.css", "body{}"),
+                ("/assets/deep/more.css", "p{}"),
+            ] {
+                let r = send(&c, "GET", &read(path), bytes::Bytes::new())
+                    .await
+                    .expect("request");
+                assert_eq!((r.status, r.text().as_str()), (200, body), "{path}");
+            }
+            for hidden in [
+                "/secret.txt",
+                "/assets/notes.txt",
+                "/atoll.toml",
+                "/static/../secret.txt",
+            ] {
+                let r = send(&c, "GET", &read(hidden), bytes::Bytes::new())
+                    .await
+                    .expect("request");
+                assert_eq!(r.status, 404, "{hidden} was readable: {}", r.text());
+            }
+        }
+    };
+    check(&node).await;
+
+    // Restarted with NATS down: the same files, from the node's state directory.
+    node.stop();
+    nats.down();
+    node.up(&url);
+    let t = Instant::now();
+    loop {
+        let r = send(
+            &client(),
+            "GET",
+            &node.url("/.atoll/ready"),
+            bytes::Bytes::new(),
+        )
+        .await;
+        if r.is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", node.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check(&node).await;
+    assert!(
+        node.logs().contains("from the state directory"),
+        "{}",
+        node.logs()
+    );
+}
