@@ -97,8 +97,9 @@ struct Book {
     desired: BTreeMap<String, (String, u64)>,
     /// What is served, by app.
     served: BTreeMap<String, ServedVersion>,
-    /// Compiled, not yet committed: app -> (version, app, fetch ms, compile ms).
-    staged: HashMap<String, (String, Arc<LoadedApp>, u64, u64)>,
+    /// Compiled, not yet committed: app -> (version, app, fetch ms, compile ms, the
+    /// revision of the desired state that staged it).
+    staged: HashMap<String, (String, Arc<LoadedApp>, u64, u64, u64)>,
     /// The last failure, by app.
     errors: BTreeMap<String, NodeError>,
 }
@@ -311,7 +312,7 @@ impl Node {
                         match entry.operation {
                             async_nats::jetstream::kv::Operation::Put => {
                                 match serde_json::from_slice::<AppState>(&entry.value) {
-                                    Ok(state) => self.reconcile(control, app, &state).await,
+                                    Ok(state) => self.reconcile(control, app, &state, entry.revision).await,
                                     Err(e) => tracing::warn!(app = %app, "control plane: a malformed app state ({e}); ignored"),
                                 }
                             }
@@ -339,13 +340,15 @@ impl Node {
     /// Re-read every app's desired state and reconcile each.
     async fn anti_entropy(&self, control: &Control) -> Result<(), FleetError> {
         for (app, entry) in control.all_apps().await? {
-            self.reconcile(control, &app, &entry.state).await;
+            self.reconcile(control, &app, &entry.state, entry.revision)
+                .await;
         }
         Ok(())
     }
 
     /// Bring `app` to `state`: stage what is staged, swap in what is committed.
-    async fn reconcile(&self, control: &Control, app: &str, state: &AppState) {
+    /// `revision` is the state's revision in `atoll_apps` (a later write has a higher one).
+    async fn reconcile(&self, control: &Control, app: &str, state: &AppState, revision: u64) {
         let (served, known_epoch) = {
             let book = self.book();
             (
@@ -384,7 +387,7 @@ impl Node {
                     let staged = {
                         let mut book = self.book();
                         match book.staged.remove(app) {
-                            Some((v, a, f, c)) if &v == current => Some(Prepared {
+                            Some((v, a, f, c, _)) if &v == current => Some(Prepared {
                                 app: a,
                                 fetch_ms: f,
                                 compile_ms: c,
@@ -437,7 +440,7 @@ impl Node {
                         book.errors.remove(app);
                         book.staged.insert(
                             app.to_string(),
-                            (staged.clone(), p.app, p.fetch_ms, p.compile_ms),
+                            (staged.clone(), p.app, p.fetch_ms, p.compile_ms, revision),
                         );
                         drop(book);
                         self.changed();
@@ -445,6 +448,22 @@ impl Node {
                     Err(e) => self.fail_attempt(app, staged, state.staged_at_ms, &e),
                 }
             }
+        }
+        // A stage no deploy names any more (it failed on another node, was abandoned, or
+        // another version took its place): free the compiled app. Only on a read newer
+        // than the one that staged it, so a stale read cannot undo a stage in progress.
+        let dropped = {
+            let mut book = self.book();
+            match book.staged.get(app) {
+                Some((v, .., at)) if state.staged.as_ref() != Some(v) && revision > *at => {
+                    book.staged.remove(app).map(|(v, ..)| v)
+                }
+                _ => None,
+            }
+        };
+        if let Some(v) = dropped {
+            tracing::info!(app = %app, "dropped staged version {} (no deploy stages it any more)", short(&v));
+            self.changed();
         }
     }
 

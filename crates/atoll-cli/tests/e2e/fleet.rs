@@ -1122,3 +1122,82 @@ async fn a_fleet_ships_mounted_files_and_serves_them_from_its_cache() {
         node.logs()
     );
 }
+
+/// A deploy that stages on one node and fails on another changes nothing, prints the
+/// failing node's reason, and the node that staged it frees the compiled version (no
+/// deploy names it any more) instead of keeping it in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_that_failed_elsewhere_is_dropped_by_the_nodes_that_staged_it() {
+    let root = tempfile::tempdir().expect("temp");
+    let nats = Nats::start();
+    let url = nats.url();
+    // Only s1 places the app's store in a server; s2 refuses the app (nodes keep no data).
+    let config = root.path().join("runtime.toml");
+    std::fs::write(
+        &config,
+        "[key_value_store.cache]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n",
+    )
+    .expect("runtime config");
+    let config = config.to_str().expect("utf-8").to_string();
+    let s1 = Node::start_with(&url, "s1", root.path(), &["--runtime-config", &config], &[]);
+    let s2 = Node::start(&url, "s2", root.path());
+    let t = Instant::now();
+    loop {
+        let names = node_names(&status(&url));
+        if names.contains(&"s1".to_string()) && names.contains(&"s2".to_string()) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", s1.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dir = app_dir(root.path(), "kv");
+    let manifest = std::fs::read_to_string(dir.join("atoll.toml")).expect("manifest");
+    std::fs::write(
+        dir.join("atoll.toml"),
+        manifest.replace(
+            "environment = ",
+            "key_value_stores = [\"cache\"]\nenvironment = ",
+        ),
+    )
+    .expect("manifest");
+    let (ok, out, err) = deploy(&dir, &url);
+    assert!(!ok, "the deploy should fail on s2:\n{out}");
+    assert!(err.contains("failed to stage on 1 node(s)"), "{err}");
+    assert!(err.contains("s2") && err.contains("keep no data"), "{err}");
+    assert!(
+        s1.logs().contains("staged version"),
+        "s1 should have staged it:\n{}",
+        s1.logs()
+    );
+    let t = Instant::now();
+    loop {
+        let st = status(&url);
+        let s1_report = st["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["name"] == "s1")
+            .cloned()
+            .expect("s1 in the status");
+        assert!(st["apps"][0][1]["current"].is_null(), "{st}");
+        assert!(st["apps"][0][1]["staged"].is_null(), "{st}");
+        if s1_report["staged"]
+            .as_object()
+            .is_some_and(|m| m.is_empty())
+        {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "s1 still holds the stage no deploy names: {s1_report}\n{}",
+            s1.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        s1.logs().contains("dropped staged version"),
+        "{}",
+        s1.logs()
+    );
+    drop(s2);
+}
