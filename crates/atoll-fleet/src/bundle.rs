@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use atoll_manifest::{App, ComponentSource, FileMount, MountSource};
+use atoll_manifest::{App, ComponentSource, DependencySource, FileMount, MountSource};
 
 use crate::FleetError;
 use crate::records::{BlobRef, VersionRecord, check_file_path, sha256_hex};
@@ -26,15 +26,41 @@ pub struct Bundle {
     pub blobs: BTreeMap<String, Vec<u8>>,
 }
 
+/// Where the deploying machine found what a manifest names by package or OCI reference
+/// (the caller fills it from its registry home, as `atoll up` resolves them:
+/// `atoll_runtime::resolve_packages` and `resolve_dependencies`). The node gets the bytes,
+/// never the reference: it needs no registry, credentials or lockfile.
+#[derive(Debug, Default, Clone)]
+pub struct Resolved {
+    /// The file of each component whose `source` is a package or an OCI artifact.
+    pub sources: BTreeMap<String, PathBuf>,
+    /// The file of each package or OCI dependency, by (component, import as written).
+    pub dependencies: BTreeMap<(String, String), PathBuf>,
+}
+
+/// [`bundle_with`] for an app whose sources and dependencies are all paths or
+/// components of the app.
+pub fn bundle(app: &App, manifest_text: &str) -> Result<Bundle, FleetError> {
+    bundle_with(app, manifest_text, &Resolved::default())
+}
+
 /// Build the version of `app` (already parsed and built): read each component, hash it,
 /// and rewrite the manifest so each `source` names its blob and no `build` is left.
 /// Each file a `files` mount takes (every regular file under a mounted directory, every
 /// file a glob matches) is shipped as a blob too, at its path relative to the app
-/// directory. What a node could not run the same way is refused here, naming the key:
-/// components from a registry or OCI (deploy them from a built path), composition
-/// dependencies (not shipped by the fleet yet), and mounts a node could not reproduce
-/// (a symlink out of the mount, a symlinked directory, a name the node writes itself).
-pub fn bundle(app: &App, manifest_text: &str) -> Result<Bundle, FleetError> {
+/// directory. A component from a package or OCI artifact ships as the bytes `resolved`
+/// names (its `source` rewritten to the blob); each composition dependency that is not
+/// another component of the app ships as a blob too (its entry rewritten to
+/// `{ path = "<sha256>.wasm" }`, keeping `inherit_capabilities`), so the node composes
+/// and checks it at load as `atoll up` does. What a node could not run the same way is
+/// refused here, naming the key: a package or OCI reference `resolved` lacks (run
+/// `atoll pull`), and mounts a node could not reproduce (a symlink out of the mount, a
+/// symlinked directory, a name the node writes itself).
+pub fn bundle_with(
+    app: &App,
+    manifest_text: &str,
+    resolved: &Resolved,
+) -> Result<Bundle, FleetError> {
     let refuse = |key: String, why: &str| FleetError::Unsupported {
         app: app.name.clone(),
         key,
@@ -52,25 +78,58 @@ pub fn bundle(app: &App, manifest_text: &str) -> Result<Bundle, FleetError> {
     let mut components = BTreeMap::new();
     let mut blobs = BTreeMap::new();
     let mut files = Files::default();
+    let mut dependencies = BTreeMap::new();
     for component in app.components.values() {
         let key = |k: &str| format!("component.{}.{k}", component.name);
         let path = match &component.source {
             ComponentSource::Path(p) => p.clone(),
-            _ => {
-                return Err(refuse(
-                    key("source"),
-                    "`atoll deploy` ships files: pull the package or OCI artifact, or point `source` at a built .wasm",
-                ));
+            ComponentSource::Package(_) | ComponentSource::Oci(_) => {
+                resolved.sources.get(&component.name).cloned().ok_or_else(|| {
+                    refuse(
+                        key("source"),
+                        "it is not resolved on this machine: run `atoll pull` (or `atoll up` once) so atoll.lock pins it and the cache holds it",
+                    )
+                })?
             }
         };
         for mount in &component.grants.files {
             collect_mount(app, mount, &mut files).map_err(|why| refuse(mount.key.clone(), &why))?;
         }
-        if !component.dependencies.is_empty() {
-            return Err(refuse(
-                key("dependencies"),
-                "composition dependencies are not shipped to fleet nodes yet; compose into one .wasm first",
-            ));
+        let mut rewritten = Vec::new();
+        for d in &component.dependencies {
+            let dep_key = format!("component.{}.dependencies.{}", component.name, d.import);
+            let file = match &d.source {
+                DependencySource::Component(_) => continue,
+                DependencySource::Path(p) => p.clone(),
+                DependencySource::Package(_) | DependencySource::Oci(_) => resolved
+                    .dependencies
+                    .get(&(component.name.clone(), d.import.clone()))
+                    .cloned()
+                    .ok_or_else(|| {
+                        refuse(
+                            dep_key.clone(),
+                            "it is not resolved on this machine: run `atoll pull` (or `atoll up` once) so atoll.lock pins it and the cache holds it",
+                        )
+                    })?,
+            };
+            let bytes = std::fs::read(&file).map_err(|e| {
+                FleetError::Bundle(format!(
+                    "cannot read dependency `{}` of component `{}` at {}: {e}",
+                    d.import,
+                    component.name,
+                    file.display()
+                ))
+            })?;
+            let sha = sha256_hex(&bytes);
+            dependencies.insert(
+                format!("{}/{}", component.name, d.import),
+                BlobRef {
+                    sha256: sha.clone(),
+                    size: bytes.len() as u64,
+                },
+            );
+            blobs.insert(sha.clone(), bytes);
+            rewritten.push((d.import.clone(), sha, d.inherit_capabilities));
         }
         let bytes = std::fs::read(&path).map_err(|e| {
             FleetError::Bundle(format!(
@@ -92,6 +151,25 @@ pub fn bundle(app: &App, manifest_text: &str) -> Result<Bundle, FleetError> {
             })?;
         table.insert("source", toml_edit::value(format!("{sha}.wasm")));
         table.remove("build");
+        if !rewritten.is_empty() {
+            let deps = table
+                .get_mut("dependencies")
+                .and_then(|d| d.as_table_like_mut())
+                .ok_or_else(|| {
+                    FleetError::Bundle(format!(
+                        "cannot find the dependencies of [component.{}] in the manifest text",
+                        component.name
+                    ))
+                })?;
+            for (import, dep_sha, inherit) in rewritten {
+                let mut entry = toml_edit::InlineTable::new();
+                entry.insert("path", format!("{dep_sha}.wasm").into());
+                if inherit {
+                    entry.insert("inherit_capabilities", true.into());
+                }
+                deps.insert(&import, toml_edit::value(entry));
+            }
+        }
         components.insert(
             component.name.clone(),
             BlobRef {
@@ -120,6 +198,7 @@ pub fn bundle(app: &App, manifest_text: &str) -> Result<Bundle, FleetError> {
         atoll: env!("CARGO_PKG_VERSION").to_string(),
         files: file_refs,
         dirs: files.dirs,
+        dependencies,
     };
     let (_, id) = record.encode();
     Ok(Bundle { record, id, blobs })
@@ -350,7 +429,11 @@ impl StateDir {
             }
             Ok(())
         };
-        for blob in record.components.values() {
+        for blob in record
+            .components
+            .values()
+            .chain(record.dependencies.values())
+        {
             place(&blob.sha256, &dir.join(format!("{}.wasm", blob.sha256)))?;
         }
         for d in &record.dirs {
@@ -381,7 +464,11 @@ impl StateDir {
         if record.encode().1 != id {
             return None;
         }
-        for blob in record.components.values() {
+        for blob in record
+            .components
+            .values()
+            .chain(record.dependencies.values())
+        {
             let b = std::fs::read(dir.join(format!("{}.wasm", blob.sha256))).ok()?;
             if sha256_hex(&b) != blob.sha256 {
                 return None;
@@ -621,6 +708,98 @@ mod tests {
         record.dirs.insert("../up".to_string());
         assert!(state.materialize(&record.encode().1, &record).is_err());
         assert!(!dir.join("state/versions/up").exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn dependencies_and_package_sources_ship_as_blobs_the_manifest_names() {
+        let dir = temp("deps");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("fmt.wasm"), b"fmt bytes").expect("write");
+        std::fs::write(dir.join("cached-pkg.wasm"), b"package bytes").expect("write");
+        std::fs::write(dir.join("cached-dep.wasm"), b"dependency bytes").expect("write");
+        let text = "[app]\nname = \"demo\"\n\n[component.web]\nsource = \"c.wasm\"\n\n[component.web.dependencies]\n\"acme:fmt\" = { path = \"fmt.wasm\", inherit_capabilities = true }\n\"acme:auth/verify\" = { component = \"auth\" }\n\"acme:kv\" = { package = \"acme:kv\", version = \"1.0.0\" }\n\n[component.auth]\nsource = { package = \"acme:auth\", version = \"1.0.0\" }\n\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n";
+        let (app, text) = app_in(&dir, text);
+        // Unresolved on this machine: refused, naming the key.
+        let e = bundle(&app, &text).expect_err("an unresolved package");
+        assert!(e.to_string().contains("`component.auth.source`"), "{e}");
+        assert!(e.to_string().contains("atoll pull"), "{e}");
+        let mut resolved = Resolved::default();
+        resolved
+            .sources
+            .insert("auth".into(), dir.join("cached-pkg.wasm"));
+        let e = bundle_with(&app, &text, &resolved).expect_err("an unresolved dependency");
+        assert!(
+            e.to_string()
+                .contains("`component.web.dependencies.acme:kv`"),
+            "{e}"
+        );
+        resolved.dependencies.insert(
+            ("web".into(), "acme:kv".into()),
+            dir.join("cached-dep.wasm"),
+        );
+        let b = bundle_with(&app, &text, &resolved).expect("bundle");
+        let fmt = sha256_hex(b"fmt bytes");
+        let kv = sha256_hex(b"dependency bytes");
+        let pkg = sha256_hex(b"package bytes");
+        assert_eq!(b.record.dependencies["web/acme:fmt"].sha256, fmt);
+        assert_eq!(b.record.dependencies["web/acme:kv"].sha256, kv);
+        assert_eq!(
+            b.record.dependencies.len(),
+            2,
+            "a component dependency ships as the component"
+        );
+        assert_eq!(b.record.components["auth"].sha256, pkg);
+        for sha in [&fmt, &kv, &pkg] {
+            assert!(b.blobs.contains_key(sha));
+        }
+        // On a node the rewritten manifest parses and names the placed blobs.
+        let state = StateDir::open(&dir.join("node")).expect("state");
+        for (sha, bytes) in &b.blobs {
+            state.put_blob(sha, bytes).expect("blob");
+        }
+        let manifest = state.materialize(&b.id, &b.record).expect("materialize");
+        let vdir = manifest.parent().expect("dir").to_path_buf();
+        let text = std::fs::read_to_string(&manifest).expect("read");
+        let shipped = atoll_manifest::parse(text.clone(), &manifest, &vdir).expect("parses");
+        let deps = &shipped.components["web"].dependencies;
+        let source = |import: &str| {
+            deps.iter()
+                .find(|d| d.import == import)
+                .map(|d| (d.source.clone(), d.inherit_capabilities))
+        };
+        assert_eq!(
+            source("acme:fmt"),
+            Some((
+                DependencySource::Path(vdir.join(format!("{fmt}.wasm"))),
+                true
+            )),
+            "{text}"
+        );
+        assert_eq!(
+            source("acme:kv"),
+            Some((
+                DependencySource::Path(vdir.join(format!("{kv}.wasm"))),
+                false
+            )),
+            "{text}"
+        );
+        assert_eq!(
+            source("acme:auth/verify"),
+            Some((DependencySource::Component("auth".into()), false)),
+            "{text}"
+        );
+        assert_eq!(
+            shipped.components["auth"].source,
+            ComponentSource::Path(vdir.join(format!("{pkg}.wasm")))
+        );
+        assert_eq!(
+            std::fs::read(vdir.join(format!("{kv}.wasm"))).expect("read"),
+            b"dependency bytes"
+        );
+        assert!(state.cached_version("demo", &b.id).is_some());
+        std::fs::write(vdir.join(format!("{fmt}.wasm")), b"changed").expect("write");
+        assert!(state.cached_version("demo", &b.id).is_none());
         let _ = std::fs::remove_dir_all(dir);
     }
 

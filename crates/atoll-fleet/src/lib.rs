@@ -16,7 +16,8 @@
 //! - [`deploy`]: `deploy` (upload, stage, commit, wait), `rollback` and `status`;
 //! - `metrics` (feature `admin`): the node's families on the admin server.
 //!
-//! Not here: building components (the binary runs builds before [`bundle::bundle`]),
+//! Not here: building components and pulling packages (the binary runs builds and
+//! resolves package and OCI references before [`bundle::bundle_with`]),
 //! serving itself (`atoll-http`, `atoll-cron`), placement (every node holds every app),
 //! and key-value data, which lives in the backends a node's runtime config names: a node
 //! refuses an app whose stores would be embedded files on its own disk.

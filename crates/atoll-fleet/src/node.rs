@@ -544,7 +544,18 @@ impl Node {
                 record.app
             )));
         }
-        for (component, blob) in &record.components {
+        let wanted = record
+            .components
+            .iter()
+            .map(|(c, b)| (format!("component `{c}`"), b))
+            .chain(
+                record
+                    .dependencies
+                    .iter()
+                    .map(|(d, b)| (format!("dependency `{d}`"), b)),
+            )
+            .chain(record.files.iter().map(|(f, b)| (format!("file `{f}`"), b)));
+        for (what, blob) in wanted {
             if self.inner.state.blob(&blob.sha256).is_some() {
                 continue;
             }
@@ -552,22 +563,7 @@ impl Node {
             let actual = sha256_hex(&bytes);
             if actual != blob.sha256 {
                 return Err(FleetError::Tampered {
-                    what: format!("the blob of component `{component}`"),
-                    expected: blob.sha256.clone(),
-                    actual,
-                });
-            }
-            self.inner.state.put_blob(&blob.sha256, &bytes)?;
-        }
-        for (path, blob) in &record.files {
-            if self.inner.state.blob(&blob.sha256).is_some() {
-                continue;
-            }
-            let bytes = control.blob(&blob.sha256).await?;
-            let actual = sha256_hex(&bytes);
-            if actual != blob.sha256 {
-                return Err(FleetError::Tampered {
-                    what: format!("the blob of file `{path}`"),
+                    what: format!("the blob of {what}"),
                     expected: blob.sha256.clone(),
                     actual,
                 });

@@ -65,6 +65,11 @@ pub struct VersionRecord {
     /// an empty one exists on the node too.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub dirs: BTreeSet<String>,
+    /// The code of each composition dependency that is not a component of the app, by
+    /// `<component>/<import>`; the manifest's entry names `<sha256>.wasm`, placed beside
+    /// the components'. Left out of the JSON when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dependencies: BTreeMap<String, BlobRef>,
 }
 
 /// Whether `path` may name a file or directory of a version: relative, `/`-separated,

@@ -240,6 +240,8 @@ pub struct DeployCommand {
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    oci: super::oci::OciArgs,
 }
 
 impl DeployCommand {
@@ -249,9 +251,20 @@ impl DeployCommand {
         let app = atoll_manifest::load(&path)?;
         app.check_triggers()?;
         super::build::build_stale(&app)?;
+        // Package and OCI sources and dependencies resolve here, as `atoll up` resolves
+        // them (pulled and pinned first); nodes get their bytes.
+        super::oci::ensure_sources(&app, &self.oci)?;
+        let home = super::share::atoll_home();
+        let resolved = atoll_fleet::bundle::Resolved {
+            sources: atoll_runtime::resolve_packages(&app, &home)?
+                .into_iter()
+                .map(|(component, r)| (component, r.path))
+                .collect(),
+            dependencies: atoll_runtime::resolve_dependencies(&app, &home)?,
+        };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let bundle = atoll_fleet::bundle::bundle(&app, &text)?;
+        let bundle = atoll_fleet::bundle::bundle_with(&app, &text, &resolved)?;
         let config = self.nats.config();
         let outcome = block_on(async move {
             let control = atoll_fleet::Control::connect(&config, CONNECT_TIMEOUT).await?;

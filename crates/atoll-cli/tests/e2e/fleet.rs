@@ -1201,3 +1201,61 @@ async fn a_stage_that_failed_elsewhere_is_dropped_by_the_nodes_that_staged_it() 
     );
     drop(s2);
 }
+
+/// A composed app deploys: the `path` dependency ships as a blob, the `component` one is
+/// the app's own, and the node composes them at load as `atoll up` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_composed_app_deploys_with_its_dependencies() {
+    let root = tempfile::tempdir().expect("temp");
+    let nats = Nats::start();
+    let url = nats.url();
+    let node = Node::start(&url, "c1", root.path());
+    let t = Instant::now();
+    while !node_names(&status(&url)).contains(&"c1".to_string()) {
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", node.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dir = root.path().join("composed");
+    std::fs::create_dir_all(&dir).expect("dir");
+    // The fmt dependency from a path relative to the app, as a user writes it.
+    std::fs::copy(test_programs_artifacts::COMPOSE_FMT, dir.join("fmt.wasm")).expect("copy");
+    std::fs::write(
+        dir.join("atoll.toml"),
+        format!(
+            "[app]\nname = \"composed\"\n\n[component.api]\nsource = \"{}\"\n\n[component.api.dependencies]\n\"acme:auth/verify\" = {{ component = \"auth\" }}\n\"acme:fmt\" = {{ path = \"fmt.wasm\" }}\n\n[component.auth]\nsource = \"{}\"\n\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"api\"\n",
+            test_programs_artifacts::COMPOSE_HANDLER,
+            test_programs_artifacts::COMPOSE_AUTH
+        ),
+    )
+    .expect("manifest");
+    let (ok, out, err) = deploy(&dir, &url);
+    assert!(ok, "deploy failed:\n{out}\n{err}\n{}", node.logs());
+    let c = client();
+    let ok = crate::common::get_with_headers(
+        &c,
+        &node.url("/hello"),
+        &[("authorization", "Bearer letmein-alice")],
+    )
+    .await;
+    assert_eq!(
+        (ok.status, ok.text().as_str()),
+        (200, "Hello, alice! (formatted by acme:fmt)\n"),
+        "{}",
+        node.logs()
+    );
+    let refused = crate::common::get_with_headers(
+        &c,
+        &node.url("/hello"),
+        &[("authorization", "Bearer nope")],
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.text().as_str()),
+        (401, "who are you?\n")
+    );
+    assert!(
+        node.logs().contains("composed: acme:fmt/format@1.0.0"),
+        "{}",
+        node.logs()
+    );
+}
