@@ -1,6 +1,7 @@
 //! Traces of what a guest did: the span a trigger opens for a request or a tick, the child
-//! spans of its host calls (outbound HTTP, key-value), and the W3C `traceparent` header
-//! that links them to the caller and to the services the guest calls.
+//! spans of its host calls (outbound HTTP, key-value), and the W3C trace-context headers
+//! (`traceparent`, and the caller's `tracestate` carried along) that link them to the
+//! caller and to the services the guest calls.
 //!
 //! Only the OpenTelemetry API (`opentelemetry`, no SDK): the exporter, its batching and
 //! the `OTEL_*` configuration are the binary's (`atoll-telemetry`), or the embedder's own.
@@ -98,6 +99,12 @@ impl HostSpan {
     pub(crate) fn traceparent(&self) -> String {
         format_traceparent(self.0.span().span_context())
     }
+
+    /// The `tracestate` value the trace carries (the caller's, passed on), if any.
+    pub(crate) fn tracestate(&self) -> Option<String> {
+        let state = self.0.span().span_context().trace_state().header();
+        (!state.is_empty()).then_some(state)
+    }
 }
 
 impl Drop for HostSpan {
@@ -147,6 +154,52 @@ pub fn parse_traceparent(value: &[u8]) -> Option<SpanContext> {
     cx.is_valid().then_some(cx)
 }
 
+/// `cx` carrying the caller's `tracestate` (each header value, in order, as received):
+/// the list the W3C spec allows (at most 32 `key=value` members, keys and values of the
+/// allowed characters), combined. Anything invalid is dropped whole, as the spec asks,
+/// and the trace goes on without it.
+pub fn with_tracestate<'a>(
+    cx: SpanContext,
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> SpanContext {
+    let mut joined = String::new();
+    for v in values {
+        let Ok(v) = std::str::from_utf8(v) else {
+            return cx;
+        };
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(v);
+    }
+    if joined.is_empty() || joined.len() > 512 {
+        return cx;
+    }
+    // Empty list members (`a=1,,b=2`) are allowed and skipped.
+    let members: Vec<&str> = joined
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .collect();
+    if members.len() > 32 {
+        return cx;
+    }
+    let Ok(state) = members.join(",").parse::<TraceState>() else {
+        return cx;
+    };
+    SpanContext::new(
+        cx.trace_id(),
+        cx.span_id(),
+        cx.trace_flags(),
+        cx.is_remote(),
+        state,
+    )
+}
+
 /// The `traceparent` value for `cx`.
 pub fn format_traceparent(cx: &SpanContext) -> String {
     format!(
@@ -189,5 +242,32 @@ mod tests {
         ] {
             assert!(parse_traceparent(bad.as_bytes()).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tracestate_is_carried_combined_and_dropped_whole_when_invalid() {
+        let cx = parse_traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .expect("valid");
+        let header = |cx: &SpanContext| cx.trace_state().header();
+        let one = with_tracestate(
+            cx.clone(),
+            [&b"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"[..]],
+        );
+        assert_eq!(header(&one), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+        assert_eq!(one.trace_id(), cx.trace_id());
+        assert_eq!(one.span_id(), cx.span_id());
+        assert!(one.is_remote() && one.is_sampled());
+        // Two header lines are one list, in order; empty members are skipped.
+        let two = with_tracestate(cx.clone(), [&b"a=1,,"[..], &b" b=2"[..]]);
+        assert_eq!(header(&two), "a=1,b=2");
+        for bad in [&b"no-equals-sign"[..], b"UPPER=1", b"a=1,a", b"\xff=1"] {
+            assert_eq!(header(&with_tracestate(cx.clone(), [bad])), "", "{bad:?}");
+        }
+        let many: String = (0..33)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(header(&with_tracestate(cx.clone(), [many.as_bytes()])), "");
+        assert_eq!(header(&with_tracestate(cx, std::iter::empty())), "");
     }
 }

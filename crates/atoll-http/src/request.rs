@@ -102,7 +102,7 @@ pub(crate) async fn handle(
 }
 
 /// The request's server span (`{method} {route}`), a child of the caller's
-/// `traceparent` if it sent a valid one.
+/// `traceparent` if it sent a valid one, carrying its `tracestate`.
 fn server_span(
     tracer: &Tracer,
     req: &Request<Incoming>,
@@ -113,7 +113,16 @@ fn server_span(
     let parent = req
         .headers()
         .get("traceparent")
-        .and_then(|v| trace::parse_traceparent(v.as_bytes()));
+        .and_then(|v| trace::parse_traceparent(v.as_bytes()))
+        .map(|cx| {
+            trace::with_tracestate(
+                cx,
+                req.headers()
+                    .get_all("tracestate")
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            )
+        });
     let method = HTTP_METHODS[usize::from(method)];
     let name = if method == "_OTHER" {
         format!("HTTP {route}")

@@ -83,9 +83,19 @@ fn lower_priority(priority: LanePriority) {
     #[cfg(target_os = "linux")]
     {
         let idle = || {
-            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: all-zero is a valid sched_param (priority 0, what SCHED_IDLE needs;
+            // musl's has more fields than glibc's).
+            let param: libc::sched_param = unsafe { std::mem::zeroed() };
             // SAFETY: plain syscall on the calling thread (pid 0) with a valid parameter.
-            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0 }
+            // The raw syscall, not libc's wrapper: musl's wrapper only returns ENOSYS.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_sched_setscheduler,
+                    0,
+                    libc::SCHED_IDLE,
+                    &param as *const libc::sched_param,
+                ) == 0
+            }
         };
         let nice = || {
             // SAFETY: gettid has no preconditions; setpriority on our own thread id.

@@ -291,6 +291,19 @@ impl WasiHttpHooks for OutboundHttp {
             if let Ok(v) = http::HeaderValue::from_str(&span.traceparent()) {
                 request.headers_mut().insert("traceparent", v);
             }
+            // The caller's `tracestate` goes with the trace; one the guest set without
+            // our `traceparent` would describe another trace.
+            match span
+                .tracestate()
+                .and_then(|s| http::HeaderValue::from_str(&s).ok())
+            {
+                Some(v) => {
+                    request.headers_mut().insert("tracestate", v);
+                }
+                None => {
+                    request.headers_mut().remove("tracestate");
+                }
+            }
             span
         });
         let policy = policy.clone();

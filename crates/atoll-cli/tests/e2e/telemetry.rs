@@ -37,6 +37,7 @@ pub(super) struct Got {
     trace_id: String,
     span_id: String,
     parent_span_id: String,
+    trace_state: String,
     pub(super) attrs: HashMap<String, String>,
     status_code: i32,
     status_message: String,
@@ -90,6 +91,7 @@ impl Received {
                         trace_id: hex(&s.trace_id),
                         span_id: hex(&s.span_id),
                         parent_span_id: hex(&s.parent_span_id),
+                        trace_state: s.trace_state.clone(),
                         attrs: attrs(&s.attributes),
                         status_code: status.code,
                         status_message: status.message,
@@ -254,7 +256,7 @@ async fn grpc_receiver(
     (addr, stop, task)
 }
 
-/// An upstream that records each request's `traceparent`.
+/// An upstream that records each request's `traceparent` and `tracestate` (`tp|ts`).
 async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -273,7 +275,12 @@ async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("")
                         .to_owned();
-                    s.lock().expect("lock").push(tp);
+                    let ts = req
+                        .headers()
+                        .get("tracestate")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    s.lock().expect("lock").push(format!("{tp}|{ts}"));
                     async move {
                         Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
                             b"upstream ok",
@@ -331,6 +338,7 @@ component = "bad"
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+const CALLER_STATE: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
 /// `SpanKind` in OTLP: 2 server, 3 client.
 const SERVER: i32 = 2;
 const CLIENT: i32 = 3;
@@ -361,7 +369,11 @@ async fn spans_and_metrics_reach_an_otlp_http_receiver_with_parent_links() {
     let r = get_with_headers(
         &c,
         &server.url("/out/x"),
-        &[("traceparent", &traceparent), ("x-url", &upstream_url)],
+        &[
+            ("traceparent", &traceparent),
+            ("tracestate", CALLER_STATE),
+            ("x-url", &upstream_url),
+        ],
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -386,6 +398,10 @@ async fn spans_and_metrics_reach_an_otlp_http_receiver_with_parent_links() {
         .await;
     assert_eq!(server_span.trace_id, TRACE);
     assert_eq!(server_span.parent_span_id, CALLER_SPAN);
+    assert_eq!(
+        server_span.trace_state, CALLER_STATE,
+        "the caller's tracestate"
+    );
     assert_eq!(server_span.service, "atoll-e2e");
     for (k, v) in [
         ("http.request.method", "GET"),
@@ -425,8 +441,11 @@ async fn spans_and_metrics_reach_an_otlp_http_receiver_with_parent_links() {
     );
     assert_eq!(
         seen.lock().expect("lock").as_slice(),
-        [format!("00-{TRACE}-{}-01", client_span.span_id)],
-        "the upstream's traceparent names the client span"
+        [format!(
+            "00-{TRACE}-{}-01|{CALLER_STATE}",
+            client_span.span_id
+        )],
+        "the upstream's traceparent names the client span, and the caller's tracestate goes along"
     );
 
     // The key-value call is a child of its request's span (a new trace: no traceparent).
