@@ -890,11 +890,7 @@ async fn a_node_serves_its_own_metrics_and_exports_spans() {
         ],
     );
     // Deployed once the node is in the fleet (a deploy waits for the live nodes only).
-    let t = Instant::now();
-    while !node_names(&status(&url)).contains(&"m1".to_string()) {
-        assert!(t.elapsed() < Duration::from_secs(20), "{}", node.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listed(&url, &node);
     let (ok, out, err) = deploy(&app_dir(root.path(), "v1"), &url);
     assert!(ok, "deploy v1 failed:\n{out}\n{err}\n{}", node.logs());
     let st = status(&url);
@@ -1013,19 +1009,18 @@ async fn a_node_serves_its_own_metrics_and_exports_spans() {
     assert!(value(&s, r#"atoll_fleet_app_served_epoch{app="demo"}"#) > desired_epoch);
 }
 
+/// Wait until `node` is in the fleet's status (a deploy waits for the live nodes only).
+fn wait_listed(url: &str, node: &Node) {
+    let t = Instant::now();
+    while !node_names(&status(url)).contains(&node.name) {
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", node.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// GET `path` on the admin server, as JSON.
 fn admin_json(admin: std::net::SocketAddr, path: &str) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(admin).expect("connect admin");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
+    let out = super::telemetry::admin_get(admin, path);
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
@@ -1040,11 +1035,7 @@ async fn a_fleet_ships_mounted_files_and_serves_them_from_its_cache() {
     let mut nats = Nats::start();
     let url = nats.url();
     let mut node = Node::start(&url, "f1", root.path());
-    let t = Instant::now();
-    while !node_names(&status(&url)).contains(&"f1".to_string()) {
-        assert!(t.elapsed() < Duration::from_secs(20), "{}", node.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listed(&url, &node);
     let dir = root.path().join("site");
     std::fs::create_dir_all(dir.join("static/sub")).expect("mkdir");
     std::fs::write(dir.join("static/index.html"), "<h1>hi</h1>").expect("write");
@@ -1210,11 +1201,7 @@ async fn a_composed_app_deploys_with_its_dependencies() {
     let nats = Nats::start();
     let url = nats.url();
     let node = Node::start(&url, "c1", root.path());
-    let t = Instant::now();
-    while !node_names(&status(&url)).contains(&"c1".to_string()) {
-        assert!(t.elapsed() < Duration::from_secs(20), "{}", node.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_listed(&url, &node);
     let dir = root.path().join("composed");
     std::fs::create_dir_all(&dir).expect("dir");
     // The fmt dependency from a path relative to the app, as a user writes it.

@@ -565,7 +565,7 @@ fn span_count(admin: SocketAddr, outcome: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {needle} in:\n{body}"))
 }
 
-fn admin_get(admin: SocketAddr, path: &str) -> String {
+pub(super) fn admin_get(admin: SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(admin).expect("connect admin");
     s.set_read_timeout(Some(Duration::from_secs(10)))
