@@ -413,19 +413,36 @@ impl StateDir {
                 .map_err(|e| FleetError::Disk(format!("cannot create {}: {e}", d.display())))
         };
         mkdir(&dir)?;
+        // A file already in place is kept only if it still hashes to its blob (a copy
+        // cut short, or a file changed by hand, is replaced); a copy is written to a
+        // temporary name and renamed, so a half-written file never carries the name.
         let place = |sha256: &str, link: &Path| -> Result<(), FleetError> {
-            if link.exists() {
+            if std::fs::read(link).is_ok_and(|bytes| sha256_hex(&bytes) == sha256) {
                 return Ok(());
+            }
+            match std::fs::remove_file(link) {
+                Ok(()) => tracing::warn!(
+                    file = %link.display(),
+                    "a cached file no longer matched its sha256; replaced from its blob"
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(FleetError::Disk(format!(
+                        "cannot replace {}: {e}",
+                        link.display()
+                    )));
+                }
             }
             let from = self.blob_path(sha256);
             if std::fs::hard_link(&from, link).is_err() {
-                std::fs::copy(&from, link).map_err(|e| {
+                let bytes = self.blob(sha256).ok_or_else(|| {
                     FleetError::Disk(format!(
-                        "cannot copy {} to {}: {e}",
-                        from.display(),
-                        link.display()
+                        "blob {} is missing or no longer matches its sha256; the node \
+                         fetches it again on the next reconcile",
+                        from.display()
                     ))
                 })?;
+                write_atomic(link, &bytes)?;
             }
             Ok(())
         };
@@ -620,6 +637,18 @@ mod tests {
         assert!(vdir.join("static/empty").is_dir());
         assert!(!vdir.join("secret.txt").exists());
         assert!(!vdir.join("assets/notes.txt").exists());
+        assert!(state.cached_version("demo", &b.id).is_some());
+        // A file cut short in place (a copy that failed half-way) is replaced, not
+        // trusted because its name exists. Unlinked first: the name is a hard link to
+        // the blob, and writing through it would change the blob too.
+        let partial = vdir.join("static/sub/a.txt");
+        std::fs::remove_file(&partial).expect("unlink");
+        std::fs::write(&partial, "nes").expect("write");
+        assert!(state.cached_version("demo", &b.id).is_none());
+        state
+            .materialize(&b.id, &b.record)
+            .expect("materialize again");
+        assert_eq!(std::fs::read_to_string(&partial).expect("read"), "nested");
         assert!(state.cached_version("demo", &b.id).is_some());
         std::fs::write(vdir.join("static/index.html"), "changed").expect("write");
         assert!(
