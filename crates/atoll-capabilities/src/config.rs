@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use wasmtime::component::{HasData, Linker};
 
+use crate::record::{Answer, Call};
 use crate::{CapabilityView, InstanceCapabilities};
 
 mod rc1 {
@@ -53,7 +54,58 @@ fn sorted(values: &ConfigValues) -> Vec<(String, String)> {
 
 /// The value of `key`, or `None` with a `capability denied` line when the component has
 /// no such key (its `variables` do not render it).
-fn lookup(caps: &mut InstanceCapabilities, key: &str) -> Option<String> {
+fn lookup(caps: &mut InstanceCapabilities, key: &str) -> Result<Option<String>, String> {
+    let Some(tape) = caps.tape().cloned() else {
+        return Ok(lookup_live(caps, key));
+    };
+    let call = Call::Config {
+        key: Some(key.to_owned()),
+        value: None,
+        all: None,
+    };
+    match tape.answer(&call.key()) {
+        Answer::Live => {
+            let value = lookup_live(caps, key);
+            tape.push(Call::Config {
+                key: Some(key.to_owned()),
+                value: value.clone(),
+                all: None,
+            });
+            Ok(value)
+        }
+        Answer::Replayed(Call::Config { value, .. }) => Ok(value),
+        Answer::Replayed(_) => Err("replay: a recorded call of another kind".into()),
+        Answer::Missing(why) => Err(why),
+    }
+}
+
+/// Every key and value, sorted; recorded or replayed like [`lookup`].
+fn lookup_all(caps: &InstanceCapabilities) -> Result<Vec<(String, String)>, String> {
+    let Some(tape) = caps.tape() else {
+        return Ok(sorted(&caps.grants.config));
+    };
+    let call = Call::Config {
+        key: None,
+        value: None,
+        all: None,
+    };
+    match tape.answer(&call.key()) {
+        Answer::Live => {
+            let all = sorted(&caps.grants.config);
+            tape.push(Call::Config {
+                key: None,
+                value: None,
+                all: Some(all.clone()),
+            });
+            Ok(all)
+        }
+        Answer::Replayed(Call::Config { all, .. }) => Ok(all.unwrap_or_default()),
+        Answer::Replayed(_) => Err("replay: a recorded call of another kind".into()),
+        Answer::Missing(why) => Err(why),
+    }
+}
+
+fn lookup_live(caps: &mut InstanceCapabilities, key: &str) -> Option<String> {
     if let Some(v) = caps.grants.config.get(key) {
         return Some(v.clone());
     }
@@ -70,20 +122,20 @@ fn lookup(caps: &mut InstanceCapabilities, key: &str) -> Option<String> {
 
 impl rc1::wasi::config::store::Host for &mut InstanceCapabilities {
     fn get(&mut self, key: String) -> Result<Option<String>, rc1::wasi::config::store::Error> {
-        Ok(lookup(self, &key))
+        lookup(self, &key).map_err(rc1::wasi::config::store::Error::Io)
     }
 
     fn get_all(&mut self) -> Result<Vec<(String, String)>, rc1::wasi::config::store::Error> {
-        Ok(sorted(&self.grants.config))
+        lookup_all(self).map_err(rc1::wasi::config::store::Error::Io)
     }
 }
 
 impl draft::wasi::config::store::Host for &mut InstanceCapabilities {
     fn get(&mut self, key: String) -> Result<Option<String>, draft::wasi::config::store::Error> {
-        Ok(lookup(self, &key))
+        lookup(self, &key).map_err(draft::wasi::config::store::Error::Io)
     }
 
     fn get_all(&mut self) -> Result<Vec<(String, String)>, draft::wasi::config::store::Error> {
-        Ok(sorted(&self.grants.config))
+        lookup_all(self).map_err(draft::wasi::config::store::Error::Io)
     }
 }

@@ -62,6 +62,7 @@ mod keyvalue;
 mod logging;
 mod logs;
 mod outbound;
+pub mod record;
 mod runtime_config;
 mod sockets;
 #[cfg(test)]
@@ -225,6 +226,12 @@ impl ComponentCapabilities {
         self.target.redact(text)
     }
 
+    /// The values a recording of this component hides: its secrets, in every form its
+    /// log lines hide them ([`record::Recording::redact`]).
+    pub fn secrets(&self) -> &[String] {
+        &self.target.secrets
+    }
+
     /// Its capability denials, counted by kind.
     pub fn denial_counts(&self) -> &Arc<DenialCounts> {
         &self.target.denials
@@ -285,6 +292,7 @@ impl ComponentCapabilities {
             logged: 0,
             denied: None,
             denials_logged: 0,
+            tape: None,
         }
     }
 }
@@ -426,6 +434,8 @@ pub struct InstanceCapabilities {
     /// `capability denied` lines this instance has logged for sockets, config keys and
     /// key-value stores.
     denials_logged: u8,
+    /// Recording this instance's host calls, or answering them from a recording.
+    tape: Option<record::Tape>,
 }
 
 impl InstanceCapabilities {
@@ -476,6 +486,18 @@ impl InstanceCapabilities {
     /// trigger's span, and send its `traceparent` on outbound requests. Off unless set.
     pub fn set_trace(&mut self, trace: trace::InstanceTrace) {
         self.outbound.trace = Some(trace);
+    }
+
+    /// Record this instance's host calls on `tape` (outbound HTTP, key-value, config),
+    /// or answer them from it ([`record`]). The tape's clocks and random sources are the
+    /// WASI context's business: [`record::Tape::prepare_wasi`], when the store is built.
+    pub fn set_tape(&mut self, tape: record::Tape) {
+        self.outbound.tape = Some(tape.clone());
+        self.tape = Some(tape);
+    }
+
+    pub(crate) fn tape(&self) -> Option<&record::Tape> {
+        self.tape.as_ref()
     }
 
     pub(crate) fn trace(&self) -> Option<&trace::InstanceTrace> {

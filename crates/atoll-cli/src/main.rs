@@ -53,6 +53,9 @@ enum Command {
     Status(commands::fleet::StatusCommand),
     /// Make an app's previous version current again on every fleet node.
     Rollback(commands::fleet::RollbackCommand),
+    /// Replay a request recorded by `atoll up --record` against the current build of its
+    /// component, offline, and show how the response differs.
+    Replay(commands::replay::ReplayCommand),
     /// Call an exported function of any component once; arguments and result in WAVE.
     Call(commands::call::CallCommand),
     /// Run the build command of every component of an app.
@@ -110,6 +113,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     (
         "rollback",
         "atoll rollback hello --nats nats://127.0.0.1:4222",
+    ),
+    (
+        "replay",
+        "atoll up --record-failures --record recordings    record the requests that fail\n  atoll replay recordings/1764770000000-0-shop-checkout.json\n  atoll replay -f fixed/atoll.toml recording.json --json",
     ),
     (
         "watch",
@@ -249,6 +256,7 @@ fn main() -> ExitCode {
         Command::Deploy(cmd) => cmd.execute(),
         Command::Status(cmd) => cmd.execute(),
         Command::Rollback(cmd) => cmd.execute(),
+        Command::Replay(cmd) => cmd.execute(),
         Command::Call(cmd) => cmd.execute(),
         Command::Build(cmd) => cmd.execute(),
         Command::Inspect(cmd) => cmd.execute(),

@@ -210,16 +210,27 @@ impl LoadedComponent {
     /// outbound HTTP policy, read-only mounts, key-value stores), memory and table limits,
     /// and an epoch deadline at the component's timeout.
     pub fn new_store(&self) -> Store<InstanceState> {
-        self.store(None)
+        self.store(None, None)
+    }
+
+    /// [`LoadedComponent::new_store`] with its host calls, clocks and random sources on
+    /// `tape`: recorded, or played back from a recording (`atoll up --record`, `atoll
+    /// replay`; see `atoll_capabilities::record`).
+    pub fn new_store_taped(&self, tape: &atoll_capabilities::record::Tape) -> Store<InstanceState> {
+        self.store(None, Some(tape))
     }
 
     /// [`LoadedComponent::new_store`], with the embedder's own per-instance state (see
     /// [`InstanceState::user_mut`]).
     pub fn new_store_with(&self, user: Box<dyn std::any::Any + Send>) -> Store<InstanceState> {
-        self.store(Some(user))
+        self.store(Some(user), None)
     }
 
-    fn store(&self, user: Option<Box<dyn std::any::Any + Send>>) -> Store<InstanceState> {
+    fn store(
+        &self,
+        user: Option<Box<dyn std::any::Any + Send>>,
+        tape: Option<&atoll_capabilities::record::Tape>,
+    ) -> Store<InstanceState> {
         let mut wasi = WasiCtx::builder();
         // The only environment a guest sees is the manifest's `environment`: the host's
         // own variables (HOME, PATH, secrets) never reach it.
@@ -227,6 +238,9 @@ impl LoadedComponent {
         // Prepare phase of the capabilities: a few Arc clones, two small boxes for
         // stdout/stderr, and one `open` per mounted directory (only if `files` is set).
         self.capabilities.prepare_wasi(&mut wasi);
+        if let Some(tape) = tape {
+            tape.prepare_wasi(&mut wasi);
+        }
         let limits = InstanceLimits {
             memory_limit: usize::try_from(self.limits.memory).unwrap_or(usize::MAX),
             memory_used: 0,
@@ -242,6 +256,10 @@ impl LoadedComponent {
             caps: self.capabilities.prepare(),
             user,
         };
+        let mut state = state;
+        if let Some(tape) = tape {
+            state.caps.set_tape(tape.clone());
+        }
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         if self.cpu.fuel {

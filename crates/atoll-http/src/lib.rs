@@ -21,11 +21,13 @@
 mod affinity;
 mod body;
 mod cork;
+mod record;
 mod request;
 mod router;
 mod routes;
 mod server;
 
+pub use record::{RecordTo, Taping};
 pub use request::ServerBody;
 pub use router::Router;
 pub use routes::{RouteConflict, RouteError, RouteTable};

@@ -43,6 +43,12 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use atoll_capabilities::record::{
+    Body as RecordedBody, Message as RecordedMessage, Recording, Tape,
+};
+use http_body_util::BodyExt;
+
+use crate::Taping;
 use crate::body::{GuardedBody, LimitedBody};
 use crate::routes::Target;
 use crate::server::ServerState;
@@ -254,10 +260,34 @@ async fn handle_routed(
         return too_large();
     }
 
+    if let Some(taping) = &state.config.taping {
+        return taped(state, target, req, record, admission, taping).await;
+    }
     let exceeded = Arc::new(AtomicBool::new(false));
     let req = req.map(|b| LimitedBody::new(b, max_body, exceeded.clone()));
+    run(state, target, req, record, admission, exceeded, None).await
+}
 
-    let mut store = component.loaded().new_store();
+/// The guest's run for an admitted request: a fresh store (on `tape`, if taped), the
+/// call, and the response.
+async fn run<B>(
+    state: &ServerState,
+    target: Arc<Target>,
+    req: Request<B>,
+    record: &mut Record,
+    admission: atoll_runtime::Admission,
+    exceeded: Arc<AtomicBool>,
+    tape: Option<&Tape>,
+) -> Response<ServerBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let component = &target.component;
+    let mut store = match tape {
+        Some(tape) => component.loaded().new_store_taped(tape),
+        None => component.loaded().new_store(),
+    };
     if let Some((tracer, cx)) = &record.trace {
         let (caps, _) = store.data_mut().capabilities();
         caps.set_trace(trace::InstanceTrace::new(tracer.clone(), cx.clone()));
@@ -335,6 +365,97 @@ async fn handle_routed(
         return too_large();
     }
     respond(response, state, component, done_rx, &mut record.failure)
+}
+
+/// A request on a tape (`record.rs`): its body read whole, the guest run on the tape,
+/// the response read whole; recorded (unless only failures are and it did not fail).
+async fn taped(
+    state: &ServerState,
+    target: Arc<Target>,
+    req: Request<Incoming>,
+    record: &mut Record,
+    admission: atoll_runtime::Admission,
+    taping: &Taping,
+) -> Response<ServerBody> {
+    let recorded_at = crate::record::now_ms();
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let (parts, body) = req.into_parts();
+    let limited = LimitedBody::new(body, state.config.max_body_bytes, exceeded.clone());
+    let body = match limited.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) if exceeded.load(Ordering::Relaxed) => return too_large(),
+        Err(e) => {
+            tracing::debug!("cannot read a request body: {e}");
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read\n",
+            );
+        }
+    };
+    let request = crate::record::request_message(&parts, &body);
+    let tape = match taping {
+        Taping::Record(_) => Tape::recording(),
+        Taping::Replay(tape) => tape.clone(),
+    };
+    let req = Request::from_parts(parts, Full::new(body));
+    let response = run(
+        state,
+        target.clone(),
+        req,
+        record,
+        admission,
+        exceeded,
+        Some(&tape),
+    )
+    .await;
+    let (head, body) = response.into_parts();
+    let (body, cut) = match body.collect().await {
+        Ok(b) => (b.to_bytes(), None),
+        Err(e) => (Bytes::new(), Some(e.to_string())),
+    };
+    let response = match &cut {
+        None => Response::from_parts(head, Either::Right(Full::new(body.clone()))),
+        Some(_) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the component failed while writing its response\n",
+        ),
+    };
+    if let Taping::Record(to) = taping {
+        let failure = match (&record.failure, &cut) {
+            (Some((kind, reason)), _) => Some(format!("{kind}: {reason}")),
+            (None, Some(cut)) => Some(format!("the response body was cut off: {cut}")),
+            (None, None) => None,
+        };
+        let status = response.status().as_u16();
+        if !to.failures_only() || failure.is_some() || status >= 500 {
+            let host = tape.take_recorded();
+            let component = &target.component;
+            let recording = Recording {
+                atoll_recording: atoll_capabilities::record::FORMAT,
+                recorded_at_unix_ms: recorded_at,
+                app: component.app_name().to_string(),
+                component: component.name().to_string(),
+                manifest: Some(target.manifest.to_path_buf()),
+                request,
+                response: Some(RecordedMessage {
+                    status: Some(status),
+                    headers: RecordedMessage::headers_of(response.headers()),
+                    body: RecordedBody::of(if cut.is_some() { &[] } else { &body }),
+                    ..RecordedMessage::default()
+                }),
+                failure,
+                calls: host.calls,
+                wall_clock: host.wall_clock,
+                monotonic_clock: host.monotonic_clock,
+                random: host.random,
+            };
+            to.write(
+                recording,
+                component.loaded().capabilities().secrets().to_vec(),
+            );
+        }
+    }
+    response
 }
 
 /// Which came first: the guest's end, or its response.

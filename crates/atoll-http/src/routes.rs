@@ -60,6 +60,8 @@ impl RouteError {
 pub(crate) struct Target {
     pub(crate) component: Arc<ServedComponent>,
     pub(crate) proxy: ProxyPre<InstanceState>,
+    /// The manifest of its app, for recordings.
+    pub(crate) manifest: Arc<std::path::Path>,
 }
 
 /// Routes over one snapshot of the live apps.
@@ -106,6 +108,7 @@ impl RouteTable {
                         targets.push(Arc::new(Target {
                             component: component.clone(),
                             proxy,
+                            manifest: app.manifest_path().into(),
                         }));
                         index_of.insert(name, targets.len() - 1);
                         targets.len() - 1

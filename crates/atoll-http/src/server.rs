@@ -60,6 +60,9 @@ pub struct HttpConfig {
     /// route, for load balancers and Kubernetes probes (`atoll node`). Off by default, so
     /// an app served by `atoll up` may own those paths.
     pub health: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Record each request with what its guest saw (`atoll up --record`), or answer its
+    /// host calls from a recording (`atoll replay`); see `record.rs`. Off by default.
+    pub taping: Option<crate::Taping>,
 }
 
 impl Default for HttpConfig {
@@ -77,6 +80,7 @@ impl Default for HttpConfig {
             metrics: atoll_runtime::Metrics::default(),
             tracer: None,
             health: None,
+            taping: None,
         }
     }
 }

@@ -284,11 +284,23 @@ impl KeyValueView<'_> {
             .iter()
             .find(|s| s.label == identifier);
         match granted {
-            Some(s) => Ok(self.table.push(Bucket {
-                label: s.label.as_str().into(),
-                namespace: s.namespace.clone(),
-                backend: s.backend.clone(),
-            })?),
+            Some(s) => {
+                let label: Arc<str> = s.label.as_str().into();
+                // Recorded or replayed: the backend seen through the instance's tape.
+                let backend = match self.caps.tape() {
+                    Some(tape) => Arc::new(crate::record::TapeBackend {
+                        tape: tape.clone(),
+                        store: label.clone(),
+                        inner: s.backend.clone(),
+                    }) as Arc<dyn Backend>,
+                    None => s.backend.clone(),
+                };
+                Ok(self.table.push(Bucket {
+                    label,
+                    namespace: s.namespace.clone(),
+                    backend,
+                })?)
+            }
             None => {
                 let t = &self.caps.grants.target;
                 // The label is the guest's choice: it may hold a secret it can read.

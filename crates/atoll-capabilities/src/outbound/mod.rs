@@ -32,6 +32,7 @@
 
 mod addresses;
 mod send;
+mod taped;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -93,6 +94,8 @@ pub struct OutboundHttp {
     pub(crate) denied: Option<String>,
     /// The span of the request or tick this instance serves, when tracing is on.
     pub(crate) trace: Option<crate::trace::InstanceTrace>,
+    /// Recording requests and their responses, or answering from a recording.
+    pub(crate) tape: Option<crate::record::Tape>,
 }
 
 impl OutboundHttp {
@@ -102,6 +105,7 @@ impl OutboundHttp {
             in_flight: None,
             denied: None,
             trace: None,
+            tape: None,
         }
     }
 }
@@ -173,6 +177,21 @@ fn over_limit(policy: &OutboundPolicy, uri: &http::Uri, why: &str) -> SendFuture
 }
 
 impl WasiHttpHooks for OutboundHttp {
+    /// A replayed request the recording does not have reaches the guest as an internal
+    /// error with the message saying so; other connect errors as wasmtime maps them.
+    fn p2_error_from_connect(
+        &mut self,
+        err: &std::io::Error,
+    ) -> wasmtime_wasi_http::p2::bindings::http::types::ErrorCode {
+        use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+        let message = err.to_string();
+        if message.starts_with("replay:") {
+            return ErrorCode::InternalError(Some(message));
+        }
+        tracing::warn!("connect error: {err:?}");
+        ErrorCode::ConnectionRefused
+    }
+
     fn send_request(
         &mut self,
         mut request: http::Request<WasiBody>,
@@ -207,6 +226,11 @@ impl WasiHttpHooks for OutboundHttp {
                 "capability denied: outbound HTTP request refused: {reason}"
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+
+        // Replaying: answered from the recording, nothing leaves the process.
+        if let Some(tape) = self.tape.as_ref().filter(|t| t.is_replay()) {
+            return taped::replay(tape, request);
         }
 
         let counter = self
@@ -307,6 +331,13 @@ impl WasiHttpHooks for OutboundHttp {
             span
         });
         let policy = policy.clone();
+        let (request, recorded) = match &self.tape {
+            Some(tape) => {
+                let (request, i) = taped::record_request(tape, request);
+                (request, Some((tape.clone(), i)))
+            }
+            None => (request, None),
+        };
         Box::new(async move {
             let sent = async {
             let deadline = send::deadline(tokio::time::Instant::now(), timeouts.connect);
@@ -364,7 +395,10 @@ impl WasiHttpHooks for OutboundHttp {
                     Err(e) => span.fail(e.to_string()),
                 }
             }
-            sent
+            match recorded {
+                Some((tape, i)) => taped::record_outcome(&tape, i, sent),
+                None => sent,
+            }
         })
     }
 }

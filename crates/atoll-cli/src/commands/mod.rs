@@ -13,6 +13,7 @@ pub mod oci;
 pub mod publish;
 pub mod pull;
 pub mod registry;
+pub mod replay;
 pub mod search;
 mod share;
 pub mod up;

@@ -68,6 +68,15 @@ pub struct UpCommand {
     /// firewall decides who can.
     #[arg(long, value_name = "ADDR")]
     pub(crate) admin: Option<String>,
+    /// Record each request to DIR, one JSON file per request, with everything
+    /// non-deterministic its guest saw (the request, outbound responses, key-value and
+    /// config reads, clock and random values; secrets and credential headers redacted),
+    /// for `atoll replay`. Request and response bodies are read whole while recording.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+    /// With --record: only requests that fail (a 5xx, a trap, a timeout, a cut-off body).
+    #[arg(long, requires = "record")]
+    record_failures: bool,
     /// The log tail the binary installed for the dashboard (with --admin).
     #[arg(skip)]
     pub(crate) log_tail: Option<atoll_admin::LogTail>,
@@ -170,9 +179,23 @@ impl UpCommand {
             let admin_listener = bind_admin(admin_addr).await?;
             let metrics = atoll_runtime::Metrics::default();
             let telemetry = atoll_telemetry::Telemetry::start(&telemetry_settings, &metrics)?;
+            let taping = match &self.record {
+                Some(dir) => {
+                    let to = atoll_http::RecordTo::new(dir.clone(), self.record_failures)
+                        .with_context(|| format!("cannot create the --record directory {}", dir.display()))?;
+                    tracing::info!(
+                        "recording {} requests to {}",
+                        if self.record_failures { "failed" } else { "all" },
+                        dir.display()
+                    );
+                    Some(atoll_http::Taping::Record(Arc::new(to)))
+                }
+                None => None,
+            };
             let http_config = atoll_http::HttpConfig {
                 metrics: metrics.clone(),
                 tracer: telemetry.as_ref().and_then(|t| t.tracer()),
+                taping,
                 ..http_config
             };
 

@@ -21,6 +21,7 @@ mod manners;
 mod multi_app;
 mod oci;
 mod outbound;
+mod record;
 mod serve;
 mod telemetry;
 mod templates;
