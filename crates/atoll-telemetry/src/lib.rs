@@ -18,8 +18,17 @@
 //! histograms are recorded per observation ([`atoll_runtime::metrics::Observer`]).
 //!
 //! Not for embedders who bring their own OpenTelemetry setup: they give the triggers a
-//! [`atoll_capabilities::trace::Tracer`] of their own provider. Plain-text transports
-//! only (a collector on the host or a sidecar): no TLS to the collector is built in.
+//! [`atoll_capabilities::trace::Tracer`] of their own provider.
+//!
+//! TLS: an `https://` endpoint is verified against the webpki roots (Mozilla's), plus
+//! the CA in `OTEL_EXPORTER_OTLP_CERTIFICATE` (or `_TRACES_` / `_METRICS_CERTIFICATE`),
+//! a PEM file read and checked at start. HTTP/protobuf goes through `hyper-rustls`
+//! (ring, TLS 1.2 and 1.3, HTTP/1.1), gRPC through tonic's own rustls. Client
+//! certificates (mutual TLS) are not built in: setting `_CLIENT_KEY` or
+//! `_CLIENT_CERTIFICATE` stops the start with a message. Dependencies for it, all
+//! already in the tree through wasmtime-wasi-http and reqwest: `rustls` and
+//! `webpki-roots`, `hyper-rustls`, `opentelemetry-http` (its hyper client, given the
+//! TLS connector).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -38,6 +47,8 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor};
 use tokio::sync::{mpsc, oneshot};
 
+mod tls;
+
 /// What went wrong setting telemetry up: an `OTEL_*` value atoll cannot honour.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -50,6 +61,16 @@ pub enum TelemetryError {
         value: String,
         /// What to set instead.
         help: &'static str,
+    },
+    /// A CA file named by `OTEL_EXPORTER_OTLP_*CERTIFICATE` cannot be used.
+    #[error("{var}={path}: {why}")]
+    Certificate {
+        /// The variable.
+        var: String,
+        /// The file it names.
+        path: String,
+        /// What is wrong with it.
+        why: String,
     },
     /// The exporter could not be built (a malformed endpoint, say).
     #[error("cannot set up the OTLP {signal} exporter: {source}")]
@@ -81,6 +102,16 @@ pub struct Batching {
     pub batch: usize,
 }
 
+/// TLS to a collector at an `https://` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Extra CA certificates to trust (PEM), from `OTEL_EXPORTER_OTLP_*CERTIFICATE`,
+    /// beside the webpki roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The export timeout (`OTEL_EXPORTER_OTLP_*TIMEOUT`, ms; 10000).
+    pub timeout: Duration,
+}
+
 /// What the environment asks for: each signal on (with its protocol) or off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -88,6 +119,10 @@ pub struct Settings {
     pub traces: Option<Protocol>,
     /// Metrics, if exported.
     pub metrics: Option<Protocol>,
+    /// TLS for traces (an `https://` endpoint).
+    pub traces_tls: Option<Tls>,
+    /// TLS for metrics (an `https://` endpoint).
+    pub metrics_tls: Option<Tls>,
     /// Span batching.
     pub batching: Batching,
 }
@@ -99,6 +134,8 @@ impl Settings {
         let off = Self {
             traces: None,
             metrics: None,
+            traces_tls: None,
+            metrics_tls: None,
             batching: batching(&set)?,
         };
         if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
@@ -106,7 +143,7 @@ impl Settings {
         }
         let signal = |signal: &'static str,
                       exporter_var: &'static str|
-         -> Result<Option<Protocol>, TelemetryError> {
+         -> Result<Option<(Protocol, Option<Tls>)>, TelemetryError> {
             match set(exporter_var).as_deref().map(str::trim) {
                 None | Some("otlp") => {}
                 Some("none") => return Ok(None),
@@ -126,24 +163,28 @@ impl Settings {
                     None => return Ok(None),
                 },
             };
-            // The exporters are built without TLS: refuse now rather than fail every export.
-            if !endpoint.1.trim().starts_with("http://") {
+            let url = endpoint.1.trim();
+            let tls = if url.starts_with("https://") {
+                Some(tls_settings(&set, signal)?)
+            } else if url.starts_with("http://") {
+                None
+            } else {
                 return Err(TelemetryError::Unsupported {
                     var: endpoint.0,
                     value: endpoint.1,
-                    help: "use an http:// endpoint (a collector on this host or a sidecar); TLS to the collector is not built in",
+                    help: "use an http:// or https:// endpoint",
                 });
-            }
+            };
             let (var_name, value) = match set(&format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")) {
                 Some(v) => (signal_protocol_var(signal), v),
                 None => match set("OTEL_EXPORTER_OTLP_PROTOCOL") {
                     Some(v) => ("OTEL_EXPORTER_OTLP_PROTOCOL", v),
-                    None => return Ok(Some(Protocol::HttpProtobuf)),
+                    None => return Ok(Some((Protocol::HttpProtobuf, tls))),
                 },
             };
             match value.trim() {
-                "http/protobuf" => Ok(Some(Protocol::HttpProtobuf)),
-                "grpc" => Ok(Some(Protocol::Grpc)),
+                "http/protobuf" => Ok(Some((Protocol::HttpProtobuf, tls))),
+                "grpc" => Ok(Some((Protocol::Grpc, tls))),
                 other => Err(TelemetryError::Unsupported {
                     var: var_name,
                     value: other.to_owned(),
@@ -151,9 +192,13 @@ impl Settings {
                 }),
             }
         };
+        let traces = signal("TRACES", "OTEL_TRACES_EXPORTER")?;
+        let metrics = signal("METRICS", "OTEL_METRICS_EXPORTER")?;
         Ok(Self {
-            traces: signal("TRACES", "OTEL_TRACES_EXPORTER")?,
-            metrics: signal("METRICS", "OTEL_METRICS_EXPORTER")?,
+            traces: traces.as_ref().map(|t| t.0),
+            traces_tls: traces.and_then(|t| t.1),
+            metrics: metrics.as_ref().map(|m| m.0),
+            metrics_tls: metrics.and_then(|m| m.1),
             ..off
         })
     }
@@ -167,6 +212,67 @@ impl Settings {
     pub fn enabled(&self) -> bool {
         self.traces.is_some() || self.metrics.is_some()
     }
+}
+
+/// The TLS settings of `signal` (`TRACES` or `METRICS`): its CA file, read and parsed
+/// now, and its timeout. Client certificates are refused.
+fn tls_settings(
+    set: &impl Fn(&str) -> Option<String>,
+    signal: &str,
+) -> Result<Tls, TelemetryError> {
+    let pick = |suffix: &str| {
+        let specific = format!("OTEL_EXPORTER_OTLP_{signal}_{suffix}");
+        match set(&specific) {
+            Some(v) => Some((specific, v)),
+            None => {
+                let general = format!("OTEL_EXPORTER_OTLP_{suffix}");
+                set(&general).map(|v| (general, v))
+            }
+        }
+    };
+    for suffix in ["CLIENT_KEY", "CLIENT_CERTIFICATE"] {
+        if let Some((var, path)) = pick(suffix) {
+            return Err(TelemetryError::Certificate {
+                var,
+                path,
+                why: "client certificates (mutual TLS) are not built in; terminate mutual TLS in a collector sidecar".into(),
+            });
+        }
+    }
+    let ca_pem = match pick("CERTIFICATE") {
+        None => None,
+        Some((var, path)) => {
+            let fail = |why: String| TelemetryError::Certificate {
+                var: var.clone(),
+                path: path.clone(),
+                why,
+            };
+            let pem =
+                std::fs::read(path.trim()).map_err(|e| fail(format!("cannot read it: {e}")))?;
+            let certs = tls::parse_pem(&pem).map_err(fail)?;
+            if certs == 0 {
+                return Err(fail("it holds no PEM certificate".into()));
+            }
+            Some(pem)
+        }
+    };
+    let timeout = match pick("TIMEOUT") {
+        None => Duration::from_secs(10),
+        Some((_, v)) => v
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| TelemetryError::Unsupported {
+                var: if signal == "TRACES" {
+                    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
+                } else {
+                    "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"
+                },
+                value: v,
+                help: "milliseconds, a whole number",
+            })?,
+    };
+    Ok(Tls { ca_pem, timeout })
 }
 
 fn endpoint_var(signal: &str) -> &'static str {
@@ -224,6 +330,11 @@ impl Telemetry {
         if !settings.enabled() {
             return Ok(None);
         }
+        if settings.traces_tls.is_some() || settings.metrics_tls.is_some() {
+            // tonic's TLS takes the process's default provider, which rustls cannot pick
+            // by itself when the binary links more than one: ring, as everywhere else.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let resource = resource();
         let mut out = Self {
             tracer: None,
@@ -231,10 +342,20 @@ impl Telemetry {
             meters: None,
         };
         if let Some(protocol) = settings.traces {
+            use opentelemetry_otlp::{WithHttpConfig as _, WithTonicConfig as _};
             let builder = opentelemetry_otlp::SpanExporter::builder();
-            let exporter = match protocol {
-                Protocol::HttpProtobuf => builder.with_http().build(),
-                Protocol::Grpc => builder.with_tonic().build(),
+            let tls = settings.traces_tls.as_ref();
+            let exporter = match (protocol, tls) {
+                (Protocol::HttpProtobuf, None) => builder.with_http().build(),
+                (Protocol::HttpProtobuf, Some(t)) => builder
+                    .with_http()
+                    .with_http_client(tls::http_client(t))
+                    .build(),
+                (Protocol::Grpc, None) => builder.with_tonic().build(),
+                (Protocol::Grpc, Some(t)) => builder
+                    .with_tonic()
+                    .with_tls_config(tls::grpc_config(t))
+                    .build(),
             }
             .map_err(|source| TelemetryError::Exporter {
                 signal: "traces",
@@ -254,10 +375,20 @@ impl Telemetry {
             tracing::info!(?protocol, "exporting traces over OTLP");
         }
         if let Some(protocol) = settings.metrics {
+            use opentelemetry_otlp::{WithHttpConfig as _, WithTonicConfig as _};
             let builder = opentelemetry_otlp::MetricExporter::builder();
-            let exporter = match protocol {
-                Protocol::HttpProtobuf => builder.with_http().build(),
-                Protocol::Grpc => builder.with_tonic().build(),
+            let tls = settings.metrics_tls.as_ref();
+            let exporter = match (protocol, tls) {
+                (Protocol::HttpProtobuf, None) => builder.with_http().build(),
+                (Protocol::HttpProtobuf, Some(t)) => builder
+                    .with_http()
+                    .with_http_client(tls::http_client(t))
+                    .build(),
+                (Protocol::Grpc, None) => builder.with_tonic().build(),
+                (Protocol::Grpc, Some(t)) => builder
+                    .with_tonic()
+                    .with_tls_config(tls::grpc_config(t))
+                    .build(),
             }
             .map_err(|source| TelemetryError::Exporter {
                 signal: "metrics",
@@ -715,16 +846,63 @@ mod tests {
         ]))
         .expect_err("zipkin");
         assert!(e.to_string().contains("`otlp` or `none`"), "{e}");
-        let e = Settings::from_lookup(lookup(&[(
+        // https: TLS, with the webpki roots and any CA file named, read now.
+        let s = Settings::from_lookup(lookup(&[(
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
             "https://collector.example:4318/v1/traces",
         )]))
-        .expect_err("no TLS");
+        .expect("https");
+        assert_eq!(
+            s.traces_tls,
+            Some(Tls {
+                ca_pem: None,
+                timeout: Duration::from_secs(10)
+            })
+        );
+        assert_eq!(s.metrics_tls, None);
+        let e = Settings::from_lookup(lookup(&[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://collector.example:4318",
+            ),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
+        ]))
+        .expect_err("missing CA");
         assert!(
             e.to_string()
-                .contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=https://collector.example"),
+                .contains("OTEL_EXPORTER_OTLP_CERTIFICATE=/nonexistent/ca.pem: cannot read it"),
             "{e}"
         );
+        let not_pem = std::env::temp_dir().join(format!("atoll-not-pem-{}", std::process::id()));
+        std::fs::write(&not_pem, "not a certificate").expect("write");
+        let e = Settings::from_lookup(lookup(&[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://collector.example:4318",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                not_pem.to_str().expect("utf8"),
+            ),
+        ]))
+        .expect_err("not PEM");
+        let _ = std::fs::remove_file(&not_pem);
+        assert!(e.to_string().contains("no PEM certificate"), "{e}");
+        let e = Settings::from_lookup(lookup(&[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://collector.example:4318",
+            ),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/key.pem"),
+        ]))
+        .expect_err("mTLS");
+        assert!(e.to_string().contains("mutual TLS"), "{e}");
+        let e = Settings::from_lookup(lookup(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "ftp://collector.example",
+        )]))
+        .expect_err("scheme");
+        assert!(e.to_string().contains("http:// or https://"), "{e}");
         let e = Settings::from_lookup(lookup(&[("OTEL_BSP_SCHEDULE_DELAY", "soon")]))
             .expect_err("not a number");
         assert!(

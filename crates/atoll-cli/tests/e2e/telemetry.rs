@@ -165,6 +165,15 @@ pub(super) async fn http_receiver(
     at: SocketAddr,
     received: Arc<Received>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    receiver(at, received, None).await
+}
+
+/// [`http_receiver`] over TLS with `acceptor`'s certificate (HTTPS).
+async fn receiver(
+    at: SocketAddr,
+    received: Arc<Received>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind(at)
         .await
         .expect("bind receiver");
@@ -178,6 +187,7 @@ pub(super) async fn http_receiver(
             };
             let Ok((stream, _)) = accepted else { return };
             let received = received.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                     let received = received.clone();
@@ -204,13 +214,119 @@ pub(super) async fn http_receiver(
                         Ok::<_, Infallible>(resp)
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
+                }
             });
         }
     });
     (addr, stop)
+}
+
+/// A test CA and a certificate it signed for 127.0.0.1 (openssl): (CA file, cert PEM,
+/// key PEM).
+fn test_certificates(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>, Vec<u8>) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=atoll test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("read");
+    (dir.join("ca.pem"), read("leaf.pem"), read("leaf.key"))
+}
+
+fn tls_acceptor(cert: &[u8], key: &[u8]) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<_, _>>()
+        .expect("certs");
+    let key = PrivateKeyDer::from_pem_slice(key).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 struct GrpcTraces(Arc<Received>);
@@ -237,13 +353,35 @@ async fn grpc_receiver(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
+    grpc_receiver_tls(at, received, None).await
+}
+
+/// [`grpc_receiver`], over TLS with this identity (cert PEM, key PEM) if given.
+async fn grpc_receiver_tls(
+    at: SocketAddr,
+    received: Arc<Received>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = tokio::net::TcpListener::bind(at)
         .await
         .expect("bind receiver");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some((cert, key)) = identity {
+            builder = builder
+                .tls_config(
+                    tonic::transport::ServerTlsConfig::new()
+                        .identity(tonic::transport::Identity::from_pem(cert, key)),
+                )
+                .expect("server TLS");
+        }
+        let _ = builder
             .add_service(TraceServiceServer::new(GrpcTraces(received)))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
@@ -721,11 +859,24 @@ fn otel_settings_atoll_cannot_honour_stop_it_with_the_variable_named() {
             "OTEL_EXPORTER_OTLP_PROTOCOL=http/json is not supported: use `http/protobuf` or `grpc`",
         ),
         (
-            &[(
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                "https://collector.example:4318",
-            )][..],
-            "OTEL_EXPORTER_OTLP_ENDPOINT=https://collector.example:4318 is not supported: use an http:// endpoint",
+            &[
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    "https://collector.example:4318",
+                ),
+                ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/otel/client.key"),
+            ][..],
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY=/etc/otel/client.key: client certificates (mutual TLS) are not built in",
+        ),
+        (
+            &[
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    "https://collector.example:4318",
+                ),
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
+            ][..],
+            "OTEL_EXPORTER_OTLP_CERTIFICATE=/nonexistent/ca.pem: cannot read it",
         ),
     ] {
         let (ok, stderr) = up_fails(&app, &[], envs);
@@ -733,4 +884,102 @@ fn otel_settings_atoll_cannot_honour_stop_it_with_the_variable_named() {
         assert!(stderr.contains("OTEL_* environment variables"), "{stderr}");
         assert!(stderr.contains(says), "{stderr}");
     }
+}
+
+/// TLS to the collector: an `https://` endpoint, verified against the CA in
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE`, over HTTP/protobuf and over gRPC; without that CA
+/// the same collector is not trusted and gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_collector_over_tls_that_trusts_only_its_ca() {
+    // tonic's server takes the process's default provider; this process links two.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("temp");
+    let (ca, cert, key) = test_certificates(dir.path());
+    let ca = ca.to_str().expect("utf8").to_owned();
+    let (up, _seen) = upstream().await;
+    for protocol in ["http/protobuf", "grpc"] {
+        let received = Arc::new(Received::default());
+        let (collector, _stop, _task) = if protocol == "grpc" {
+            let (a, s, t) = grpc_receiver_tls(
+                "127.0.0.1:0".parse().expect("addr"),
+                received.clone(),
+                Some((cert.clone(), key.clone())),
+            )
+            .await;
+            (a, s, Some(t))
+        } else {
+            let (a, s) = receiver(
+                "127.0.0.1:0".parse().expect("addr"),
+                received.clone(),
+                Some(tls_acceptor(&cert, &key)),
+            )
+            .await;
+            (a, s, None)
+        };
+        let endpoint = format!("https://{collector}");
+        let mut server = Running::start_with_env(
+            TestApp::new(&manifest(up)),
+            &shared_home(),
+            &[],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca),
+                ("OTEL_METRICS_EXPORTER", "none"),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ],
+        );
+        let c = client();
+        let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
+        let r = get_with_headers(
+            &c,
+            &server.url("/kv/?store=default&op=get&key=x"),
+            &[("traceparent", &traceparent)],
+        )
+        .await;
+        assert_eq!(r.status, 404, "{}", r.text());
+        let span = received
+            .wait_for(&format!("the server span over TLS ({protocol})"), |spans| {
+                spans
+                    .iter()
+                    .find(|s| s.parent_span_id == CALLER_SPAN && s.name.starts_with("GET "))
+                    .cloned()
+            })
+            .await;
+        assert_eq!(span.trace_id, TRACE, "{protocol}");
+        server.terminate(Duration::from_secs(10));
+    }
+
+    // Without the CA the collector's certificate is not trusted: the export fails and
+    // is logged, and the request is served all the same.
+    let received = Arc::new(Received::default());
+    let (collector, _stop) = receiver(
+        "127.0.0.1:0".parse().expect("addr"),
+        received.clone(),
+        Some(tls_acceptor(&cert, &key)),
+    )
+    .await;
+    let endpoint = format!("https://{collector}");
+    let server = Running::start_with_env(
+        TestApp::new(&manifest(up)),
+        &shared_home(),
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRICS_EXPORTER", "none"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let c = client();
+    let r = get(&c, &server.url("/kv/?store=default&op=get&key=x")).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(
+        server.wait_for_log("cannot export spans", Duration::from_secs(20)),
+        "no failed export logged:\n{}",
+        server.logs()
+    );
+    assert!(
+        received.spans().is_empty(),
+        "an untrusted collector got spans"
+    );
 }
