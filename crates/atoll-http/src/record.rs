@@ -69,7 +69,7 @@ impl RecordTo {
             );
             let path = this.dir.join(&name);
             let tmp = this.dir.join(format!(".{name}.tmp"));
-            let written = std::fs::write(&tmp, recording.to_json())
+            let written = write_private(&tmp, &recording.to_json())
                 .and_then(|()| std::fs::rename(&tmp, &path));
             match written {
                 Ok(()) => tracing::info!(
@@ -92,6 +92,20 @@ impl RecordTo {
             }
         });
     }
+}
+
+/// Write `bytes` to a new file only its owner can read (a recording holds request
+/// bodies, which may be personal data even with the secrets redacted).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    // Not synced: a recording is for debugging, and a sync per request would cost more
+    // than the request.
+    file.write_all(bytes)
 }
 
 /// A name safe in a file name: letters, digits, `-` and `_`; anything else `_`.

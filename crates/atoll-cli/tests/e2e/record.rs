@@ -258,6 +258,12 @@ async fn a_recorded_request_replays_byte_identically_offline_and_a_fixed_build_d
             );
         }
     }
+    #[cfg(unix)]
+    for (path, _) in &all {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is readable by others", path.display());
+    }
     let (apple_file, apple_rec) = recording_of(&all, "apple");
     let (pear_file, pear_rec) = recording_of(&all, "pear");
     let headers = apple_rec["request"]["headers"].as_array().expect("headers");
