@@ -54,6 +54,19 @@ pub const REDACTED_HEADERS: [&str; 4] = [
     "set-cookie",
 ];
 
+/// Parts of a header name that mark it as carrying a credential (`x-api-key`,
+/// `x-auth-token`, `x-session-id`...): its value is redacted like [`REDACTED_HEADERS`].
+pub const CREDENTIAL_NAME_PARTS: [&str; 7] = [
+    "auth", "token", "secret", "api-key", "apikey", "session", "cookie",
+];
+
+/// Whether a header's value is never written to a recording.
+pub fn is_credential_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    REDACTED_HEADERS.contains(&name.as_str())
+        || CREDENTIAL_NAME_PARTS.iter().any(|p| name.contains(p))
+}
+
 /// What replaces a redacted value.
 pub const REDACTED: &str = "[redacted]";
 
@@ -163,7 +176,7 @@ impl Message {
         for (k, v) in &self.headers {
             if let (Ok(k), Ok(v)) = (
                 http::HeaderName::from_bytes(k.as_bytes()),
-                http::HeaderValue::from_str(v),
+                http::HeaderValue::from_bytes(v.as_bytes()),
             ) {
                 map.append(k, v);
             }
@@ -171,12 +184,19 @@ impl Message {
         map
     }
 
+    /// This message as a recording would hold it: credential headers and the
+    /// `secrets` redacted (a replayed response, to compare with the recorded one).
+    pub fn redacted(mut self, secrets: &[String]) -> Self {
+        self.redact(&with_encoded(secrets));
+        self
+    }
+
     fn redact(&mut self, secrets: &[String]) {
         if let Some(uri) = &mut self.uri {
             *uri = redact_text(uri, secrets);
         }
         for (k, v) in &mut self.headers {
-            if REDACTED_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
+            if is_credential_header(k) {
                 *v = REDACTED.into();
             } else {
                 *v = redact_text(v, secrets);
@@ -399,6 +419,7 @@ impl Recording {
     /// Redact secrets (and the credential headers, [`REDACTED_HEADERS`]) everywhere.
     /// `secrets` are the values to hide.
     pub fn redact(&mut self, secrets: &[String]) {
+        let secrets = &with_encoded(secrets);
         self.request.redact(secrets);
         if let Some(r) = &mut self.response {
             r.redact(secrets);
@@ -410,6 +431,31 @@ impl Recording {
             c.redact(secrets);
         }
     }
+}
+
+/// Each secret, and its percent-encoded form where that differs (a secret in a URL or a
+/// form body).
+fn with_encoded(secrets: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = Vec::with_capacity(secrets.len() * 2);
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        let encoded: String = s
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        if encoded != *s {
+            all.push(encoded);
+        }
+        all.push(s.clone());
+    }
+    // Longest first, so a secret that contains another is hidden whole.
+    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    all
 }
 
 fn redact_text(text: &str, secrets: &[String]) -> String {
@@ -720,7 +766,8 @@ impl HostWallClock for TapeWallClock {
                         r.wall.last().copied().unwrap_or_default()
                     }
                 };
-                Duration::new(s, n)
+                // A hand-edited file must not overflow `Duration::new`.
+                Duration::new(s, n.min(999_999_999))
             }
         }
     }
@@ -1032,7 +1079,7 @@ mod tests {
 
     #[test]
     fn credentials_and_secrets_are_redacted_everywhere() {
-        let secrets = vec!["s3cret-token".to_string()];
+        let secret = "s3cret-token".to_string();
         let mut r = Recording {
             atoll_recording: FORMAT,
             recorded_at_unix_ms: 1,
@@ -1061,8 +1108,15 @@ mod tests {
             monotonic_clock: vec![],
             random: RandomDraws::default(),
         };
-        r.redact(&secrets);
+        r.request
+            .headers
+            .push(("X-Auth-Token".into(), "tok-1".into()));
+        r.request.headers.push(("x-note2".into(), "a/b+c=d".into()));
+        r.request.uri = Some("/?key=s3cret-token&k2=a%2Fb%2Bc%3Dd".into());
+        r.redact(&[secret, "a/b+c=d".into()]);
         let text = String::from_utf8(r.to_json()).expect("utf8");
+        assert!(!text.contains("tok-1") && !text.contains("a%2Fb"), "{text}");
+        assert!(!text.contains("a/b+c=d"), "{text}");
         assert!(!text.contains("s3cret"), "{text}");
         assert!(
             !text.contains("Bearer abc") && !text.contains("id=1"),

@@ -115,6 +115,8 @@ impl ReplayCommand {
             .build()
             .context("cannot start the async runtime")?;
         let cache_dir = self.cache_dir.clone().or_else(super::up::default_cache_dir);
+        let mut secrets: Option<Vec<String>> = None;
+        let component_name = recording.component.clone();
         let replayed = runtime.block_on(async {
             let engine = Arc::new(Engine::new(super::up::engine_config(
                 &runtime_config,
@@ -122,6 +124,9 @@ impl ReplayCommand {
             ))?);
             let loader = Loader::new(engine, runtime_config, env_variables);
             let loaded = Arc::new(loader.load(app).await?);
+            secrets = loaded
+                .component(&component_name)
+                .map(|c| c.loaded().capabilities().secrets().to_vec());
             let live = LiveApps::new(vec![loaded]);
             super::up::check_triggers(&live.snapshot())?;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
@@ -145,7 +150,10 @@ impl ReplayCommand {
             replayed
         });
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-        let replayed = replayed?;
+        // As the recording holds it (a `set-cookie` redacted there is redacted here too),
+        // so the comparison is like for like. The secrets are the component's own.
+        let secrets = secrets.unwrap_or_default();
+        let replayed = replayed?.redacted(&secrets);
 
         let report = tape.report();
         let same_response = recording
