@@ -353,7 +353,10 @@ impl Cx<'_> {
                     "write `{name} = {{ default = \"...\" }}` or `{name} = {{ required = true }}`"
                 ))
             })?;
-            self.check_keys(vt, &key, &["default", "required", "secret"])?;
+            self.check_keys(vt, &key, &["default", "required", "secret", "description"])?;
+            if let Some(d) = vt.get("description") {
+                self.string(d, &join(&key, "description"))?;
+            }
             let default = match vt.get("default") {
                 Some(d) => Some(self.string(d, &join(&key, "default"))?.to_string()),
                 None => None,

@@ -21,6 +21,7 @@ mod grants;
 mod model;
 mod parse;
 mod schedule;
+mod spin;
 mod units;
 
 pub use diagnostic::{Diagnostic, SourceText, Span, did_you_mean};
@@ -29,6 +30,7 @@ pub use grants::{
     TemplatePart, Variable, check_url, parse_template,
 };
 pub use model::*;
-pub use parse::{MANIFEST_FILE, check_name, load, parse};
+pub use parse::{MANIFEST_FILE, check_name, find_in, load, load_with_notes, parse};
 pub use schedule::Schedule;
+pub use spin::{SPIN_MANIFEST_FILE, to_atoll_toml};
 pub use units::{parse_duration, parse_size};

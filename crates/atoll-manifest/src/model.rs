@@ -34,6 +34,8 @@ pub struct App {
     pub http: HttpSettings,
     /// Every trigger, in manifest order.
     pub triggers: Vec<Trigger>,
+    /// Which manifest format the app was written in.
+    pub kind: ManifestKind,
     /// Where `[app]` is written.
     pub(crate) app_span: Span,
     pub(crate) source: Arc<SourceText>,
@@ -82,6 +84,16 @@ impl App {
     pub fn diagnostic(&self, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(message).at(&self.source, span)
     }
+}
+
+/// The format of the manifest an [`App`] was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestKind {
+    /// `atoll.toml`.
+    Atoll,
+    /// Spin's `spin.toml` (manifest version 2): served as Spin serves it, with Spin's
+    /// request headers (`spin-path-info`, ...) and `SPIN_VARIABLE_<NAME>` values.
+    Spin,
 }
 
 /// One `[component.NAME]`.

@@ -21,8 +21,15 @@ pub const MANIFEST_FILE: &str = "atoll.toml";
 /// Smallest memory limit that can run any real guest.
 const MIN_MEMORY: u64 = 1024 * 1024;
 
-/// Read and validate a manifest file. `path` is used as given in messages.
+/// Read and validate a manifest file: an `atoll.toml`, or a Spin `spin.toml` (told
+/// apart by its `spin_manifest_version`). `path` is used as given in messages.
 pub fn load(path: &Path) -> Result<App, Diagnostic> {
+    load_with_notes(path).map(|(app, _)| app)
+}
+
+/// [`load`], with the notes on how atoll reads a Spin manifest differently from Spin
+/// (none for an `atoll.toml`).
+pub fn load_with_notes(path: &Path) -> Result<(App, Vec<String>), Diagnostic> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diagnostic::new(format!("cannot read manifest `{}`: {e}", path.display()))
             .help("run `atoll up` in a directory with an atoll.toml, or pass its path with `-f`")
@@ -38,7 +45,23 @@ pub fn load(path: &Path) -> Result<App, Diagnostic> {
         })
         .unwrap_or(Path::new("."));
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    parse(text, path, &dir)
+    let source = Arc::new(SourceText {
+        path: path.to_path_buf(),
+        text,
+    });
+    let (parsed, kind, notes) = parse_any(&source, &dir)?;
+    Ok((parsed.into_app(&dir, kind, source), notes))
+}
+
+/// The manifest in `dir`: its `atoll.toml`, else its `spin.toml`, else (for the error
+/// message) the `atoll.toml` that is missing.
+pub fn find_in(dir: &Path) -> PathBuf {
+    let atoll = dir.join(MANIFEST_FILE);
+    if atoll.exists() {
+        return atoll;
+    }
+    let spin = dir.join(crate::SPIN_MANIFEST_FILE);
+    if spin.exists() { spin } else { atoll }
 }
 
 /// Validate manifest `text`. `display_path` names the file in messages; relative paths
@@ -48,48 +71,68 @@ pub fn parse(text: String, display_path: &Path, dir: &Path) -> Result<App, Diagn
         path: display_path.to_path_buf(),
         text,
     });
-    let table = {
-        let text: &str = &source.text;
-        match DeTable::parse(text) {
-            Ok(t) => t,
-            Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                return Err(
-                    Diagnostic::new(format!("invalid TOML: {}", e.message().trim_end()))
-                        .at(&source, span)
-                        .help("fix the TOML syntax at the marked place"),
-                );
-            }
-        }
-    };
+    let (parsed, kind, _notes) = parse_any(&source, dir)?;
+    Ok(parsed.into_app(dir, kind, source))
+}
+
+/// Parse either format: a Spin manifest says so at its top (`spin_manifest_version`) and
+/// is read as Spin reads it; with the notes on how atoll's reading differs.
+pub(crate) fn parse_any(
+    source: &Arc<SourceText>,
+    dir: &Path,
+) -> Result<(Parsed, ManifestKind, Vec<String>), Diagnostic> {
+    let table = toml_table(source)?;
     let cx = Cx {
-        src: &source,
+        src: source,
         dir: dir.to_path_buf(),
     };
-    let parsed = cx.app(table.get_ref(), table.span())?;
-    Ok(App {
-        name: parsed.name,
-        version: parsed.version,
-        variables: parsed.variables,
-        dir: dir.to_path_buf(),
-        components: parsed.components,
-        http: HttpSettings {
-            hosts: parsed.hosts,
-        },
-        triggers: parsed.triggers,
-        app_span: parsed.app_span,
-        source,
+    if table.get_ref().contains_key("spin_manifest_version") {
+        let (parsed, notes) = cx.spin_app(table.get_ref(), table.span())?;
+        return Ok((parsed, ManifestKind::Spin, notes));
+    }
+    Ok((
+        cx.app(table.get_ref(), table.span())?,
+        ManifestKind::Atoll,
+        Vec::new(),
+    ))
+}
+
+/// Read the DeTable of `source` (a TOML syntax error located).
+pub(crate) fn toml_table(source: &Arc<SourceText>) -> Result<Spanned<DeTable<'_>>, Diagnostic> {
+    let text: &str = &source.text;
+    DeTable::parse(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        Diagnostic::new(format!("invalid TOML: {}", e.message().trim_end()))
+            .at(source, span)
+            .help("fix the TOML syntax at the marked place")
     })
 }
 
-struct Parsed {
-    name: String,
-    version: String,
-    hosts: Vec<String>,
-    variables: Vec<Variable>,
-    components: BTreeMap<String, Component>,
-    triggers: Vec<Trigger>,
-    app_span: Span,
+impl Parsed {
+    pub(crate) fn into_app(self, dir: &Path, kind: ManifestKind, source: Arc<SourceText>) -> App {
+        App {
+            name: self.name,
+            version: self.version,
+            variables: self.variables,
+            dir: dir.to_path_buf(),
+            components: self.components,
+            http: HttpSettings { hosts: self.hosts },
+            triggers: self.triggers,
+            kind,
+            app_span: self.app_span,
+            source,
+        }
+    }
+}
+
+pub(crate) struct Parsed {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) hosts: Vec<String>,
+    pub(crate) variables: Vec<Variable>,
+    pub(crate) components: BTreeMap<String, Component>,
+    pub(crate) triggers: Vec<Trigger>,
+    pub(crate) app_span: Span,
 }
 
 type Entry<'a, 'i> = (
@@ -98,8 +141,8 @@ type Entry<'a, 'i> = (
 );
 
 pub(crate) struct Cx<'s> {
-    src: &'s Arc<SourceText>,
-    dir: PathBuf,
+    pub(crate) src: &'s Arc<SourceText>,
+    pub(crate) dir: PathBuf,
 }
 
 impl Cx<'_> {
@@ -376,33 +419,10 @@ impl Cx<'_> {
             None => None,
         };
 
-        let mut environment = Vec::new();
-        if let Some(e) = t.get("environment") {
-            let key = join(&path, "environment");
-            let et = self.table(e, &key)?;
-            for (ek, ev) in et.iter() {
-                let ename: &str = ek.get_ref();
-                let full = join(&key, ename);
-                if ename.is_empty() || ename.contains(['=', '\0']) {
-                    return Err(self
-                        .err(
-                            ek.span(),
-                            &full,
-                            format!("`{ename}` is not a valid environment variable name"),
-                        )
-                        .help("names may not be empty or contain `=` or NUL"));
-                }
-                let val = self.string(ev, &full)?;
-                if val.contains('\0') {
-                    return Err(self.err(
-                        ev.span(),
-                        &full,
-                        "environment values may not contain NUL",
-                    ));
-                }
-                environment.push((ename.to_string(), val.to_string()));
-            }
-        }
+        let environment = match t.get("environment") {
+            Some(e) => self.environment(e, &join(&path, "environment"))?,
+            None => Vec::new(),
+        };
 
         let limits = match t.get("limits") {
             Some(l) => self.limits(l, &join(&path, "limits"))?,
@@ -438,6 +458,42 @@ impl Cx<'_> {
             grants,
             dependencies,
         })
+    }
+
+    /// A component's `environment = { NAME = "value" }`, in manifest order.
+    pub(crate) fn environment(
+        &self,
+        e: &Spanned<DeValue<'_>>,
+        key: &str,
+    ) -> Result<Vec<(String, String)>, Diagnostic> {
+        let mut environment = Vec::new();
+        {
+            let key = key.to_string();
+            let et = self.table(e, &key)?;
+            for (ek, ev) in et.iter() {
+                let ename: &str = ek.get_ref();
+                let full = join(&key, ename);
+                if ename.is_empty() || ename.contains(['=', '\0']) {
+                    return Err(self
+                        .err(
+                            ek.span(),
+                            &full,
+                            format!("`{ename}` is not a valid environment variable name"),
+                        )
+                        .help("names may not be empty or contain `=` or NUL"));
+                }
+                let val = self.string(ev, &full)?;
+                if val.contains('\0') {
+                    return Err(self.err(
+                        ev.span(),
+                        &full,
+                        "environment values may not contain NUL",
+                    ));
+                }
+                environment.push((ename.to_string(), val.to_string()));
+            }
+        }
+        Ok(environment)
     }
 
     /// `[component.NAME.dependencies]`: `"IMPORT" = { component = "NAME" }` or
@@ -722,14 +778,30 @@ impl Cx<'_> {
         })
     }
 
-    fn build(&self, b: &Spanned<DeValue<'_>>, path: &str) -> Result<BuildConfig, Diagnostic> {
+    pub(crate) fn build(
+        &self,
+        b: &Spanned<DeValue<'_>>,
+        path: &str,
+    ) -> Result<BuildConfig, Diagnostic> {
         let t = self.table(b, path)?;
         self.check_keys(t, path, &["command", "workdir", "watch"])?;
         let cmd_v = t.get("command").ok_or_else(|| {
             self.err(b.span(), &join(path, "command"), "`build` has no `command`")
                 .help("add `command = \"cargo build --target wasm32-wasip2 --release\"`")
         })?;
-        let command = self.string(cmd_v, &join(path, "command"))?;
+        // A list of commands (Spin writes them so) runs them in order, stopping at the
+        // first that fails.
+        let command = match cmd_v.get_ref().as_array() {
+            Some(list) => {
+                let mut parts = Vec::new();
+                for item in list.iter() {
+                    parts.push(self.string(item, &join(path, "command"))?.to_string());
+                }
+                parts.join(" && ")
+            }
+            None => self.string(cmd_v, &join(path, "command"))?.to_string(),
+        };
+        let command = command.as_str();
         if command.trim().is_empty() {
             return Err(self.err(
                 cmd_v.span(),
@@ -923,7 +995,7 @@ impl Cx<'_> {
     }
 
     /// The `component` of the trigger table `t` at `path`, which must name a component.
-    fn trigger_component(
+    pub(crate) fn trigger_component(
         &self,
         t: &DeTable<'_>,
         item: &Spanned<DeValue<'_>>,
